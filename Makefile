@@ -1,0 +1,48 @@
+# Outrider — the two commands a newcomer needs are `make run` and `make test`.
+# Both create and use ./.venv on their own; nothing is installed by hand.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-fast deps venv lint bench demo manifests e2e-kind clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: the control plane on the embedded SQLite file ./outrider.db (prints a token on first start)
+run: $(STAMP)
+	$(BIN)/outrider control-plane --host $(HOST) --port $(PORT)
+
+## deps: system components the tests use (PostgreSQL, Prometheus, Chromium) from Debian's packages
+deps:
+	bash scripts/deps.sh
+
+## test: the whole suite, after deps and lint
+test: $(STAMP) deps lint
+	$(BIN)/python -m pytest
+
+## test-fast: the suite without installing system packages (tests whose component is missing skip loudly)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check outrider tests bench
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+e2e-kind: $(STAMP)
+	bash scripts/e2e-kind.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

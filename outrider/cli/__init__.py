@@ -1,0 +1,1 @@
+"""The ``outrider`` command: servers (control-plane, operator) and client commands for people and automation."""

@@ -1,0 +1,185 @@
+"""The event contract shared by workers, the operator and the control plane.
+
+Events are CloudEvents 1.0 in JSON structured mode with two Outrider extension
+attributes, ``target`` and ``runid``. The pydantic models here are the single
+source of truth: the control plane validates with them, the operator and the
+worker SDK build events with them, and ``docs/events.md`` is generated from
+their JSON schemas.
+
+An unknown ``type`` is accepted (forward compatibility) with only the envelope
+validated; a known type also has its ``data`` validated against its model.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class EventType(enum.StrEnum):
+    """Every event type Outrider understands. Others are stored but change no run record."""
+
+    RUN_CREATED = "run.created"
+    RUN_ADMITTED = "run.admitted"
+    RUN_STARTED = "run.started"
+    RUN_STAGE_STARTED = "run.stage.started"
+    RUN_STAGE_COMPLETED = "run.stage.completed"
+    RUN_PROGRESS = "run.progress"
+    RUN_LOG = "run.log"
+    RUN_LLM_USAGE = "run.llm_usage"
+    RUN_RETRY = "run.retry"
+    RUN_SUCCEEDED = "run.succeeded"
+    RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
+    PR_CREATED = "pr.created"
+    PR_MERGED = "pr.merged"
+    TARGET_BREAKER_TRIPPED = "target.breaker.tripped"
+    TARGET_BREAKER_RESET = "target.breaker.reset"
+    AUTONOMY_CHANGED = "autonomy.changed"
+
+
+class EventData(BaseModel):
+    """Base of every known type's ``data``: extra keys are kept, for forward compatibility."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class EmptyData(EventData):
+    """Types whose ``data`` carries nothing required."""
+
+
+class StageData(EventData):
+    stage: str = Field(min_length=1, max_length=128, description="Stage name, e.g. plan, code, test.")
+
+
+class ProgressData(StageData):
+    iteration: int = Field(ge=0, description="Current iteration of the stage's loop.")
+    max_iterations: int | None = Field(default=None, ge=0, description="Upper bound, when the agent has one.")
+
+
+class LogData(EventData):
+    level: Literal["debug", "info", "warning", "error", "critical"]
+    message: str = Field(max_length=65536)
+
+
+class LlmUsageData(EventData):
+    provider: str = Field(min_length=1, max_length=128, description="e.g. anthropic, openai.")
+    model: str = Field(min_length=1, max_length=256)
+    phase: str | None = Field(default=None, max_length=128, description="The run phase that made the call.")
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cost_usd: float | None = Field(default=None, ge=0, description="Null when the provider did not price it.")
+    latency_s: float | None = Field(default=None, ge=0)
+
+
+class FailedData(EventData):
+    error_type: str | None = Field(default=None, max_length=256)
+    message: str | None = Field(default=None, max_length=65536)
+    stage: str | None = Field(default=None, max_length=128)
+    traceback: str | None = Field(default=None, max_length=262144)
+
+
+class PullRequestData(EventData):
+    number: int = Field(ge=0)
+    url: str = Field(min_length=1, max_length=2048)
+
+
+class AutonomyData(EventData):
+    enabled: bool
+    reason: str | None = Field(default=None, max_length=1024)
+
+
+#: The ``data`` model of each known type.
+DATA_MODELS: dict[EventType, type[EventData]] = {
+    EventType.RUN_CREATED: EmptyData,
+    EventType.RUN_ADMITTED: EmptyData,
+    EventType.RUN_STARTED: EmptyData,
+    EventType.RUN_STAGE_STARTED: StageData,
+    EventType.RUN_STAGE_COMPLETED: StageData,
+    EventType.RUN_PROGRESS: ProgressData,
+    EventType.RUN_LOG: LogData,
+    EventType.RUN_LLM_USAGE: LlmUsageData,
+    EventType.RUN_RETRY: EmptyData,
+    EventType.RUN_SUCCEEDED: EmptyData,
+    EventType.RUN_FAILED: FailedData,
+    EventType.RUN_CANCELLED: EmptyData,
+    EventType.PR_CREATED: PullRequestData,
+    EventType.PR_MERGED: PullRequestData,
+    EventType.TARGET_BREAKER_TRIPPED: EmptyData,
+    EventType.TARGET_BREAKER_RESET: EmptyData,
+    EventType.AUTONOMY_CHANGED: AutonomyData,
+}
+
+#: Types that describe one run and therefore need ``runid``.
+RUN_SCOPED_PREFIXES = ("run.", "pr.")
+#: Types that describe one target and therefore need ``target``.
+TARGET_SCOPED_PREFIXES = ("target.",)
+
+
+class CloudEvent(BaseModel):
+    """One CloudEvents 1.0 event in JSON structured mode, with Outrider's extensions."""
+
+    model_config = ConfigDict(extra="allow")  # CloudEvents permits further extension attributes.
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=256, description="Unique within its source; (source, id) is the idempotency key.")
+    source: str = Field(min_length=1, max_length=1024, description="URI-reference of the producer, e.g. /workers/pod-abc.")
+    type: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    time: AwareDatetime = Field(description="RFC 3339 timestamp with an offset.")
+    subject: str | None = Field(default=None, max_length=1024)
+    datacontenttype: str | None = Field(default=None, max_length=256)
+    target: str | None = Field(default=None, min_length=1, max_length=253, description="Outrider extension: the target (e.g. repository) the event is about.")
+    runid: str | None = Field(default=None, min_length=1, max_length=253, description="Outrider extension: the run the event is about.")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def known_type(self) -> EventType | None:
+        """The event's type as an :class:`EventType`, or None for a type Outrider does not know."""
+        try:
+            return EventType(self.type)
+        except ValueError:
+            return None
+
+
+class EventProblem(BaseModel):
+    """One reason an event was refused: where (batch index and dotted field) and why."""
+
+    index: int = Field(description="Position in the batch; 0 for a single event.")
+    field: str = Field(description="Dotted path of the offending field, e.g. data.input_tokens; empty for the whole event.")
+    message: str
+
+
+def validate_event(raw: Any, index: int = 0) -> tuple[CloudEvent | None, list[EventProblem]]:
+    """Validate one decoded JSON value as an event: the envelope, the scope attributes, and a known type's data."""
+    from pydantic import ValidationError
+
+    def problems_from(exc: ValidationError, prefix: str = "") -> list[EventProblem]:
+        return [
+            EventProblem(
+                index=index,
+                field=prefix + ".".join(str(part) for part in err["loc"]),
+                message=err["msg"],
+            )
+            for err in exc.errors()
+        ]
+
+    if not isinstance(raw, dict):
+        return None, [EventProblem(index=index, field="", message="an event must be a JSON object")]
+    try:
+        event = CloudEvent.model_validate(raw)
+    except ValidationError as exc:
+        return None, problems_from(exc)
+
+    problems: list[EventProblem] = []
+    if event.type.startswith(RUN_SCOPED_PREFIXES) and not event.runid:
+        problems.append(EventProblem(index=index, field="runid", message=f"'{event.type}' events need the runid extension attribute"))
+    if event.type.startswith(TARGET_SCOPED_PREFIXES) and not event.target:
+        problems.append(EventProblem(index=index, field="target", message=f"'{event.type}' events need the target extension attribute"))
+    known = event.known_type()
+    if known is not None:
+        try:
+            DATA_MODELS[known].model_validate(event.data)
+        except ValidationError as exc:
+            problems.extend(problems_from(exc, prefix="data."))
+    return (event if not problems else None), problems

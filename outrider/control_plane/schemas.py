@@ -1,0 +1,162 @@
+"""Shapes of the control plane's HTTP API: the contract clients (CLI, console, AI agents) rely on.
+
+These pydantic models are separate from the storage tables on purpose: the store can change
+its layout without changing what clients see. ``/openapi.json`` and ``docs/api.md`` follow them.
+A field that has no data is ``null``; nothing here is ever filled with a guess.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from outrider.common import events
+
+T = TypeVar("T")
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    ADMITTED = "admitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: a stable machine-readable code, a human sentence, and details where useful."""
+
+    error: str = Field(description="Stable code, e.g. unauthorized, invalid_event, payload_too_large, not_found, store_unavailable.")
+    message: str
+    detail: list[events.EventProblem] | list[dict[str, Any]] | None = None
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="Events newly stored by this request.")
+    duplicates: int = Field(description="Events already stored earlier (same source and id), acknowledged again.")
+
+
+class StoredEvent(BaseModel):
+    """An event as the control plane keeps it: its arrival order and time, and the event itself."""
+
+    seq: int = Field(description="Position in the control plane's history; increases with arrival.")
+    received_at: datetime
+    event: events.CloudEvent
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None = Field(description="Null when no call in this group reported a cost.")
+    calls: int = 0
+
+
+class LlmUsage(BaseModel):
+    total: TokenUsage
+    by_phase: dict[str, TokenUsage] = Field(description="Keyed by phase; calls without a phase under 'unknown'.")
+    by_model: dict[str, TokenUsage] = Field(description="Keyed by 'provider/model'.")
+
+
+class PhaseTiming(BaseModel):
+    started_at: datetime | None
+    duration_seconds: float | None = Field(description="Null while the stage has not completed.")
+
+
+class ResourceBreakdown(BaseModel):
+    llm_calls: int
+    retries: int
+
+
+class RunMetrics(BaseModel):
+    phase_timings: dict[str, PhaseTiming]
+    resource_breakdown: ResourceBreakdown
+    notes: list[str] = Field(default_factory=list, description="Facts about the record itself, e.g. 'completed before started event arrived'.")
+
+
+class PullRequest(BaseModel):
+    number: int
+    url: str
+    merged: bool
+
+
+class RunRecord(BaseModel):
+    """One run, folded from its events. The same events in any order or repetition give the same record."""
+
+    run_id: str
+    target: str | None
+    status: RunStatus
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_seconds: float | None = Field(description="completed_at - started_at (or created_at when never started); null while unfinished.")
+    error_summary: str | None = Field(description="Short, human: '<error_type> in <stage>: <first line of message>'.")
+    error_type: str | None = None
+    error_stage: str | None = None
+    metrics: RunMetrics
+    llm_usage: LlmUsage | None = Field(description="Null when the run reported no LLM usage.")
+    pull_requests: list[PullRequest] = Field(default_factory=list)
+    pr_count: int
+    event_count: int
+    last_event_at: datetime | None
+
+
+class FailureRef(BaseModel):
+    run_id: str
+    target: str | None
+    completed_at: datetime | None
+    error_summary: str | None
+
+
+class RunSummary(BaseModel):
+    window: str
+    since: datetime
+    counts: dict[RunStatus, int] = Field(description="Runs created in the window, by status (every status present, zeros included).")
+    total: int
+    success_rate: float | None = Field(description="succeeded / finished; null when nothing finished.")
+    duration_p50_seconds: float | None
+    duration_p95_seconds: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    pr_count: int
+    latest_failure: FailureRef | None
+
+
+class ErrorGroup(BaseModel):
+    key: str | None = Field(description="Target, error type or stage; null where the failure did not say.")
+    failed: int
+    finished: int | None = Field(description="Finished runs in the same group (for by=target); null where a group of finished runs has no meaning.")
+    rate: float | None = Field(description="failed / finished, or failed / all failed for error_type and stage; null when the denominator is 0.")
+
+
+class ErrorAnalytics(BaseModel):
+    window: str
+    since: datetime
+    by: str
+    failed: int
+    finished: int
+    failure_rate: float | None
+    groups: list[ErrorGroup]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    store: str
+    detail: str | None = None
