@@ -38,6 +38,8 @@ class EventType(enum.StrEnum):
     TARGET_BREAKER_TRIPPED = "target.breaker.tripped"
     TARGET_BREAKER_RESET = "target.breaker.reset"
     AUTONOMY_CHANGED = "autonomy.changed"
+    TARGET_STATUS = "target.status"
+    OPERATOR_HEARTBEAT = "operator.heartbeat"
 
 
 class EventData(BaseModel):
@@ -91,6 +93,33 @@ class AutonomyData(EventData):
     reason: str | None = Field(default=None, max_length=1024)
 
 
+class TargetStatusData(EventData):
+    """A snapshot of one Target's status as the operator sees it, posted whenever it changes."""
+
+    health: Literal["Healthy", "Idle", "Blocked", "Failed", "Paused"]
+    health_reason: str | None = None
+    breaker_state: Literal["Closed", "Open", "HalfOpen"]
+    consecutive_failures: int = Field(ge=0)
+    trips: int = Field(ge=0)
+    cooldown_until: AwareDatetime | None = None
+    active_runs: int = Field(ge=0)
+    pending_runs: int = Field(ge=0)
+    open_prs: int = Field(ge=0)
+    max_open_prs: int = Field(ge=0)
+    max_concurrent_runs: int = Field(ge=0)
+    paused: bool = False
+
+
+class HeartbeatData(EventData):
+    """The operator is alive; posted every ``heartbeat_seconds`` with its view of autonomy."""
+
+    autonomy_enabled: bool
+    autonomy_mode: Literal["hold", "drain"] | None = None
+    autonomy_reason: str | None = None
+    autonomy_since: AwareDatetime | None = None
+    heartbeat_seconds: float = Field(gt=0)
+
+
 #: The ``data`` model of each known type.
 DATA_MODELS: dict[EventType, type[EventData]] = {
     EventType.RUN_CREATED: EmptyData,
@@ -110,6 +139,8 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
     EventType.TARGET_BREAKER_TRIPPED: EmptyData,
     EventType.TARGET_BREAKER_RESET: EmptyData,
     EventType.AUTONOMY_CHANGED: AutonomyData,
+    EventType.TARGET_STATUS: TargetStatusData,
+    EventType.OPERATOR_HEARTBEAT: HeartbeatData,
 }
 
 #: Types that describe one run and therefore need ``runid``.
