@@ -12,6 +12,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def main() -> None:
+    """Outrider: observe and control autonomous AI-agent runs on Kubernetes."""
+
+
 servers.register(app)
 
 
