@@ -160,3 +160,102 @@ class Readiness(BaseModel):
     ready: bool
     store: str
     detail: str | None = None
+
+
+# --- System status (GET /v1/status, /v1/targets, /v1/autonomy/status) -------------------------------------
+# Built by outrider.control_plane.status from the operator's heartbeat and target.status events; the console,
+# the CLI and the metrics read these shapes. Missing data is null, never a guess.
+
+
+class SystemState(enum.StrEnum):
+    HEALTHY = "healthy"
+    IDLE = "idle"
+    BLOCKED = "blocked"
+    ERROR = "error"
+
+
+class BlockedBy(enum.StrEnum):
+    MAX_OPEN_PRS = "max_open_prs"
+    CIRCUIT_BREAKER = "circuit_breaker"
+    AUTONOMY_PAUSED = "autonomy_paused"
+
+
+class AutonomyStatus(BaseModel):
+    """Autonomy as the operator last reported it (heartbeat), or a newer ``autonomy.changed`` event."""
+
+    enabled: bool | None = Field(description="Null when the operator has reported nothing yet.")
+    mode: str | None = Field(description="hold | drain; null when unknown.")
+    reason: str | None
+    since: datetime | None = Field(description="When autonomy last changed, as reported; null when unknown.")
+    source: str | None = Field(description="operator.heartbeat or autonomy.changed: the event this view comes from.")
+    reported_at: datetime | None = Field(description="Time of that event.")
+
+
+class TargetState(BaseModel):
+    """One Target as the operator last reported it in a ``target.status`` event."""
+
+    target: str
+    health: str
+    health_reason: str | None
+    blocked_by: BlockedBy | None = Field(description="Why this target cannot admit runs; null when it can.")
+    breaker_state: str
+    consecutive_failures: int
+    trips: int
+    cooldown_until: datetime | None
+    cooldown_remaining_seconds: float | None = Field(description="Seconds until cooldown_until at checked time; null without a cooldown.")
+    active_runs: int
+    pending_runs: int
+    open_prs: int
+    max_open_prs: int
+    max_concurrent_runs: int
+    paused: bool
+    reported_at: datetime = Field(description="Time of the target.status event this comes from.")
+
+
+class OperatorLiveness(BaseModel):
+    last_heartbeat_at: datetime | None = Field(description="Null when no heartbeat was ever received.")
+    heartbeat_seconds: float | None = Field(description="The period the operator announced.")
+    age_seconds: float | None
+    stale: bool | None = Field(description="Older than 3 periods (or never seen); null when the store could not be read.")
+
+
+class StoreHealth(BaseModel):
+    reachable: bool
+    detail: str | None = None
+
+
+class TargetCounts(BaseModel):
+    total: int
+    active: int = Field(description="Targets neither blocked nor paused.")
+    blocked: int = Field(description="Targets blocked by a circuit breaker or by max open PRs (health Blocked or Failed).")
+    paused: int
+
+
+class ActivityItem(BaseModel):
+    seq: int
+    time: datetime
+    type: str
+    target: str | None
+    run_id: str | None
+    severity: str = Field(description="ok | info | warning | error, for display.")
+    summary: str
+
+
+class SystemStatus(BaseModel):
+    """The whole system in one answer: state, why, what to do, and the figures behind it."""
+
+    state: SystemState
+    blocked_by: list[BlockedBy] = Field(description="Every cause that holds work back; empty when none.")
+    reason: str = Field(description="One or two human sentences saying why the state is what it is.")
+    action: str = Field(description="What an operator should do next.")
+    checked_at: datetime
+    store: StoreHealth
+    operator: OperatorLiveness
+    autonomy: AutonomyStatus
+    targets: TargetCounts | None = Field(description="Null when the store could not be read.")
+    open_prs: int | None = Field(description="Sum over targets; null when no target has reported.")
+    max_open_prs: int | None = Field(description="Sum of the targets' limits; null when no target has reported.")
+    pending_runs: int | None = Field(description="Runs waiting for admission (ready), summed over targets.")
+    active_runs: int | None
+    last_execution_at: datetime | None = Field(description="Latest run.started event; null when none.")
+    recent_activity: list[ActivityItem]

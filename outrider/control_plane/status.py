@@ -1,0 +1,358 @@
+"""The one function that says what the whole system is doing: healthy, idle, blocked or error.
+
+The console, the CLI (through ``GET /v1/status``) and the metrics all read :func:`compute`, so they can never
+disagree. Its inputs are facts the control plane already stores: the operator's latest ``operator.heartbeat``,
+the latest ``target.status`` of each Target, the latest ``autonomy.changed``, the latest ``run.started`` and the
+most recent notable events. :func:`load` reads them from the store; :func:`compute` is pure (inputs and a clock in,
+a :class:`~outrider.control_plane.schemas.SystemStatus` out), so every rule is testable without a server.
+
+Rules (also in docs/console.md):
+
+- ``error`` — the store cannot be read, or the operator's heartbeat is missing or older than 3 of its periods.
+- ``blocked`` — autonomy is paused, or at least one Target is blocked (circuit breaker open or failed after a
+  half-open probe; open PRs at the maximum). ``blocked_by`` lists every cause.
+- ``healthy`` — runs are active or waiting for admission.
+- ``idle`` — nothing running and nothing waiting.
+
+Precedence is error > blocked > healthy > idle; ``blocked_by`` is filled in whatever the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from outrider.common import events
+from outrider.control_plane import schemas
+
+#: A heartbeat older than this many announced periods means the operator is gone.
+STALE_PERIODS = 3
+#: How many events the dashboard's "recent activity" shows.
+RECENT_LIMIT = 20
+#: Event types worth showing as activity (heartbeats and target.status snapshots are state, not activity).
+ACTIVITY_TYPES: tuple[str, ...] = (
+    events.EventType.RUN_CREATED,
+    events.EventType.RUN_ADMITTED,
+    events.EventType.RUN_STARTED,
+    events.EventType.RUN_RETRY,
+    events.EventType.RUN_SUCCEEDED,
+    events.EventType.RUN_FAILED,
+    events.EventType.RUN_CANCELLED,
+    events.EventType.PR_CREATED,
+    events.EventType.PR_MERGED,
+    events.EventType.TARGET_BREAKER_TRIPPED,
+    events.EventType.TARGET_BREAKER_RESET,
+    events.EventType.AUTONOMY_CHANGED,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """Everything :func:`compute` needs, as read from the store (``store_error`` set when it could not be)."""
+
+    heartbeat: schemas.StoredEvent | None = None
+    autonomy_changed: schemas.StoredEvent | None = None
+    target_statuses: list[schemas.StoredEvent] = dataclasses.field(default_factory=list)
+    last_started_at: datetime | None = None
+    recent: list[schemas.StoredEvent] = dataclasses.field(default_factory=list)
+    store_error: str | None = None
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes for UTC columns; treat them as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def humanize_seconds(seconds: float) -> str:
+    """'45s', '12m', '3h 5m', '2d 4h' — for sentences; the numbers stay exact in the JSON."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def target_state(stored: schemas.StoredEvent, now: datetime) -> schemas.TargetState | None:
+    """One Target's state from its latest ``target.status`` event; None when the event's data is not valid."""
+    event = stored.event
+    if not event.target:
+        return None
+    try:
+        data = events.TargetStatusData.model_validate(event.data)
+    except ValidationError:
+        return None
+    blocked_by: schemas.BlockedBy | None = None
+    if data.breaker_state == "Open" or data.health == "Failed":
+        blocked_by = schemas.BlockedBy.CIRCUIT_BREAKER
+    elif data.health == "Blocked" and data.max_open_prs > 0 and data.open_prs >= data.max_open_prs:
+        blocked_by = schemas.BlockedBy.MAX_OPEN_PRS
+    elif data.health == "Blocked":
+        # The operator said Blocked without a cause we can name from its figures: trust its reason.
+        reason = (data.health_reason or "").lower()
+        blocked_by = schemas.BlockedBy.MAX_OPEN_PRS if "pr" in reason else schemas.BlockedBy.CIRCUIT_BREAKER
+    remaining = None
+    if data.cooldown_until is not None:
+        remaining = max(0.0, (data.cooldown_until - now).total_seconds())
+    return schemas.TargetState(
+        target=event.target,
+        health=data.health,
+        health_reason=data.health_reason,
+        blocked_by=blocked_by,
+        breaker_state=data.breaker_state,
+        consecutive_failures=data.consecutive_failures,
+        trips=data.trips,
+        cooldown_until=data.cooldown_until,
+        cooldown_remaining_seconds=remaining,
+        active_runs=data.active_runs,
+        pending_runs=data.pending_runs,
+        open_prs=data.open_prs,
+        max_open_prs=data.max_open_prs,
+        max_concurrent_runs=data.max_concurrent_runs,
+        paused=data.paused,
+        reported_at=_aware(event.time),
+    )
+
+
+def target_states(latest: Iterable[schemas.StoredEvent], now: datetime) -> list[schemas.TargetState]:
+    """Targets sorted by name, from the latest ``target.status`` event of each."""
+    states = [state for stored in latest if (state := target_state(stored, now)) is not None]
+    return sorted(states, key=lambda state: state.target)
+
+
+def autonomy_status(
+    heartbeat: schemas.StoredEvent | None, changed: schemas.StoredEvent | None
+) -> schemas.AutonomyStatus:
+    """Autonomy from the newer of the last heartbeat and the last ``autonomy.changed`` event."""
+    beat = None
+    if heartbeat is not None:
+        try:
+            beat = events.HeartbeatData.model_validate(heartbeat.event.data)
+        except ValidationError:
+            beat = None
+    change = None
+    if changed is not None:
+        try:
+            change = events.AutonomyData.model_validate(changed.event.data)
+        except ValidationError:
+            change = None
+    if change is not None and changed is not None and (
+        beat is None or heartbeat is None or _aware(changed.event.time) > _aware(heartbeat.event.time)
+    ):
+        same_as_beat = beat is not None and beat.autonomy_enabled == change.enabled
+        return schemas.AutonomyStatus(
+            enabled=change.enabled,
+            mode=beat.autonomy_mode if same_as_beat and beat is not None else None,
+            reason=change.reason,
+            since=_aware(changed.event.time),
+            source=events.EventType.AUTONOMY_CHANGED.value,
+            reported_at=_aware(changed.event.time),
+        )
+    if beat is not None and heartbeat is not None:
+        return schemas.AutonomyStatus(
+            enabled=beat.autonomy_enabled,
+            mode=beat.autonomy_mode,
+            reason=beat.autonomy_reason,
+            since=beat.autonomy_since,
+            source=events.EventType.OPERATOR_HEARTBEAT.value,
+            reported_at=_aware(heartbeat.event.time),
+        )
+    return schemas.AutonomyStatus(enabled=None, mode=None, reason=None, since=None, source=None, reported_at=None)
+
+
+def _summary(event: events.CloudEvent) -> tuple[str, str]:
+    """(severity, sentence) describing one activity event."""
+    data: dict[str, Any] = event.data
+    run = event.runid or "?"
+    kind = event.type
+    if kind == events.EventType.RUN_CREATED:
+        return "info", f"Run {run} created"
+    if kind == events.EventType.RUN_ADMITTED:
+        return "info", f"Run {run} admitted"
+    if kind == events.EventType.RUN_STARTED:
+        return "info", f"Run {run} started"
+    if kind == events.EventType.RUN_RETRY:
+        return "warning", f"Run {run} retried"
+    if kind == events.EventType.RUN_SUCCEEDED:
+        return "ok", f"Run {run} succeeded"
+    if kind == events.EventType.RUN_FAILED:
+        detail = data.get("error_type") or data.get("message")
+        return "error", f"Run {run} failed" + (f" ({str(detail).splitlines()[0][:120]})" if detail else "")
+    if kind == events.EventType.RUN_CANCELLED:
+        return "warning", f"Run {run} cancelled"
+    if kind == events.EventType.PR_CREATED:
+        return "ok", f"PR #{data.get('number', '?')} created by run {run}"
+    if kind == events.EventType.PR_MERGED:
+        return "ok", f"PR #{data.get('number', '?')} merged (run {run})"
+    if kind == events.EventType.TARGET_BREAKER_TRIPPED:
+        return "error", f"Circuit breaker tripped on {event.target}"
+    if kind == events.EventType.TARGET_BREAKER_RESET:
+        return "ok", f"Circuit breaker reset on {event.target}"
+    if kind == events.EventType.AUTONOMY_CHANGED:
+        enabled = data.get("enabled")
+        reason = data.get("reason")
+        word = "resumed" if enabled else "paused"
+        return ("ok" if enabled else "warning"), f"Autonomy {word}" + (f": {reason}" if reason else "")
+    return "info", kind
+
+
+def activity_item(stored: schemas.StoredEvent) -> schemas.ActivityItem:
+    severity, summary = _summary(stored.event)
+    return schemas.ActivityItem(
+        seq=stored.seq,
+        time=_aware(stored.event.time),
+        type=stored.event.type,
+        target=stored.event.target,
+        run_id=stored.event.runid,
+        severity=severity,
+        summary=summary,
+    )
+
+
+def operator_liveness(heartbeat: schemas.StoredEvent | None, now: datetime) -> schemas.OperatorLiveness:
+    """Age of the last heartbeat by the control plane's own clock (arrival time), so clock skew cannot hide it."""
+    if heartbeat is None:
+        return schemas.OperatorLiveness(last_heartbeat_at=None, heartbeat_seconds=None, age_seconds=None, stale=True)
+    try:
+        period: float | None = events.HeartbeatData.model_validate(heartbeat.event.data).heartbeat_seconds
+    except ValidationError:
+        period = None
+    arrived = _aware(heartbeat.received_at)
+    age = max(0.0, (now - arrived).total_seconds())
+    stale = True if period is None else age > STALE_PERIODS * period
+    return schemas.OperatorLiveness(last_heartbeat_at=arrived, heartbeat_seconds=period, age_seconds=age, stale=stale)
+
+
+def _blocked_sentences(targets: list[schemas.TargetState], autonomy: schemas.AutonomyStatus) -> tuple[
+    list[schemas.BlockedBy], list[str], list[str]
+]:
+    causes: list[schemas.BlockedBy] = []
+    reasons: list[str] = []
+    actions: list[str] = []
+    if autonomy.enabled is False:
+        causes.append(schemas.BlockedBy.AUTONOMY_PAUSED)
+        stop = autonomy.mode == "drain"
+        what = "Emergency stop (drain): running Jobs suspended" if stop else "Autonomy paused: no new runs are admitted"
+        reasons.append(what + (f" — {autonomy.reason}." if autonomy.reason else "."))
+        actions.append("Resume with `outrider autonomy resume` once it is safe.")
+    breaker = [t for t in targets if t.blocked_by == schemas.BlockedBy.CIRCUIT_BREAKER]
+    if breaker:
+        causes.append(schemas.BlockedBy.CIRCUIT_BREAKER)
+        for t in breaker:
+            sentence = f"Circuit breaker open on {t.target} after {t.consecutive_failures} consecutive failures"
+            if t.health == "Failed":
+                sentence = f"Circuit breaker on {t.target} tripped again after its half-open probe failed"
+            if t.cooldown_remaining_seconds is not None and t.cooldown_remaining_seconds > 0:
+                sentence += f"; cooldown ends in {humanize_seconds(t.cooldown_remaining_seconds)}"
+            reasons.append(sentence + ".")
+        actions.append("Wait for the cooldown or investigate the recent failures (`outrider runs list --status failed`).")
+    full = [t for t in targets if t.blocked_by == schemas.BlockedBy.MAX_OPEN_PRS]
+    if full:
+        causes.append(schemas.BlockedBy.MAX_OPEN_PRS)
+        for t in full:
+            reasons.append(f"Max open PRs reached on {t.target} ({t.open_prs}/{t.max_open_prs}).")
+        actions.append("Merge or close open PRs to resume execution.")
+    return causes, reasons, actions
+
+
+def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus:
+    """The system status from ``inputs`` at ``now`` (default: the current time). Pure: no I/O."""
+    now = now or datetime.now(UTC)
+    if inputs.store_error is not None:
+        return schemas.SystemStatus(
+            state=schemas.SystemState.ERROR,
+            blocked_by=[],
+            reason=f"The store is unreachable: {inputs.store_error}",
+            action="Check the control plane's database (GET /readyz, OUTRIDER_DATABASE_URL) and its logs.",
+            checked_at=now,
+            store=schemas.StoreHealth(reachable=False, detail=inputs.store_error),
+            operator=schemas.OperatorLiveness(last_heartbeat_at=None, heartbeat_seconds=None, age_seconds=None, stale=None),
+            autonomy=autonomy_status(None, None),
+            targets=None,
+            open_prs=None,
+            max_open_prs=None,
+            pending_runs=None,
+            active_runs=None,
+            last_execution_at=None,
+            recent_activity=[],
+        )
+
+    targets = target_states(inputs.target_statuses, now)
+    autonomy = autonomy_status(inputs.heartbeat, inputs.autonomy_changed)
+    liveness = operator_liveness(inputs.heartbeat, now)
+    causes, blocked_reasons, blocked_actions = _blocked_sentences(targets, autonomy)
+
+    counts = schemas.TargetCounts(
+        total=len(targets),
+        blocked=sum(1 for t in targets if t.blocked_by is not None),
+        paused=sum(1 for t in targets if t.blocked_by is None and (t.paused or t.health == "Paused")),
+        active=sum(1 for t in targets if t.blocked_by is None and not (t.paused or t.health == "Paused")),
+    )
+    reported = bool(targets)
+    pending = sum(t.pending_runs for t in targets) if reported else None
+    active = sum(t.active_runs for t in targets) if reported else None
+
+    if inputs.heartbeat is None:
+        state = schemas.SystemState.ERROR
+        reason = "No operator heartbeat yet."
+        action = (
+            "Check that the operator is running and can reach the control plane "
+            "(its OUTRIDER_URL and OUTRIDER_TOKEN)."
+        )
+    elif liveness.stale:
+        state = schemas.SystemState.ERROR
+        age = humanize_seconds(liveness.age_seconds or 0)
+        period = f"every {liveness.heartbeat_seconds:g}s" if liveness.heartbeat_seconds else "periodically"
+        reason = f"The operator's heartbeat is stale: last seen {age} ago (expected {period})."
+        action = "Check the operator's pod and logs (`kubectl logs deploy/outrider-operator`) and its access to the control plane."
+    elif causes:
+        state = schemas.SystemState.BLOCKED
+        reason = " ".join(blocked_reasons)
+        action = " ".join(blocked_actions)
+    elif active:
+        state = schemas.SystemState.HEALTHY
+        waiting = f", {pending} waiting for admission" if pending else ""
+        reason = f"{active} run{'s' if active != 1 else ''} active{waiting}."
+        action = "Normal state; nothing to do."
+    elif pending:
+        state = schemas.SystemState.HEALTHY
+        reason = f"{pending} run{'s' if pending != 1 else ''} waiting for admission."
+        action = "Normal state; runs are admitted as capacity allows."
+    elif not reported:
+        state = schemas.SystemState.IDLE
+        reason = "No Target has reported its status yet."
+        action = "Create a Target and Runs (see docs/getting-started) to start execution."
+    else:
+        state = schemas.SystemState.IDLE
+        reason = "No runs active or waiting."
+        action = "Normal state. Create Runs to resume execution."
+
+    if state == schemas.SystemState.ERROR and causes:
+        reason += " Also: " + " ".join(blocked_reasons)
+
+    return schemas.SystemStatus(
+        state=state,
+        blocked_by=causes,
+        reason=reason,
+        action=action,
+        checked_at=now,
+        store=schemas.StoreHealth(reachable=True),
+        operator=liveness,
+        autonomy=autonomy,
+        targets=counts,
+        open_prs=sum(t.open_prs for t in targets) if reported else None,
+        max_open_prs=sum(t.max_open_prs for t in targets) if reported else None,
+        pending_runs=pending,
+        active_runs=active,
+        last_execution_at=_aware(inputs.last_started_at) if inputs.last_started_at else None,
+        recent_activity=[activity_item(stored) for stored in inputs.recent[:RECENT_LIMIT]],
+    )
