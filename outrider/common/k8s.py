@@ -1,0 +1,124 @@
+"""Kubernetes names every part of Outrider shares: the CRD group, kinds and plurals, label keys, reason codes.
+
+The operator writes these names, the Helm chart and the console read them, alerts and runbooks quote them.
+Keeping them here, once, means a rename is one edit and a typo is an import error instead of a silent
+mismatch. Reasons are stable CamelCase identifiers (Kubernetes API conventions): docs, alerts and the
+console use them by name, so treat a change to one as a breaking change.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- API group, version, kinds -------------------------------------------------------------------------
+GROUP: Final = "outrider.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+RUN_KIND: Final = "Run"
+RUN_PLURAL: Final = "runs"
+RUN_SINGULAR: Final = "run"
+TARGET_KIND: Final = "Target"
+TARGET_PLURAL: Final = "targets"
+TARGET_SINGULAR: Final = "target"
+
+#: Resource strings in kopf's ``group/version/plural`` form.
+RUN_RESOURCE: Final = f"{GROUP}/{VERSION}/{RUN_PLURAL}"
+TARGET_RESOURCE: Final = f"{GROUP}/{VERSION}/{TARGET_PLURAL}"
+
+#: The CRD files, relative to the repository root (the one source; the Helm chart copies them).
+CRD_FILES: Final = {
+    RUN_KIND: "manifests/crds/outrider.dev_runs.yaml",
+    TARGET_KIND: "manifests/crds/outrider.dev_targets.yaml",
+}
+
+# --- Labels and annotations ----------------------------------------------------------------------------
+#: On a Job (and its pods): the Run it belongs to.
+LABEL_RUN: Final = f"{GROUP}/run"
+#: On a Job or Run: the Target (name, in the same namespace) it works on. A Job with only this label,
+#: created by someone else, is adopted: the operator creates a Run that mirrors it.
+LABEL_TARGET: Final = f"{GROUP}/target"
+#: On a CronJob: it schedules agent runs, so the emergency stop (autonomy mode ``drain``) suspends it.
+LABEL_SCHEDULER: Final = f"{GROUP}/scheduler"
+#: On a Run created by adoption: "true". Tells people the Job came first.
+LABEL_ADOPTED: Final = f"{GROUP}/adopted"
+#: On the Job: the operator suspended it for a drain (so it is not confused with a never-admitted Job).
+ANNOTATION_DRAINED: Final = f"{GROUP}/drained"
+#: On a CronJob: the operator suspended it for a drain.
+ANNOTATION_SCHEDULER_DRAINED: Final = f"{GROUP}/drained"
+#: On a Job: the operator admitted it (RFC 3339 time). Counted as active from cluster state after a restart.
+ANNOTATION_ADMITTED_AT: Final = f"{GROUP}/admitted-at"
+#: On a Job: the admission was the half-open probe of its Target's breaker.
+ANNOTATION_PROBE: Final = f"{GROUP}/probe"
+
+# --- The autonomy ConfigMap ----------------------------------------------------------------------------
+AUTONOMY_CONFIGMAP_DEFAULT: Final = "outrider-autonomy"
+AUTONOMY_KEY_ENABLED: Final = "enabled"  # "true" | "false"
+AUTONOMY_KEY_REASON: Final = "reason"  # free text, shown on held Runs
+AUTONOMY_KEY_MODE: Final = "mode"  # "hold" | "drain"
+AUTONOMY_MODE_HOLD: Final = "hold"
+AUTONOMY_MODE_DRAIN: Final = "drain"
+AUTONOMY_MODES: Final = (AUTONOMY_MODE_HOLD, AUTONOMY_MODE_DRAIN)
+
+# --- Run phases ----------------------------------------------------------------------------------------
+PHASE_PENDING: Final = "Pending"
+PHASE_ADMITTED: Final = "Admitted"
+PHASE_RUNNING: Final = "Running"
+PHASE_SUCCEEDED: Final = "Succeeded"
+PHASE_FAILED: Final = "Failed"
+PHASE_CANCELLED: Final = "Cancelled"
+RUN_PHASES: Final = (PHASE_PENDING, PHASE_ADMITTED, PHASE_RUNNING, PHASE_SUCCEEDED, PHASE_FAILED, PHASE_CANCELLED)
+TERMINAL_PHASES: Final = (PHASE_SUCCEEDED, PHASE_FAILED, PHASE_CANCELLED)
+
+# --- Condition types -----------------------------------------------------------------------------------
+CONDITION_ADMITTED: Final = "Admitted"
+CONDITION_RUNNING: Final = "Running"
+CONDITION_SUCCEEDED: Final = "Succeeded"
+CONDITION_READY: Final = "Ready"  # on Targets: health is Healthy or Idle
+
+# --- Target health and breaker states ------------------------------------------------------------------
+HEALTH_HEALTHY: Final = "Healthy"
+HEALTH_IDLE: Final = "Idle"
+HEALTH_BLOCKED: Final = "Blocked"
+HEALTH_FAILED: Final = "Failed"
+HEALTH_PAUSED: Final = "Paused"
+HEALTHS: Final = (HEALTH_HEALTHY, HEALTH_IDLE, HEALTH_BLOCKED, HEALTH_FAILED, HEALTH_PAUSED)
+
+BREAKER_CLOSED: Final = "Closed"
+BREAKER_OPEN: Final = "Open"
+BREAKER_HALF_OPEN: Final = "HalfOpen"
+BREAKER_STATES: Final = (BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN)
+
+# --- Reasons (held Runs, Target health, Run outcomes) --------------------------------------------------
+# Why a Run is held (condition Admitted=False). Exactly one per held Run.
+REASON_AUTONOMY_PAUSED: Final = "AutonomyPaused"
+REASON_CONFIG_MISSING: Final = "ConfigMissing"  # autonomy ConfigMap absent: fail closed
+REASON_CONFIG_INVALID: Final = "ConfigInvalid"  # autonomy ConfigMap unparseable: fail closed
+REASON_TARGET_PAUSED: Final = "TargetPaused"
+REASON_TARGET_NOT_FOUND: Final = "TargetNotFound"
+REASON_CIRCUIT_OPEN: Final = "CircuitOpen"
+REASON_CONCURRENCY_LIMIT: Final = "ConcurrencyLimit"
+HOLD_REASONS: Final = (
+    REASON_AUTONOMY_PAUSED,
+    REASON_CONFIG_MISSING,
+    REASON_CONFIG_INVALID,
+    REASON_TARGET_PAUSED,
+    REASON_TARGET_NOT_FOUND,
+    REASON_CIRCUIT_OPEN,
+    REASON_CONCURRENCY_LIMIT,
+)
+# Admission granted.
+REASON_ADMITTED: Final = "Admitted"
+REASON_PROBE_ADMITTED: Final = "ProbeAdmitted"  # the single half-open probe
+# Target health reasons besides the above.
+REASON_MAX_OPEN_PRS: Final = "MaxOpenPRs"
+REASON_PROBE_FAILED: Final = "ProbeFailed"  # health Failed: tripped again straight after a half-open probe
+REASON_RUNS_ACTIVE: Final = "RunsActive"  # health Healthy
+REASON_NO_RUNS: Final = "NoRuns"  # health Idle
+REASON_DRAINED: Final = "Drained"  # a running Job suspended by the emergency stop
+# Run outcomes (from the Job). Kubernetes' own Job failure reasons pass through unchanged
+# (BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy, ...).
+REASON_COMPLETED: Final = "Completed"
+REASON_JOB_FAILED: Final = "JobFailed"  # the Job failed without a reason of its own
+REASON_JOB_DELETED: Final = "JobDeleted"  # the Run's Job disappeared before it finished
+REASON_JOB_CREATE_FAILED: Final = "JobCreateFailed"  # the API server refused the Job built from spec.template
