@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outrider.cli import servers
+from outrider.cli import autonomy, events, runs, servers, status
 
 app = typer.Typer(
     name="outrider",
@@ -20,6 +20,10 @@ def main() -> None:
 
 
 servers.register(app)
+app.add_typer(runs.app, name="runs")
+events.register(app)
+status.register(app)
+app.add_typer(autonomy.app, name="autonomy")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,10 +24,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import ValidationError
 
 from outrider.common import events
-from outrider.control_plane import schemas
+from outrider.control_plane import schemas, tables
 
 #: A heartbeat older than this many announced periods means the operator is gone.
 STALE_PERIODS = 3
@@ -356,3 +357,71 @@ def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus
         last_execution_at=_aware(inputs.last_started_at) if inputs.last_started_at else None,
         recent_activity=[activity_item(stored) for stored in inputs.recent[:RECENT_LIMIT]],
     )
+
+
+# --- Reading the inputs from the store ---------------------------------------------------------------------
+
+
+def _stored(row: sa.Row[Any]) -> schemas.StoredEvent:
+    return schemas.StoredEvent(
+        seq=row.seq, received_at=_aware(row.received_at), event=events.CloudEvent.model_validate_json(row.body)
+    )
+
+
+def _latest_of_type(conn: sa.Connection, kind: str) -> schemas.StoredEvent | None:
+    t = tables.events
+    row = conn.execute(
+        sa.select(t.c.seq, t.c.received_at, t.c.body).where(t.c.type == kind).order_by(t.c.seq.desc()).limit(1)
+    ).first()
+    return _stored(row) if row is not None else None
+
+
+def latest_target_statuses(conn: sa.Connection) -> list[schemas.StoredEvent]:
+    """The last-received ``target.status`` event of each target (posted on change only, so few rows)."""
+    t = tables.events
+    latest = (
+        sa.select(sa.func.max(t.c.seq).label("seq"))
+        .where(t.c.type == events.EventType.TARGET_STATUS.value, t.c.target.is_not(None))
+        .group_by(t.c.target)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(t.c.seq, t.c.received_at, t.c.body).join(latest, latest.c.seq == t.c.seq).order_by(t.c.target)
+    ).all()
+    return [_stored(row) for row in rows]
+
+
+def recent_activity(conn: sa.Connection, limit: int = RECENT_LIMIT, target: str | None = None) -> list[schemas.StoredEvent]:
+    """The newest notable events (by arrival), newest first."""
+    t = tables.events
+    query = sa.select(t.c.seq, t.c.received_at, t.c.body).where(t.c.type.in_([str(k) for k in ACTIVITY_TYPES]))
+    if target is not None:
+        query = query.where(t.c.target == target)
+    rows = conn.execute(query.order_by(t.c.seq.desc()).limit(limit)).all()
+    return [_stored(row) for row in rows]
+
+
+def read_inputs(conn: sa.Connection) -> Inputs:
+    """Every input of :func:`compute`, read in one connection (sync; async stores call it via ``run_sync``)."""
+    started = _latest_of_type(conn, events.EventType.RUN_STARTED.value)
+    return Inputs(
+        heartbeat=_latest_of_type(conn, events.EventType.OPERATOR_HEARTBEAT.value),
+        autonomy_changed=_latest_of_type(conn, events.EventType.AUTONOMY_CHANGED.value),
+        target_statuses=latest_target_statuses(conn),
+        last_started_at=_aware(started.event.time) if started is not None else None,
+        recent=recent_activity(conn),
+    )
+
+
+def load(engine: sa.Engine) -> Inputs:
+    """:func:`read_inputs` on a fresh connection; a database error becomes ``store_error`` (state ``error``)."""
+    try:
+        with engine.connect() as conn:
+            return read_inputs(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        return Inputs(store_error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+
+
+def current(engine: sa.Engine, now: datetime | None = None) -> schemas.SystemStatus:
+    """The system status now, read from the store behind ``engine``."""
+    return compute(load(engine), now=now)

@@ -1,0 +1,150 @@
+"""``outrider runs list`` and ``outrider runs show``: the run history, for people (tables) and agents (JSON).
+
+``runs list --format json`` prints a ``Page[RunRecord]`` (``items`` and the ``next_cursor`` left over);
+``runs show --format json`` prints one ``RunRecord``. ``--fail-on-failed`` makes a failed run in the listing
+exit 1, so a CI job or an agent can gate on "did anything fail in the last 24h".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from outrider.cli import client, options, output
+from outrider.control_plane import schemas
+
+app = typer.Typer(help="Run history: list runs, show one run.", no_args_is_help=True)
+
+
+def _tokens(run: dict[str, Any]) -> str:
+    usage = run.get("llm_usage")
+    if not usage:
+        return output.DASH
+    total = usage["total"]
+    return output.number(total["input_tokens"] + total["output_tokens"])
+
+
+def _cost(run: dict[str, Any]) -> str:
+    usage = run.get("llm_usage")
+    return output.money(usage["total"]["cost_usd"]) if usage else output.DASH
+
+
+@app.command("list")
+def list_runs(
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Only runs of this target.")] = None,
+    status: Annotated[schemas.RunStatus | None, typer.Option("--status", "-s", case_sensitive=False, help="Only runs in this status.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only runs created in this window (24h, 30m, 7d) or after an RFC 3339 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100_000, help="Most runs to list (newest first).")] = 50,
+    fail_on_failed: Annotated[bool, typer.Option("--fail-on-failed", help="Exit 1 when a listed run failed.")] = False,
+    fmt: options.FormatOpt = output.Format.TABLE,
+    url: options.Url = options.DEFAULT_URL,
+    token: options.Token = None,
+) -> None:
+    """List runs, newest first."""
+    after = options.since(since)
+    params = {
+        "target": target,
+        "status": status.value if status else None,
+        "since": after.isoformat() if after else None,
+    }
+    try:
+        with output.spinner("Fetching runs…"), client.Client(url, token) as api:
+            items, cursor = api.pages("/v1/runs", params, limit)
+    except client.CliError as error:
+        raise output.fail(error, fmt) from None
+    if fmt == output.Format.JSON:
+        output.print_json({"items": items, "next_cursor": cursor})
+    else:
+        table = Table(title=f"Runs ({len(items)}{'+' if cursor else ''})", title_justify="left")
+        for column in ("RUN", "TARGET", "STATUS", "CREATED", "DURATION", "TOKENS", "COST", "PRS", "ERROR"):
+            table.add_column(column, no_wrap=column not in ("ERROR",), overflow="fold")
+        for run in items:
+            table.add_row(
+                output.esc(run["run_id"]),
+                output.esc(run.get("target")),
+                output.styled(run["status"]),
+                output.stamp(run.get("created_at")),
+                output.short_duration(run.get("duration_seconds")),
+                _tokens(run),
+                _cost(run),
+                str(run.get("pr_count", 0)),
+                output.esc(run.get("error_summary")),
+            )
+        console = output.stdout()
+        if items:
+            console.print(table)
+        else:
+            console.print("No runs match.")
+        if cursor:
+            output.stderr().print("(more runs exist; raise --limit to see them)")
+    if fail_on_failed and any(run["status"] == schemas.RunStatus.FAILED for run in items):
+        raise typer.Exit(client.EXIT_FAILURE_FOUND)
+
+
+@app.command("show")
+def show_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run id.")],
+    fmt: options.FormatOpt = output.Format.TABLE,
+    url: options.Url = options.DEFAULT_URL,
+    token: options.Token = None,
+) -> None:
+    """Show one run: status, timings, stages, LLM usage, PRs and error."""
+    try:
+        with output.spinner(f"Fetching run {run_id}…"), client.Client(url, token) as api:
+            run = api.get(f"/v1/runs/{run_id}")
+    except client.CliError as error:
+        raise output.fail(error, fmt) from None
+    if fmt == output.Format.JSON:
+        output.print_json(run)
+        return
+    console = output.stdout()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("Run", output.esc(run["run_id"]))
+    facts.add_row("Target", output.esc(run.get("target")))
+    facts.add_row("Status", output.styled(run["status"]))
+    facts.add_row("Created", output.stamp(run.get("created_at")))
+    facts.add_row("Started", output.stamp(run.get("started_at")))
+    facts.add_row("Completed", output.stamp(run.get("completed_at")))
+    facts.add_row("Duration", output.short_duration(run.get("duration_seconds")))
+    facts.add_row("Tokens", _tokens(run))
+    facts.add_row("Cost", _cost(run))
+    facts.add_row("Events", str(run.get("event_count", 0)))
+    if run.get("error_summary"):
+        facts.add_row("Error", f"[red]{output.esc(run['error_summary'])}[/red]")
+    console.print(facts)
+
+    timings = (run.get("metrics") or {}).get("phase_timings") or {}
+    if timings:
+        stages = Table(title="Stages", title_justify="left")
+        for column in ("STAGE", "STARTED", "DURATION"):
+            stages.add_column(column)
+        for name, timing in timings.items():
+            stages.add_row(output.esc(name), output.stamp(timing.get("started_at")), output.short_duration(timing.get("duration_seconds")))
+        console.print(stages)
+
+    usage = run.get("llm_usage")
+    if usage:
+        llm = Table(title="LLM usage", title_justify="left")
+        for column in ("BY", "KEY", "CALLS", "INPUT", "OUTPUT", "COST"):
+            llm.add_column(column)
+        for by in ("by_phase", "by_model"):
+            for key, group in usage.get(by, {}).items():
+                llm.add_row(by[3:], output.esc(key), str(group.get("calls", 0)), output.number(group["input_tokens"]),
+                            output.number(group["output_tokens"]), output.money(group.get("cost_usd")))
+        console.print(llm)
+
+    prs = run.get("pull_requests") or []
+    if prs:
+        table = Table(title="Pull requests", title_justify="left")
+        for column in ("NUMBER", "URL", "MERGED"):
+            table.add_column(column)
+        for pr in prs:
+            table.add_row(f"#{pr['number']}", output.esc(pr["url"]), "yes" if pr.get("merged") else "no")
+        console.print(table)
+    notes = (run.get("metrics") or {}).get("notes") or []
+    for note in notes:
+        console.print(f"[dim]note: {output.esc(note)}[/dim]")
