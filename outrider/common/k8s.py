@@ -48,6 +48,9 @@ ANNOTATION_DRAINED: Final = f"{GROUP}/drained"
 ANNOTATION_SCHEDULER_DRAINED: Final = f"{GROUP}/drained"
 #: On a Job: the operator admitted it (RFC 3339 time). Counted as active from cluster state after a restart.
 ANNOTATION_ADMITTED_AT: Final = f"{GROUP}/admitted-at"
+#: On a Target: how many of its pull requests are open, reported by whatever tracks them (a bot, the control
+#: plane, a person with kubectl annotate). Copied to status.openPRs; absent means unknown (no MaxOpenPRs hold).
+ANNOTATION_OPEN_PRS: Final = f"{GROUP}/open-prs"
 #: On a Job: the admission was the half-open probe of its Target's breaker.
 ANNOTATION_PROBE: Final = f"{GROUP}/probe"
 
@@ -98,6 +101,7 @@ REASON_TARGET_PAUSED: Final = "TargetPaused"
 REASON_TARGET_NOT_FOUND: Final = "TargetNotFound"
 REASON_CIRCUIT_OPEN: Final = "CircuitOpen"
 REASON_CONCURRENCY_LIMIT: Final = "ConcurrencyLimit"
+REASON_MAX_OPEN_PRS: Final = "MaxOpenPRs"  # also a Target health reason (Blocked)
 HOLD_REASONS: Final = (
     REASON_AUTONOMY_PAUSED,
     REASON_CONFIG_MISSING,
@@ -105,13 +109,13 @@ HOLD_REASONS: Final = (
     REASON_TARGET_PAUSED,
     REASON_TARGET_NOT_FOUND,
     REASON_CIRCUIT_OPEN,
+    REASON_MAX_OPEN_PRS,
     REASON_CONCURRENCY_LIMIT,
 )
 # Admission granted.
 REASON_ADMITTED: Final = "Admitted"
 REASON_PROBE_ADMITTED: Final = "ProbeAdmitted"  # the single half-open probe
 # Target health reasons besides the above.
-REASON_MAX_OPEN_PRS: Final = "MaxOpenPRs"
 REASON_PROBE_FAILED: Final = "ProbeFailed"  # health Failed: tripped again straight after a half-open probe
 REASON_RUNS_ACTIVE: Final = "RunsActive"  # health Healthy
 REASON_NO_RUNS: Final = "NoRuns"  # health Idle

@@ -1,0 +1,69 @@
+"""Reads the autonomy ConfigMap into one decision: may agents start new work, and must running work stop?
+
+The ConfigMap is the big red switch people flip with ``kubectl``; its format is documented in
+docs/concepts/autonomy.md. Anything that is not clearly "enabled" is treated as paused: a missing ConfigMap
+(reason ConfigMissing) or one that cannot be parsed (reason ConfigInvalid) holds every new Run. Fail closed.
+Pure: no I/O, so the parsing rules are unit-tested on their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from outrider.common import k8s
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Autonomy:
+    """What the ConfigMap says, after the fail-closed rules."""
+
+    enabled: bool
+    mode: str  # hold | drain (drain only matters while disabled)
+    reason: str  # the hold reason for Runs: AutonomyPaused, ConfigMissing or ConfigInvalid ("" while enabled)
+    message: str  # for people: the ConfigMap's own `reason`, or what is wrong with it
+
+    @property
+    def draining(self) -> bool:
+        return not self.enabled and self.mode == k8s.AUTONOMY_MODE_DRAIN
+
+
+def parse(configmap: dict[str, Any] | None, *, namespace: str = "", name: str = k8s.AUTONOMY_CONFIGMAP_DEFAULT) -> Autonomy:
+    """The autonomy decision from the ConfigMap object as returned by the API (None when it does not exist)."""
+    where = f"{namespace}/{name}" if namespace else name
+    if configmap is None:
+        return Autonomy(False, k8s.AUTONOMY_MODE_HOLD, k8s.REASON_CONFIG_MISSING, f"ConfigMap {where} not found; autonomy is paused until it exists")
+    data = configmap.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return _invalid(where, "its data is not a map")
+    raw_enabled = data.get(k8s.AUTONOMY_KEY_ENABLED)
+    if not isinstance(raw_enabled, str):
+        return _invalid(where, f"key '{k8s.AUTONOMY_KEY_ENABLED}' is missing (expected \"true\" or \"false\")")
+    enabled_text = raw_enabled.strip().lower()
+    if enabled_text in _TRUE:
+        enabled = True
+    elif enabled_text in _FALSE:
+        enabled = False
+    else:
+        return _invalid(where, f"'{k8s.AUTONOMY_KEY_ENABLED}' is {raw_enabled!r} (expected \"true\" or \"false\")")
+    raw_mode = data.get(k8s.AUTONOMY_KEY_MODE, k8s.AUTONOMY_MODE_HOLD)
+    mode = raw_mode.strip().lower() if isinstance(raw_mode, str) else raw_mode
+    if mode == "":
+        mode = k8s.AUTONOMY_MODE_HOLD
+    if mode not in k8s.AUTONOMY_MODES:
+        return _invalid(where, f"'{k8s.AUTONOMY_KEY_MODE}' is {raw_mode!r} (expected \"hold\" or \"drain\")")
+    note = data.get(k8s.AUTONOMY_KEY_REASON)
+    note = note.strip() if isinstance(note, str) else ""
+    if enabled:
+        return Autonomy(True, mode, "", note)
+    return Autonomy(False, mode, k8s.REASON_AUTONOMY_PAUSED, note or "autonomy is disabled in the autonomy ConfigMap")
+
+
+def _invalid(where: str, problem: str) -> Autonomy:
+    # A broken ConfigMap must not be read as "drain" either: hold, the least surprising safe state.
+    return Autonomy(False, k8s.AUTONOMY_MODE_HOLD, k8s.REASON_CONFIG_INVALID, f"ConfigMap {where} is invalid: {problem}; autonomy is paused")
