@@ -1,0 +1,64 @@
+"""How big and how long each benchmark runs: the full run (``make bench``) and a quick smoke run.
+
+``BENCH_QUICK=1`` selects the quick sizes (seconds, for a smoke test); the full sizes keep ``make bench``
+within about 15 minutes on a 2-core machine. Every field can be overridden in code (the smoke test does).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class BenchConfig:
+    quick: bool
+    #: Times each ingestion cell is measured; the figure is the median, the spread is reported.
+    repeats: int
+    #: Each ingestion cell stops after this many seconds or this many requests, whichever comes first.
+    cell_seconds: float
+    cell_max_requests: int
+    #: Requests sent before measuring (connections open, caches warm), not counted.
+    warmup_requests: int
+    concurrencies: list[int] = field(default_factory=lambda: [1, 8, 32])
+    batch_size: int = 100
+    #: Query benchmark: stored events, runs and targets (events = runs * 20 * ... see queries.seed).
+    query_events: int = 1_000_000
+    query_runs: int = 10_000
+    query_targets: int = 200
+    #: Sequential requests per query endpoint (after warm-up).
+    query_samples: int = 200
+    #: Operator benchmark sizes.
+    operator_runs: int = 1000
+    operator_targets: int = 50
+    #: Which parts to run: any of ingestion, queries, operator.
+    parts: list[str] = field(default_factory=lambda: ["ingestion", "queries", "operator"])
+    #: PostgreSQL is measured when a server can be started here.
+    postgres: bool = True
+
+
+def from_environment() -> BenchConfig:
+    """The configuration chosen by ``BENCH_QUICK`` and ``BENCH_PARTS`` (comma-separated)."""
+    quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    if quick:
+        config = BenchConfig(
+            quick=True,
+            repeats=1,
+            cell_seconds=0.5,
+            cell_max_requests=2000,
+            warmup_requests=16,
+            query_events=20_000,
+            query_runs=1_000,
+            query_targets=20,
+            query_samples=30,
+            operator_runs=50,
+            operator_targets=5,
+        )
+    else:
+        config = BenchConfig(quick=False, repeats=3, cell_seconds=2.0, cell_max_requests=200_000, warmup_requests=64)
+    parts = os.environ.get("BENCH_PARTS")
+    if parts:
+        config.parts = [p.strip() for p in parts.split(",") if p.strip()]
+    if os.environ.get("BENCH_POSTGRES", "1") == "0":
+        config.postgres = False
+    return config

@@ -1,0 +1,146 @@
+"""Realistic event traffic for the benchmarks: the same bytes go to every server under test.
+
+Each run emits the sequence a worker really sends (created, started, stages with progress, LLM usage,
+logs, a PR, and a terminal event), so the real store pays its real projection cost; ids are unique per
+generator (``prefix``), because the control plane deduplicates on (source, id).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+#: One run's events, in order: (type, data). 20 events per run.
+RUN_SCRIPT: list[tuple[str, dict[str, Any]]] = [
+    ("run.created", {}),
+    ("run.admitted", {}),
+    ("run.started", {}),
+    ("run.stage.started", {"stage": "plan"}),
+    (
+        "run.llm_usage",
+        {
+            "provider": "anthropic",
+            "model": "claude-sonnet",
+            "phase": "plan",
+            "input_tokens": 1200,
+            "output_tokens": 300,
+            "cost_usd": 0.0081,
+            "latency_s": 2.4,
+        },
+    ),
+    ("run.stage.completed", {"stage": "plan"}),
+    ("run.stage.started", {"stage": "code"}),
+    ("run.progress", {"stage": "code", "iteration": 1, "max_iterations": 5}),
+    (
+        "run.llm_usage",
+        {
+            "provider": "anthropic",
+            "model": "claude-sonnet",
+            "phase": "code",
+            "input_tokens": 5400,
+            "output_tokens": 2100,
+            "cost_usd": 0.0477,
+            "latency_s": 9.1,
+        },
+    ),
+    ("run.log", {"level": "info", "message": "applied patch to 3 files"}),
+    ("run.progress", {"stage": "code", "iteration": 2, "max_iterations": 5}),
+    (
+        "run.llm_usage",
+        {
+            "provider": "anthropic",
+            "model": "claude-sonnet",
+            "phase": "code",
+            "input_tokens": 6100,
+            "output_tokens": 1500,
+            "cost_usd": 0.0408,
+            "latency_s": 7.7,
+        },
+    ),
+    ("run.stage.completed", {"stage": "code"}),
+    ("run.stage.started", {"stage": "test"}),
+    ("run.log", {"level": "warning", "message": "2 flaky tests retried"}),
+    ("run.retry", {}),
+    ("run.stage.completed", {"stage": "test"}),
+    ("pr.created", {"number": 1, "url": "https://example.invalid/pr/1"}),
+    ("run.log", {"level": "info", "message": "opened pull request"}),
+    ("run.succeeded", {}),
+]
+
+FAILED_TAIL: tuple[str, dict[str, Any]] = (
+    "run.failed",
+    {"error_type": "TestFailure", "message": "3 tests failed\nsee log", "stage": "test"},
+)
+
+
+def event(
+    *, event_id: str, type_: str, data: dict[str, Any], run_id: str, target: str, time: datetime
+) -> dict[str, Any]:
+    """One CloudEvent as a worker would post it."""
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": f"/workers/{target}",
+        "type": type_,
+        "time": time.isoformat(),
+        "target": target,
+        "runid": run_id,
+        "data": data,
+    }
+
+
+def run_events(
+    run_id: str, target: str, start: datetime, *, failed: bool = False, id_prefix: str = ""
+) -> list[dict[str, Any]]:
+    """All events of one run, a few seconds apart, starting at ``start``."""
+    script = RUN_SCRIPT[:-1] + [FAILED_TAIL] if failed else RUN_SCRIPT
+    return [
+        event(
+            event_id=f"{id_prefix}{run_id}-{n}",
+            type_=type_,
+            data=data,
+            run_id=run_id,
+            target=target,
+            time=start + timedelta(seconds=7 * n),
+        )
+        for n, (type_, data) in enumerate(script)
+    ]
+
+
+def event_stream(prefix: str, targets: int = 50) -> Iterator[bytes]:
+    """An endless stream of encoded events, run after run, each id unique under ``prefix``.
+
+    Each run's events are encoded once as templates and filled in by byte replacement: the client must
+    spend as little CPU per event as possible (see ``loadgen``).
+    """
+    now = datetime.now(UTC)
+    templates = {
+        failed: [
+            json.dumps(item, separators=(",", ":")).encode()
+            for item in run_events("@RUN@", "@TGT@", now, failed=failed)
+        ]
+        for failed in (False, True)
+    }
+    for run_number in itertools.count():
+        run_id = f"{prefix}-r{run_number}".encode()
+        target = f"org/repo-{run_number % targets}".encode()
+        for template in templates[run_number % 5 == 4]:
+            yield template.replace(b"@RUN@", run_id).replace(b"@TGT@", target)
+
+
+def request_maker(prefix: str, batch: int | None, build: Callable[[bytes], bytes]) -> Callable[[], tuple[bytes, int]]:
+    """A ``make_request`` for the load generator: a single event (``batch=None``) or a JSON array of ``batch``.
+
+    ``build(body)`` wraps the body into request bytes (method, path, headers).
+    """
+    stream = event_stream(prefix)
+
+    def make() -> tuple[bytes, int]:
+        if batch is None:
+            return build(next(stream)), 1
+        return build(b"[" + b",".join(itertools.islice(stream, batch)) + b"]"), batch
+
+    return make

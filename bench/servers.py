@@ -1,0 +1,129 @@
+"""Servers under test, each a subprocess on 127.0.0.1: the two baselines and the real control plane.
+
+A server is started, polled until its health endpoint answers (bounded), and stopped with SIGTERM
+(then SIGKILL after a bound). Its stderr goes to a log file that is printed when it fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerError(RuntimeError):
+    """A server did not start; the message carries the tail of its log."""
+
+
+@dataclass
+class Server:
+    """One running server process and how to reach it."""
+
+    name: str
+    argv: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/healthz"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout_s: float = 30.0) -> Server:
+        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(self.argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        url = f"http://127.0.0.1:{self.port}{self.health_path}"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"{self.name} did not answer {url} within {timeout_s} s:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout_s)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def rss_mb(self) -> dict[str, float | None]:
+        """Current and peak resident memory of the process, from /proc (MB)."""
+        found: dict[str, float | None] = {"rss_mb": None, "peak_rss_mb": None}
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found["rss_mb"] = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    found["peak_rss_mb"] = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return found
+
+
+def baseline(kind: str, token: str, workdir: Path) -> Server:
+    """A baseline server (not started): ``noop`` or ``ndjson`` (appending to workdir/events.ndjson)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.serve", kind, "--port", str(port), "--token", token]
+    if kind == "ndjson":
+        argv += ["--path", str(workdir / "events.ndjson")]
+    return Server(name=kind, argv=argv, port=port, log_path=workdir / f"{kind}.log")
+
+
+def control_plane(
+    name: str, token: str, database_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Server:
+    """The real control plane as shipped, ``outrider control-plane``, on the given store (not started)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "outrider.cli.main", "control-plane", "--host", "127.0.0.1", "--port", str(port)]
+    env = {
+        "OUTRIDER_DATABASE_URL": database_url,
+        "OUTRIDER_API_TOKENS": token,
+        **(extra_env or {}),
+    }
+    return Server(name=name, argv=argv, port=port, log_path=workdir / f"{name}.log", env=env, health_path="/healthz")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads) so far, from /proc; None if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None

@@ -1,0 +1,83 @@
+"""The issue's performance targets, checked against figures measured in the same run.
+
+Each check yields ``{name, target, measured, met, note}``; ``met`` is None (and ``measured`` None) when the
+figure was not measured in this run — a missing figure is never counted as met.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import stats
+
+
+def _cell(cells: list[dict[str, Any]], server: str, workload: str, concurrency: int) -> dict[str, Any] | None:
+    for cell in cells:
+        if (cell["server"], cell["workload"], cell["concurrency"]) == (server, workload, concurrency):
+            return cell
+    return None
+
+
+def _median(cell: dict[str, Any] | None, key: str = "events_per_s") -> float | None:
+    return None if cell is None else cell[key]["median"]
+
+
+def _check(name: str, target: str, measured: float | None, ok: bool | None, note: str = "") -> dict[str, Any]:
+    return {"name": name, "target": target, "measured": measured, "met": ok, "note": note}
+
+
+def _at_least(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value >= bound
+
+
+def _at_most(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value <= bound
+
+
+def ingestion(cells: list[dict[str, Any]], batch_workload: str, concurrency: int = 32) -> list[dict[str, Any]]:
+    """Ingestion targets, judged at the highest concurrency (where sharing the durable write matters)."""
+    checks = []
+    noop_batch = _median(_cell(cells, "noop", batch_workload, concurrency))
+    noop_single = _median(_cell(cells, "noop", "single", concurrency))
+    ndjson_single = _median(_cell(cells, "ndjson", "single", concurrency))
+    for store in ("sqlite", "postgres"):
+        batch = _median(_cell(cells, store, batch_workload, concurrency))
+        single = _median(_cell(cells, store, "single", concurrency))
+        if batch is None and single is None and store == "postgres":
+            continue
+        r = stats.ratio(batch, noop_batch)
+        checks.append(_check(f"{store}: {batch_workload} c={concurrency} / no-op", "≥ 0.25×", r, _at_least(r, 0.25)))
+        if store == "sqlite":
+            checks.append(
+                _check(
+                    f"sqlite: {batch_workload} c={concurrency} events/s", "≥ 20,000", batch, _at_least(batch, 20_000)
+                )
+            )
+        r = stats.ratio(single, noop_single)
+        checks.append(_check(f"{store}: single c={concurrency} / no-op", "≥ 0.5×", r, _at_least(r, 0.5)))
+        r = stats.ratio(single, ndjson_single)
+        checks.append(_check(f"{store}: single c={concurrency} / NDJSON", "≥ 1×", r, _at_least(r, 1.0)))
+    return checks
+
+
+def queries(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every query's p99 ≤ 50 ms (``/metrics`` included)."""
+    return [
+        _check(f"{q['store']}: {q['name']} p99 ms", "≤ 50", q["p99_ms"], _at_most(q["p99_ms"], 50.0)) for q in results
+    ]
+
+
+def operator(result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Job → Run status p99 ≤ 1 s at 1,000 Runs; operator peak RSS ≤ 200 MB."""
+    if not result or result.get("skipped"):
+        note = (result or {}).get("skipped", "not run")
+        return [
+            _check("operator: Job→Run status p99 s", "≤ 1", None, None, note),
+            _check("operator: peak RSS MB", "≤ 200", None, None, note),
+        ]
+    p99 = result.get("job_to_status_p99_s")
+    rss = result.get("peak_rss_mb")
+    return [
+        _check("operator: Job→Run status p99 s", "≤ 1", p99, _at_most(p99, 1.0)),
+        _check("operator: peak RSS MB", "≤ 200", rss, _at_most(rss, 200.0)),
+    ]
