@@ -14,7 +14,7 @@ import uvicorn
 from bench import baseline_app
 
 #: Mirrors outrider.control_plane.server.serve: one process, default loop/http (uvloop, httptools), no access log.
-UVICORN_OPTIONS = {"log_level": "warning", "access_log": False}
+UVICORN_OPTIONS = {"log_level": "info", "access_log": False}
 
 
 def main() -> None:

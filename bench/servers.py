@@ -117,7 +117,7 @@ def control_plane(
         "OUTRIDER_API_TOKENS": token,
         **(extra_env or {}),
     }
-    return Server(name=name, argv=argv, port=port, log_path=workdir / f"{name}.log", env=env, health_path="/healthz")
+    return Server(name=name, argv=argv, port=port, log_path=workdir / f"{name}.log", env=env, health_path="/readyz")
 
 
 def cpu_seconds(pid: int) -> float | None:
