@@ -41,6 +41,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## manifests: refresh the chart's copies (CRDs, alert rules, dashboard) and manifests/install.yaml
+manifests: $(STAMP)
+	$(BIN)/python scripts/render_manifests.py
+
+## e2e-kind: the whole system on a kind cluster (skipped where docker or kind is missing)
 e2e-kind: $(STAMP)
 	bash scripts/e2e-kind.sh
 
