@@ -28,6 +28,8 @@ class BenchConfig:
     query_targets: int = 200
     #: Sequential requests per query endpoint (after warm-up).
     query_samples: int = 200
+    #: Also seed and query PostgreSQL (doubles the seeding time; ingestion always covers PostgreSQL).
+    postgres_queries: bool = True
     #: Operator benchmark sizes.
     operator_runs: int = 1000
     operator_targets: int = 50

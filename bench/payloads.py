@@ -144,3 +144,30 @@ def request_maker(prefix: str, batch: int | None, build: Callable[[bytes], bytes
         return build(b"[" + b",".join(itertools.islice(stream, batch)) + b"]"), batch
 
     return make
+
+
+def long_run_events(
+    run_id: str, target: str, start: datetime, count: int, *, failed: bool = False
+) -> list[dict[str, Any]]:
+    """One run with ``count`` events (at least the 20 of the script): the script with extra progress and
+    log events in its ``code`` stage, as a long agent loop produces them. Events are 7 s apart."""
+    script = RUN_SCRIPT[:-1] + [FAILED_TAIL] if failed else list(RUN_SCRIPT)
+    extra: list[tuple[str, dict[str, Any]]] = []
+    for n in range(max(0, count - len(script))):
+        if n % 2:
+            extra.append(("run.log", {"level": "info", "message": f"iteration {n // 2 + 3}: edited files, ran tests"}))
+        else:
+            extra.append(("run.progress", {"stage": "code", "iteration": n // 2 + 3}))
+    cut = 11  # after the second code-stage LLM call
+    script = script[:cut] + extra + script[cut:]
+    return [
+        event(
+            event_id=f"{run_id}-{n}",
+            type_=type_,
+            data=data,
+            run_id=run_id,
+            target=target,
+            time=start + timedelta(seconds=7 * n),
+        )
+        for n, (type_, data) in enumerate(script)
+    ]
