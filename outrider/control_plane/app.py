@@ -1,0 +1,61 @@
+"""The FastAPI application factory: ``create_app(settings)`` wires the store, routers, errors and metrics.
+
+The lifespan opens the store (migrating it to the newest schema and starting the group-commit writer)
+before the first request and closes it after the last. Everything the routes need hangs on
+``app.state``: ``settings``, ``tokens`` (read once at start), ``store`` (see ``store.Store``, which also
+offers ``subscribe()`` for live events) and ``metrics`` (the app's own Prometheus registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+from fastapi import FastAPI
+
+from outrider.control_plane import errors, metrics, settings, store
+from outrider.control_plane.routes import analytics as analytics_routes
+from outrider.control_plane.routes import events as event_routes
+from outrider.control_plane.routes import health as health_routes
+from outrider.control_plane.routes import metrics as metrics_routes
+from outrider.control_plane.routes import runs as run_routes
+
+
+def _version() -> str:
+    try:
+        return metadata.version("outrider")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(config: settings.Settings | None = None) -> FastAPI:
+    """A new control-plane app on ``config`` (default: the environment's settings)."""
+    config = config or settings.get_settings()
+    the_store = store.Store(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_store.open()
+        try:
+            yield
+        finally:
+            the_store.close()
+
+    app = FastAPI(
+        title="Outrider control plane",
+        version=_version(),
+        description="Durable event history and run records of autonomous AI-agent runs. See docs/api.md.",
+        lifespan=lifespan,
+    )
+    app.state.settings = config
+    app.state.tokens = config.tokens()
+    app.state.store = the_store
+    app.state.metrics = metrics.Metrics(the_store)
+    errors.install(app)
+    app.include_router(health_routes.router)
+    app.include_router(event_routes.router)
+    app.include_router(run_routes.router)
+    app.include_router(analytics_routes.router)
+    app.include_router(metrics_routes.router)
+    return app

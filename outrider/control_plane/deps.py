@@ -1,0 +1,21 @@
+"""Typed FastAPI dependencies shared by the routers: the store and the settings of the running app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from outrider.control_plane import settings, store
+
+
+def get_store(request: Request) -> store.Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> settings.Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+StoreDep = Annotated[store.Store, Depends(get_store)]
+SettingsDep = Annotated[settings.Settings, Depends(get_settings)]

@@ -1,0 +1,81 @@
+"""One shape for every error answer: ``schemas.ErrorBody`` JSON, also for FastAPI's own 404/405/422.
+
+Routes raise :class:`APIError` with a stable code (``unauthorized``, ``invalid_event``, …); the
+handlers installed by :func:`install` turn it, Starlette's ``HTTPException`` and FastAPI's
+``RequestValidationError`` into the same JSON, so clients parse errors one way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from outrider.control_plane import schemas
+
+#: Stable codes for Starlette's own HTTP errors.
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
+
+
+class APIError(Exception):
+    """An error answer: HTTP status, stable code, human message, optional details and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        detail: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.detail = detail
+        self.headers = headers
+
+
+def body(error: str, message: str, detail: list[Any] | None = None) -> dict[str, Any]:
+    return jsonable_encoder(schemas.ErrorBody(error=error, message=message, detail=detail), exclude_none=False)
+
+
+def response(status: int, error: str, message: str, detail: list[Any] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body(error, message, detail), status_code=status, headers=headers)
+
+
+#: What every route may answer besides its success, for /openapi.json.
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Malformed JSON or bad request.",
+        401: "Missing or wrong bearer token.",
+        404: "Not found.",
+        413: "Body or batch too large.",
+        415: "Unsupported content type.",
+        422: "Invalid input; detail lists each problem.",
+        503: "The store is unavailable; retry.",
+    }
+    return {status: {"model": schemas.ErrorBody, "description": descriptions[status]} for status in statuses}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return response(exc.status, exc.error, exc.message, exc.detail, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        return response(422, "invalid_request", "the request's parameters are invalid", detail)

@@ -1,0 +1,292 @@
+"""Folding a run's events into its run record: pure functions, no I/O.
+
+Events arrive late, twice or out of order, so the fold is a commutative merge, not "apply in arrival
+order": every field of :data:`RunState` is a min, a max, a sum, a count or a set union, keyed where a
+choice is needed by the event's (time, source, id). Folding the same set of events in any order gives the
+same state, and :func:`record` derives the API record from the state alone. Duplicates never reach the
+fold: the store only folds events it has newly inserted (idempotency on (source, id)).
+
+Rules (also in docs/api.md):
+
+- ``created_at``: earliest ``run.created``; else the earliest event of the run.
+- ``started_at``: earliest ``run.started``; else the earliest stage or progress event.
+- ``status``: the event of highest lifecycle rank wins (queued < admitted < running < terminal); among
+  equals, the latest (time, source, id). ``completed_at`` is the winning terminal event's time.
+- ``duration_seconds``: completed_at − (started_at, else created_at); null while unfinished or when negative.
+- token and cost sums; ``phase_timings``: earliest stage start, latest stage completion per stage.
+- ``retries``: count of ``run.retry``; ``llm_calls``: count of ``run.llm_usage``.
+- ``error_summary`` from the latest ``run.failed``, only when the status is failed.
+- pull requests from ``pr.created`` / ``pr.merged``, keyed by number.
+- Unknown event types change nothing, not even ``event_count``.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from outrider.common import events
+
+T = events.EventType
+
+#: Lifecycle rank and resulting status of each event type that moves a run's status.
+STATUS_OF: dict[str, tuple[int, str]] = {
+    T.RUN_CREATED: (0, "queued"),
+    T.RUN_ADMITTED: (1, "admitted"),
+    T.RUN_STARTED: (2, "running"),
+    T.RUN_STAGE_STARTED: (2, "running"),
+    T.RUN_STAGE_COMPLETED: (2, "running"),
+    T.RUN_PROGRESS: (2, "running"),
+    T.RUN_LLM_USAGE: (2, "running"),
+    T.RUN_RETRY: (2, "running"),
+    T.RUN_SUCCEEDED: (3, "succeeded"),
+    T.RUN_FAILED: (3, "failed"),
+    T.RUN_CANCELLED: (3, "cancelled"),
+}
+TERMINAL = ("succeeded", "failed", "cancelled")
+#: Types that describe one run and therefore fold into its record.
+RUN_TYPES = frozenset(t.value for t in T if t.value.startswith(events.RUN_SCOPED_PREFIXES))
+NANO = 1_000_000_000
+SUMMARY_MAX = 200
+
+#: The mergeable fold state of one run, stored as JSON in ``runs.state``.
+RunState = dict[str, Any]
+
+
+def iso(moment: datetime) -> str:
+    """A fixed-width UTC timestamp: string order equals time order, so keys compare as strings."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def empty_state() -> RunState:
+    return {
+        "target": None,  # [key, target] of the earliest event that names one
+        "created": None,  # earliest run.created time
+        "started": None,  # earliest run.started time
+        "first_activity": None,  # earliest stage/progress time
+        "earliest": None,
+        "latest": None,
+        "status": None,  # [rank, key, status] of the winning status event
+        "terminals": {},  # terminal status -> count of such events
+        "failure": None,  # [key, error_type, stage, message] of the latest run.failed
+        "usage": {"phase": {}, "model": {}},  # group -> [input, output, cost_nano, priced_calls, calls]
+        "retries": 0,
+        "llm_calls": 0,
+        "stages": {},  # stage -> [earliest start, latest completion]
+        "prs": {},  # number -> [min key, url, created, merged]
+        "event_count": 0,
+    }
+
+
+def _min(a: Any, b: Any) -> Any:
+    return b if a is None or (b is not None and b < a) else a
+
+
+def _max(a: Any, b: Any) -> Any:
+    return b if a is None or (b is not None and b > a) else a
+
+
+def is_run_event(event: events.CloudEvent) -> bool:
+    """Whether the event folds into a run record: a known run-scoped type with a run id."""
+    return bool(event.runid) and event.type in RUN_TYPES
+
+
+def fold(state: RunState, event: events.CloudEvent) -> RunState:
+    """A new state with ``event`` merged in; ``state`` is not modified. Non-run events change nothing."""
+    new = copy.deepcopy(state)
+    merge_into(new, event)
+    return new
+
+
+def merge_into(new: RunState, event: events.CloudEvent) -> bool:
+    """Merge ``event`` into ``new`` in place (the store's hot path); False when the event is not a run event."""
+    if not is_run_event(event):
+        return False
+    when = iso(event.time)
+    key = [when, event.source, event.id]
+    data = event.data
+    new["event_count"] += 1
+    new["earliest"] = _min(new["earliest"], when)
+    new["latest"] = _max(new["latest"], when)
+    if event.target:
+        new["target"] = _min(new["target"], [key, event.target])
+
+    kind = event.type
+    if kind in STATUS_OF:
+        rank, status = STATUS_OF[kind]
+        new["status"] = _max(new["status"], [rank, key, status])
+        if rank == 3:
+            new["terminals"][status] = new["terminals"].get(status, 0) + 1
+    if kind == T.RUN_CREATED:
+        new["created"] = _min(new["created"], when)
+    elif kind == T.RUN_STARTED:
+        new["started"] = _min(new["started"], when)
+    elif kind in (T.RUN_STAGE_STARTED, T.RUN_STAGE_COMPLETED, T.RUN_PROGRESS):
+        new["first_activity"] = _min(new["first_activity"], when)
+        stage = str(data.get("stage"))
+        start, end = new["stages"].get(stage, [None, None])
+        if kind == T.RUN_STAGE_STARTED:
+            start = _min(start, when)
+        elif kind == T.RUN_STAGE_COMPLETED:
+            end = _max(end, when)
+        new["stages"][stage] = [start, end]
+    elif kind == T.RUN_RETRY:
+        new["retries"] += 1
+    elif kind == T.RUN_LLM_USAGE:
+        new["llm_calls"] += 1
+        cost = data.get("cost_usd")
+        nano = round(float(cost) * NANO) if cost is not None else 0
+        add = [int(data["input_tokens"]), int(data["output_tokens"]), nano, int(cost is not None), 1]
+        phase = data.get("phase") or "unknown"
+        model = f"{data['provider']}/{data['model']}"
+        for group, name in (("phase", phase), ("model", model)):
+            old = new["usage"][group].get(name, [0, 0, 0, 0, 0])
+            new["usage"][group][name] = [x + y for x, y in zip(old, add, strict=True)]
+    elif kind == T.RUN_FAILED:
+        message = data.get("message")
+        new["failure"] = _max(new["failure"], [key, data.get("error_type"), data.get("stage"), message])
+    elif kind in (T.PR_CREATED, T.PR_MERGED):
+        number = str(int(data["number"]))
+        first, url, created, merged = new["prs"].get(number, [None, None, False, False])
+        if first is None or key < first:
+            first, url = key, str(data["url"])
+        created = created or kind == T.PR_CREATED
+        merged = merged or kind == T.PR_MERGED
+        new["prs"][number] = [first, url, created, merged]
+    return True
+
+
+def error_summary(error_type: str | None, stage: str | None, message: str | None) -> str:
+    """'<error_type> in <stage>: <first line of message>', shortened to at most 200 characters."""
+    head = error_type or "Error"
+    if stage:
+        head += f" in {stage}"
+    first_line = (message or "").strip().splitlines()[0].strip() if (message or "").strip() else ""
+    text = f"{head}: {first_line}" if first_line else head
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1] + "…"
+
+
+def _usage(values: list[int]) -> dict[str, Any]:
+    input_tokens, output_tokens, nano, priced, calls = values
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost_usd": nano / NANO if priced else None,
+        "calls": calls,
+    }
+
+
+def _sum(groups: dict[str, list[int]]) -> list[int]:
+    total = [0, 0, 0, 0, 0]
+    for values in groups.values():
+        total = [x + y for x, y in zip(total, values, strict=True)]
+    return total
+
+
+def record(run_id: str, state: RunState) -> dict[str, Any]:
+    """The run record (``schemas.RunRecord`` shape) derived from a fold state."""
+    created = parse(state["created"] or state["earliest"])
+    started = parse(state["started"] or state["first_activity"])
+    status_entry = state["status"]
+    status = status_entry[2] if status_entry else "queued"
+    completed = parse(status_entry[1][0]) if status_entry and status in TERMINAL else None
+    notes: list[str] = []
+    if state["created"] is None:
+        notes.append("no run.created event received; created_at is the earliest event's time")
+    duration = None
+    if completed is not None:
+        begin = started or created
+        if state["started"] is None and state["first_activity"] is None:
+            notes.append("finished without any start event; duration counts from created_at")
+        if begin is not None:
+            seconds = (completed - begin).total_seconds()
+            if seconds >= 0:
+                duration = seconds
+            else:
+                notes.append("the terminal event is earlier than the start; duration unknown")
+    terminals = state["terminals"]
+    if sum(terminals.values()) > 1:
+        seen = ", ".join(f"{name} ×{count}" for name, count in sorted(terminals.items()))
+        notes.append(f"several terminal events ({seen}); the latest by time decides the status")
+
+    failure = state["failure"]
+    summary = error_type = error_stage = None
+    if status == "failed" and failure is not None:
+        _, error_type, error_stage, message = failure
+        summary = error_summary(error_type, error_stage, message)
+
+    phases: dict[str, dict[str, Any]] = {}
+    for stage in sorted(state["stages"]):
+        start, end = state["stages"][stage]
+        took = None
+        if start is not None and end is not None:
+            took = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+            if took < 0:
+                took = None
+                notes.append(f"stage {stage} completed before it started; duration unknown")
+        phases[stage] = {"started_at": parse(start), "duration_seconds": took}
+
+    usage = state["usage"]
+    llm_usage = None
+    if state["llm_calls"]:
+        llm_usage = {
+            "total": _usage(_sum(usage["model"])),
+            "by_phase": {name: _usage(values) for name, values in sorted(usage["phase"].items())},
+            "by_model": {name: _usage(values) for name, values in sorted(usage["model"].items())},
+        }
+    prs = [
+        {"number": int(number), "url": url, "merged": merged}
+        for number, (_, url, _created, merged) in sorted(state["prs"].items(), key=lambda item: int(item[0]))
+    ]
+    return {
+        "run_id": run_id,
+        "target": state["target"][1] if state["target"] else None,
+        "status": status,
+        "created_at": created,
+        "started_at": started,
+        "completed_at": completed,
+        "duration_seconds": duration,
+        "error_summary": summary,
+        "error_type": error_type,
+        "error_stage": error_stage,
+        "metrics": {
+            "phase_timings": phases,
+            "resource_breakdown": {"llm_calls": state["llm_calls"], "retries": state["retries"]},
+            "notes": notes,
+        },
+        "llm_usage": llm_usage,
+        "pull_requests": prs,
+        "pr_count": len(prs),
+        "event_count": state["event_count"],
+        "last_event_at": parse(state["latest"]),
+    }
+
+
+def columns(run_id: str, state: RunState) -> dict[str, Any]:
+    """The ``runs`` table's query columns for a fold state (everything else stays in the state JSON)."""
+    rec = record(run_id, state)
+    total = _sum(state["usage"]["model"])
+    return {
+        "run_id": run_id,
+        "target": rec["target"],
+        "status": rec["status"],
+        "created_at": rec["created_at"],
+        "started_at": rec["started_at"],
+        "completed_at": rec["completed_at"],
+        "duration_seconds": rec["duration_seconds"],
+        "error_summary": rec["error_summary"],
+        "error_type": rec["error_type"],
+        "error_stage": rec["error_stage"],
+        "input_tokens": total[0],
+        "output_tokens": total[1],
+        "cost_nano_usd": total[2] if total[3] else None,
+        "llm_calls": state["llm_calls"],
+        "pr_count": rec["pr_count"],
+        "event_count": state["event_count"],
+        "last_event_at": rec["last_event_at"],
+    }

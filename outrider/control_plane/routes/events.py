@@ -1,0 +1,234 @@
+"""``/v1/events``: ingestion (POST), the history (GET, filtered, cursor-paged) and the live stream (SSE).
+
+Ingestion validates the whole request before anything is queued (all or nothing), then waits for the
+store's group commit: a 202 means the events are durably committed. Every refusal is counted in
+``outrider_events_rejected_total{reason}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
+
+from outrider.common import events
+from outrider.control_plane import auth, deps, errors, params, schemas, store
+
+router = APIRouter(tags=["events"], dependencies=[Depends(auth.require_token)])
+
+SINGLE = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+PLAIN = "application/json"
+CONTENT_TYPES = (SINGLE, PLAIN, BATCH)
+
+EVENT_SCHEMA = {"$ref": "#/components/schemas/CloudEvent"}
+INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "One CloudEvent, or a batch (JSON array) with application/cloudevents-batch+json or application/json.",
+        "content": {
+            SINGLE: {"schema": EVENT_SCHEMA},
+            PLAIN: {"schema": {"anyOf": [EVENT_SCHEMA, {"type": "array", "items": EVENT_SCHEMA}]}},
+            BATCH: {"schema": {"type": "array", "items": EVENT_SCHEMA}},
+        },
+    }
+}
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (Content-Length is not trusted)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise errors.APIError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.APIError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes, content_type: str) -> list[Any]:
+    """The decoded events of a body (a single event becomes a batch of one)."""
+    try:
+        document = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.APIError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    if content_type == BATCH and not isinstance(document, list):
+        raise errors.APIError(400, "malformed_json", f"{BATCH} needs a JSON array of events")
+    if content_type == SINGLE and not isinstance(document, dict):
+        raise errors.APIError(400, "malformed_json", f"{SINGLE} needs one JSON object; send arrays as {BATCH}")
+    return document if isinstance(document, list) else [document]
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    response_model=schemas.IngestResult,
+    summary="Ingest one event or a batch",
+    responses=errors.responses(400, 401, 413, 415, 422, 503),
+    openapi_extra=INGEST_BODY,
+)
+async def ingest(request: Request, store_: deps.StoreDep, config: deps.SettingsDep) -> schemas.IngestResult:
+    """Store events durably; 202 with how many were new and how many were already stored (same source and id)."""
+    started = time.perf_counter()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    batch_size = 1
+    try:
+        if content_type not in CONTENT_TYPES:
+            raise errors.APIError(
+                415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not one of {', '.join(CONTENT_TYPES)}"
+            )
+        raw = await _read_body(request, config.max_body_bytes)
+        batch = _parse(raw, content_type)
+        batch_size = len(batch)
+        if batch_size > config.max_batch_events:
+            raise errors.APIError(
+                413, "batch_too_large", f"{batch_size} events in one request; at most {config.max_batch_events}"
+            )
+        accepted: list[events.CloudEvent] = []
+        problems: list[events.EventProblem] = []
+        for index, item in enumerate(batch):
+            event, found = events.validate_event(item, index)
+            problems.extend(found)
+            if event is not None:
+                accepted.append(event)
+        if problems:
+            raise errors.APIError(
+                422,
+                "invalid_event",
+                f"{len({p.index for p in problems})} of {len(batch)} events are invalid; nothing was stored",
+                detail=[p.model_dump() for p in problems],
+            )
+    except errors.APIError as exc:
+        await store_.record_rejection(exc.error, batch_size if exc.error in ("invalid_event", "batch_too_large") else 1)
+        raise
+    if not accepted:
+        return schemas.IngestResult(accepted=0, duplicates=0)
+    try:
+        new, duplicates = await asyncio.wait_for(
+            asyncio.wrap_future(store_.submit(accepted)), timeout=config.write_timeout_seconds
+        )
+    except (store.StoreUnavailable, TimeoutError) as exc:
+        raise errors.APIError(503, "store_unavailable", f"the events were not stored ({exc or 'timed out'}); retry") from exc
+    request.app.state.metrics.ingest_seconds.observe(time.perf_counter() - started)
+    return schemas.IngestResult(accepted=new, duplicates=duplicates)
+
+
+@router.get(
+    "/v1/events",
+    response_model=schemas.Page[schemas.StoredEvent],
+    summary="List stored events",
+    responses=errors.responses(401, 422, 503),
+)
+def list_events(
+    store_: deps.StoreDep,
+    target: str | None = None,
+    run_id: str | None = None,
+    type: Annotated[str | None, Query(description="Event type, e.g. run.failed.")] = None,
+    since: Annotated[datetime | None, Query(description="Events whose time is at or after this (RFC 3339).")] = None,
+    until: Annotated[datetime | None, Query(description="Events whose time is before this (RFC 3339).")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Events in arrival order (``seq``), oldest first; follow ``next_cursor`` until it is null."""
+    after = int(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
+    try:
+        items = store_.list_events(
+            target=target, run_id=run_id, type=type, since=params.aware(since), until=params.aware(until),
+            after_seq=after, limit=limit + 1,
+        )
+    except store.StoreUnavailable as exc:
+        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = params.encode_cursor({"seq": items[-1]["seq"]}) if more else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _sse(item: dict[str, Any]) -> str:
+    payload = json.dumps(jsonable_encoder(item), separators=(",", ":"))
+    return f"id: {item['seq']}\nevent: {item['event'].get('type', 'message')}\ndata: {payload}\n\n"
+
+
+@router.get(
+    "/v1/events/stream",
+    summary="Live stream of newly stored events (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "text/event-stream: one SSE message per stored event (id = seq, event = type, data = StoredEvent JSON).", "content": {"text/event-stream": {}}},
+        **errors.responses(401, 422),
+    },
+)
+async def stream(
+    request: Request,
+    store_: deps.StoreDep,
+    config: deps.SettingsDep,
+    target: str | None = None,
+    run_id: str | None = None,
+    type: str | None = None,
+    after: Annotated[int | None, Query(ge=0, description="Replay stored events after this seq first (also read from Last-Event-ID).")] = None,
+) -> StreamingResponse:
+    """Every event committed from now on (optionally filtered), with a keep-alive comment every ~15 s.
+
+    A client that reconnects with ``Last-Event-ID`` (or ``?after=``) first gets the stored events it
+    missed (up to 1000), then the live ones. A client too slow to keep up gets ``event: dropped`` and is
+    disconnected; it reconnects with its last id.
+    """
+    last = request.headers.get("last-event-id")
+    if after is None and last is not None and last.isdigit():
+        after = int(last)
+    subscription = store_.subscribe()
+
+    def wanted(event: dict[str, Any]) -> bool:
+        return (
+            (target is None or event.get("target") == target)
+            and (run_id is None or event.get("runid") == run_id)
+            and (type is None or event.get("type") == type)
+        )
+
+    async def generate() -> AsyncIterator[str]:
+        sent = after or 0
+        try:
+            yield f"retry: 3000\n: connected at seq {sent}\n\n"
+            if after is not None:
+                missed = await asyncio.to_thread(
+                    store_.list_events, target=target, run_id=run_id, type=type, after_seq=after, limit=1000
+                )
+                for item in missed:
+                    sent = max(sent, item["seq"])
+                    yield _sse(item)
+            while True:
+                try:
+                    batch = await subscription.next(timeout=config.sse_keepalive_seconds)
+                except store.SubscriberDropped:
+                    yield "event: dropped\ndata: {\"reason\": \"client too slow\"}\n\n"
+                    return
+                if not batch:
+                    yield ": keep-alive\n\n"
+                    continue
+                for item in batch:
+                    if item["seq"] > sent and wanted(item["event"]):
+                        sent = item["seq"]
+                        yield _sse(item)
+        finally:
+            store_.unsubscribe(subscription)
+
+    return StreamingResponse(
+        generate(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+

@@ -1,0 +1,18 @@
+"""``/metrics``: the app's Prometheus registry in the text exposition format (unauthenticated, like most exporters)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {}}}},
+)
+def prometheus_metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,50 @@
+"""Running the control plane as a process: token bootstrap, then uvicorn.
+
+``outrider control-plane`` (and so ``make run``) calls :func:`serve`. When no token is configured it
+generates one on first start, keeps it in a file next to the SQLite database (``./outrider.token``,
+mode 0600) so later starts reuse it, and prints it with the console URL — the API never runs open.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import uvicorn
+
+from outrider.control_plane import app as app_module
+from outrider.control_plane import settings
+
+TOKEN_FILE_NAME = "outrider.token"
+
+
+def ensure_token(config: settings.Settings) -> tuple[settings.Settings, str | None]:
+    """Settings that name a token file when none is configured, and the token to print (None if configured)."""
+    if config.tokens():
+        return config, None
+    db_file = config.sqlite_path()
+    path = config.api_token_file or ((db_file.parent if db_file else Path(".")) / TOKEN_FILE_NAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("# Outrider control-plane API token, generated on first start\n" + token + "\n")
+    os.chmod(path, 0o600)
+    config = config.model_copy(update={"api_token_file": path})
+    return config, config.tokens()[0]
+
+
+def serve(host: str, port: int) -> None:
+    """Serve the control plane on ``host:port`` until interrupted."""
+    config, token = ensure_token(settings.get_settings())
+    application = app_module.create_app(config)
+    url = f"http://{host}:{port}"
+    print(f"Outrider control plane on {url}  (console: {url}/, API docs: {url}/docs, store: {config.database_url})", flush=True)
+    if token is not None:
+        print(f"API token (kept in {config.api_token_file}): {token}", flush=True)
+        print(f'  try: curl -H "Authorization: Bearer {token}" {url}/v1/runs', flush=True)
+    else:
+        print("API tokens: from OUTRIDER_API_TOKENS / OUTRIDER_API_TOKEN_FILE", flush=True)
+    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)

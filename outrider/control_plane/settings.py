@@ -1,0 +1,111 @@
+"""The control plane's configuration, read from ``OUTRIDER_*`` environment variables.
+
+Every knob the service has lives here, documented where it is defined (unit, default, why). The
+settings are built by :func:`get_settings` on first use, never at import time, so tests build their own
+:class:`Settings` and pass it to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTRIDER_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./outrider.db",
+        description=(
+            "SQLAlchemy URL of the store. Default: the embedded SQLite file ./outrider.db. "
+            "PostgreSQL: postgresql://user:pass@host/db (the psycopg 3 driver is used)."
+        ),
+    )
+    api_tokens: str = Field(
+        default="",
+        description="Comma-separated bearer tokens accepted by the API. Empty: only the token file's tokens count.",
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        description=(
+            "File holding further tokens, one per line (blank lines and # comments ignored). "
+            "`outrider control-plane` writes a generated token to ./outrider.token when no token is configured."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest request body POST /v1/events reads, in bytes (default 1 MiB); larger bodies get 413.",
+    )
+    max_batch_events: int = Field(
+        default=1000,
+        gt=0,
+        description="Most events one POST /v1/events may carry (default 1000); more get 413 batch_too_large.",
+    )
+    group_commit_max_events: int = Field(
+        default=5000,
+        gt=0,
+        description=(
+            "Most events the writer commits in one transaction (default 5000). The writer takes every request "
+            "queued while the previous commit ran, up to this many events, so one fsync serves many requests; "
+            "the cap bounds how long one transaction holds the write lock."
+        ),
+    )
+    write_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How long an ingestion request waits for its commit before answering 503 store_unavailable "
+            "(seconds, default 30). The client retries; idempotency on (source, id) makes that safe."
+        ),
+    )
+    sqlite_synchronous: str = Field(
+        default="FULL",
+        pattern="^(FULL|NORMAL|EXTRA)$",
+        description=(
+            "SQLite PRAGMA synchronous (default FULL). FULL fsyncs the WAL at every commit, so a 2xx survives a "
+            "power cut; group commit keeps that to one fsync per group of requests. NORMAL is faster but a crash of "
+            "the machine may lose the last acknowledged commits, which would break the API's promise."
+        ),
+    )
+    sse_keepalive_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Period of the keep-alive comment on GET /v1/events/stream (seconds, default 15), for proxies.",
+    )
+    sse_queue_events: int = Field(
+        default=1000,
+        gt=0,
+        description=(
+            "Events buffered per stream subscriber (default 1000). A client that falls this far behind is "
+            "disconnected rather than slowing the writer; it reconnects with Last-Event-ID and catches up."
+        ),
+    )
+
+    def tokens(self) -> list[str]:
+        """Every accepted token: ``api_tokens`` plus the lines of ``api_token_file`` (if it exists)."""
+        found = [token.strip() for token in self.api_tokens.split(",") if token.strip()]
+        if self.api_token_file is not None and self.api_token_file.is_file():
+            for line in self.api_token_file.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    found.append(line)
+        return found
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None when the store is not a SQLite file (PostgreSQL, in-memory)."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,548 @@
+"""The durable store: event history, run records and aggregates, written by one group-committing writer.
+
+Why one writer thread: a 2xx from ``POST /v1/events`` promises the events are committed, and a commit
+costs an fsync. Requests therefore hand their (already validated) events to :meth:`Store.submit` and
+wait; the writer takes everything queued while the previous commit ran (up to
+``group_commit_max_events``), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING
+RETURNING``, folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
+request then gets its own ``{accepted, duplicates}``; if the transaction fails every request in the
+group gets the error and nothing of it is stored.
+
+Reads (``list_events``, ``get_run`` …) use pooled connections and never block the writer (SQLite in
+WAL mode lets readers proceed during a write; PostgreSQL is MVCC).
+
+Live updates — a small in-process publish/subscribe API::
+
+    subscription = store.subscribe()          # in the event loop; bounded buffer
+    try:
+        batch = await subscription.next(timeout=15.0)   # list of stored events (dicts), [] on timeout
+    finally:
+        store.unsubscribe(subscription)
+
+After each commit the writer offers the group's new events (``{"seq", "received_at", "event"}``, in
+``seq`` order) to every subscriber. A subscriber whose buffer is full is dropped (``next`` raises
+:class:`SubscriberDropped`), never waited for: a slow client cannot slow ingestion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+
+from outrider.common import events
+from outrider.control_plane import projection, settings, tables
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(Exception):
+    """The store could not commit or read; the request must answer 503 and the client retry."""
+
+
+class SubscriberDropped(Exception):
+    """The subscriber fell more than its buffer behind and was disconnected."""
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as an aware UTC datetime (SQLite hands back naive UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
+    """An engine for ``url``: SQLite in WAL mode with the chosen ``synchronous``, or PostgreSQL via psycopg 3."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, one fsync per commit
+            cursor.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives a power cut
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest Alembic revision (``alembic upgrade head``), inside one transaction."""
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("outrider.control_plane") / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@dataclasses.dataclass
+class _Submission:
+    events: Sequence[events.CloudEvent]
+    future: concurrent.futures.Future[tuple[int, int]]
+
+
+@dataclasses.dataclass
+class _Rejection:
+    reason: str
+    count: int
+    future: concurrent.futures.Future[tuple[int, int]]
+
+
+_STOP = object()
+
+
+def _settle(future: concurrent.futures.Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
+    """Resolve a request's future unless the request gave up waiting (cancelled it) meanwhile."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+class Subscription:
+    """One live-stream client's bounded buffer of committed events; see the module docstring."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_events: int) -> None:
+        self.loop = loop
+        self.max_events = max_events
+        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self.dropped = False
+        self._wake = asyncio.Event()
+
+    def _offer(self, items: list[dict[str, Any]]) -> None:  # runs in the subscriber's loop
+        if self.dropped:
+            return
+        if len(self.buffer) + len(items) > self.max_events:
+            self.dropped = True
+            self.buffer.clear()
+        else:
+            self.buffer.extend(items)
+        self._wake.set()
+
+    async def next(self, timeout: float) -> list[dict[str, Any]]:
+        """The events committed since the last call; [] after ``timeout`` seconds without any."""
+        if not self.buffer and not self.dropped:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        if self.dropped:
+            raise SubscriberDropped
+        items = list(self.buffer)
+        self.buffer.clear()
+        return items
+
+
+class Store:
+    """The control plane's store; :meth:`open` migrates and starts the writer, :meth:`close` stops it."""
+
+    def __init__(self, config: settings.Settings) -> None:
+        self.settings = config
+        self.engine = make_engine(config.database_url, config.sqlite_synchronous)
+        self.dialect = self.engine.dialect.name
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._subscribers: set[Subscription] = set()
+        self._subscribers_lock = threading.Lock()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        migrate(self.engine)
+        self._writer = threading.Thread(target=self._run_writer, name="outrider-store-writer", daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join(timeout=30)
+            self._writer = None
+        self.engine.dispose()
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._writer is not None and self._writer.is_alive()
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def submit(self, batch: Sequence[events.CloudEvent]) -> concurrent.futures.Future[tuple[int, int]]:
+        """Queue validated events for the next group commit; the future gives (accepted, duplicates)."""
+        future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
+        if not self.writer_alive:
+            future.set_exception(StoreUnavailable("the store writer is not running"))
+            return future
+        self._queue.put(_Submission(batch, future))
+        return future
+
+    def count_rejection(self, reason: str, count: int = 1) -> concurrent.futures.Future[tuple[int, int]]:
+        """Count refused events under ``reason``, committed with the next group (the future tells when)."""
+        future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
+        if not self.writer_alive:
+            future.set_exception(StoreUnavailable("the store writer is not running"))
+            return future
+        self._queue.put(_Rejection(reason, count, future))
+        return future
+
+    async def record_rejection(self, reason: str, count: int = 1) -> None:
+        """Count a refusal and wait (briefly) for it to be committed, so /metrics shows it once the client has
+        its answer; a store failure here is logged, never turned into a different answer."""
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.count_rejection(reason, count)), timeout=5)
+        except (StoreUnavailable, TimeoutError):
+            log.warning("could not count a rejection (%s)", reason, exc_info=True)
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    def _run_writer(self) -> None:
+        cap = self.settings.group_commit_max_events
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            size = len(first.events) if isinstance(first, _Submission) else 0
+            stop = False
+            while size < cap:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                group.append(item)
+                size += len(item.events) if isinstance(item, _Submission) else 0
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[Any]) -> None:
+        submissions = group
+        try:
+            with self.engine.begin() as conn:
+                results, new_events = self._write(conn, group)
+        except Exception as exc:  # noqa: BLE001 — every waiting request must hear about any failure
+            log.exception("group commit of %d items failed", len(submissions))
+            for item in submissions:
+                _settle(item.future, exception=StoreUnavailable(f"commit failed: {type(exc).__name__}"))
+            return
+        for item, result in zip(submissions, results, strict=True):
+            _settle(item.future, result=result)
+        if new_events:
+            self._publish(new_events)
+
+    def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
+        received_at = datetime.now(UTC)
+        insert = (
+            self._insert(tables.events)
+            .on_conflict_do_nothing(index_elements=["source", "event_id"])
+            .returning(tables.events.c.seq, tables.events.c.source, tables.events.c.event_id)
+        )
+        results: list[tuple[int, int]] = []
+        inserted: list[tuple[int, events.CloudEvent, dict[str, Any]]] = []
+        rejections: collections.Counter[str] = collections.Counter()
+        for item in group:
+            if isinstance(item, _Rejection):
+                rejections[item.reason] += item.count
+                results.append((0, 0))
+                continue
+            rows: dict[tuple[str, str], dict[str, Any]] = {}
+            by_key: dict[tuple[str, str], events.CloudEvent] = {}
+            for event in item.events:
+                key = (event.source, event.id)
+                if key in rows:
+                    continue  # a duplicate inside one request counts as a duplicate
+                body = event.model_dump(mode="json", exclude_none=True)
+                by_key[key] = event
+                rows[key] = {
+                    "source": event.source,
+                    "event_id": event.id,
+                    "type": event.type,
+                    "time": event.time.astimezone(UTC),
+                    "target": event.target,
+                    "run_id": event.runid,
+                    "received_at": received_at,
+                    "body": json.dumps(body, separators=(",", ":")),
+                }
+            returned = conn.execute(insert, list(rows.values())).all() if rows else []
+            for seq, source, event_id in returned:
+                key = (source, event_id)
+                inserted.append((seq, by_key[key], json.loads(rows[key]["body"])))
+            results.append((len(returned), len(item.events) - len(returned)))
+        inserted.sort(key=lambda entry: entry[0])
+        if inserted:
+            self._fold(conn, [(seq, event) for seq, event, _ in inserted])
+        if rejections:
+            self._bump(conn, tables.agg_rejections, ["reason"], [{"reason": r, "count": n} for r, n in rejections.items()])
+        published = [
+            {"seq": seq, "received_at": received_at.isoformat(), "event": body} for seq, _, body in inserted
+        ]
+        return results, published
+
+    def _bump(self, conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]]) -> None:
+        """Add each row's numbers to the aggregate row with the same key (insert it when new)."""
+        if not rows:
+            return
+        stmt = self._insert(table)
+        numbers = [column.name for column in table.columns if column.name not in keys]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in numbers}
+        )
+        conn.execute(stmt, rows)
+
+    def _fold(self, conn: sa.Connection, inserted: list[tuple[int, events.CloudEvent]]) -> None:
+        type_counts: collections.Counter[str] = collections.Counter()
+        llm: dict[tuple[str, str], list[int]] = {}
+        prs: collections.Counter[str] = collections.Counter()
+        by_run: dict[str, list[tuple[int, events.CloudEvent]]] = collections.defaultdict(list)
+        for seq, event in inserted:
+            type_counts[event.type] += 1
+            if projection.is_run_event(event):
+                by_run[str(event.runid)].append((seq, event))
+            if event.type == events.EventType.RUN_LLM_USAGE:
+                cost = event.data.get("cost_usd")
+                key = (event.target or "", str(event.data["model"]))
+                old = llm.get(key, [0, 0, 0])
+                llm[key] = [
+                    old[0] + int(event.data["input_tokens"]),
+                    old[1] + int(event.data["output_tokens"]),
+                    old[2] + (round(float(cost) * projection.NANO) if cost is not None else 0),
+                ]
+
+        existing: dict[str, projection.RunState] = {}
+        run_ids = list(by_run)
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            query = sa.select(tables.runs.c.run_id, tables.runs.c.state).where(tables.runs.c.run_id.in_(chunk))
+            for run_id, state in conn.execute(query):
+                existing[run_id] = json.loads(state)
+        new_rows: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for run_id, run_events in by_run.items():
+            state = existing.get(run_id) or projection.empty_state()
+            for _, event in run_events:
+                if event.type == events.EventType.PR_CREATED:
+                    number = str(int(event.data["number"]))
+                    if not state["prs"].get(number, [None, None, False, False])[2]:
+                        prs[event.target or ""] += 1  # a PR counts once per run, however often reported
+                projection.merge_into(state, event)
+            row = projection.columns(run_id, state)
+            row["updated_seq"] = run_events[-1][0]
+            row["state"] = json.dumps(state, separators=(",", ":"))
+            if run_id in existing:
+                row["b_run_id"] = row.pop("run_id")
+                updates.append(row)
+            else:
+                new_rows.append(row)
+        if new_rows:
+            conn.execute(sa.insert(tables.runs), new_rows)
+        if updates:
+            values = {name: sa.bindparam(name) for name in updates[0] if name != "b_run_id"}
+            stmt = sa.update(tables.runs).where(tables.runs.c.run_id == sa.bindparam("b_run_id")).values(values)
+            conn.execute(stmt, updates)
+        self._bump(conn, tables.agg_event_types, ["type"], [{"type": t, "count": n} for t, n in type_counts.items()])
+        self._bump(
+            conn,
+            tables.agg_llm,
+            ["target", "model"],
+            [
+                {"target": t, "model": m, "input_tokens": v[0], "output_tokens": v[1], "cost_nano_usd": v[2]}
+                for (t, m), v in llm.items()
+            ],
+        )
+        self._bump(conn, tables.agg_prs, ["target"], [{"target": t, "created": n} for t, n in prs.items()])
+
+    # --- live updates ------------------------------------------------------------------------------
+
+    def subscribe(self, max_events: int | None = None) -> Subscription:
+        """A new subscription to committed events; call from the event loop that will read it."""
+        sub = Subscription(asyncio.get_running_loop(), max_events or self.settings.sse_queue_events)
+        with self._subscribers_lock:
+            self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._subscribers_lock:
+            self._subscribers.discard(sub)
+
+    def _publish(self, items: list[dict[str, Any]]) -> None:
+        with self._subscribers_lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            if sub.dropped:
+                self.unsubscribe(sub)
+                continue
+            try:
+                sub.loop.call_soon_threadsafe(sub._offer, items)
+            except RuntimeError:  # the subscriber's loop is closed
+                self.unsubscribe(sub)
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers and the writer runs."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(1)).scalar_one()
+        except Exception as exc:
+            raise StoreUnavailable(f"database unreachable: {type(exc).__name__}: {exc}") from exc
+        if not self.writer_alive:
+            raise StoreUnavailable("the store writer is not running")
+
+    def _read(self, query: Any) -> list[sa.Row[Any]]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(query).all())
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+
+    def list_events(
+        self,
+        *,
+        target: str | None = None,
+        run_id: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Events in arrival order after ``after_seq``, filtered; at most ``limit``."""
+        e = tables.events
+        query = sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq)
+        if target is not None:
+            query = query.where(e.c.target == target)
+        if run_id is not None:
+            query = query.where(e.c.run_id == run_id)
+        if type is not None:
+            query = query.where(e.c.type == type)
+        if since is not None:
+            query = query.where(e.c.time >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(e.c.time < until.astimezone(UTC))
+        rows = self._read(query.order_by(e.c.seq).limit(limit))
+        return [{"seq": seq, "received_at": utc(received), "event": json.loads(body)} for seq, received, body in rows]
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run record of ``run_id``, or None when no event named it."""
+        rows = self._read(sa.select(tables.runs.c.state).where(tables.runs.c.run_id == run_id))
+        return projection.record(run_id, json.loads(rows[0][0])) if rows else None
+
+    def list_runs(
+        self,
+        *,
+        target: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Run records, newest ``created_at`` first (ties by run id), after the ``before`` position."""
+        r = tables.runs
+        query = sa.select(r.c.run_id, r.c.state)
+        if target is not None:
+            query = query.where(r.c.target == target)
+        if status is not None:
+            query = query.where(r.c.status == status)
+        if since is not None:
+            query = query.where(r.c.created_at >= since.astimezone(UTC))
+        if before is not None:
+            at, run_id = before
+            at = at.astimezone(UTC)
+            query = query.where(sa.or_(r.c.created_at < at, sa.and_(r.c.created_at == at, r.c.run_id < run_id)))
+        rows = self._read(query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).limit(limit))
+        return [projection.record(run_id, json.loads(state)) for run_id, state in rows]
+
+    def runs_created_since(self, since: datetime) -> list[dict[str, Any]]:
+        """The query columns of every run created at or after ``since`` (for summaries and analytics)."""
+        r = tables.runs
+        query = sa.select(
+            r.c.run_id,
+            r.c.target,
+            r.c.status,
+            r.c.created_at,
+            r.c.completed_at,
+            r.c.duration_seconds,
+            r.c.error_summary,
+            r.c.error_type,
+            r.c.error_stage,
+            r.c.input_tokens,
+            r.c.output_tokens,
+            r.c.cost_nano_usd,
+            r.c.pr_count,
+        ).where(r.c.created_at >= since.astimezone(UTC))
+        out = []
+        for row in self._read(query):
+            item = row._asdict()
+            item["created_at"] = utc(item["created_at"])
+            item["completed_at"] = utc(item["completed_at"])
+            out.append(item)
+        return out
+
+    def aggregates(self) -> dict[str, list[dict[str, Any]]]:
+        """Everything ``/metrics`` reports from the store, from the small aggregate tables and the runs table."""
+        r = tables.runs
+        finished = r.c.status.in_(list(projection.TERMINAL))
+        queries: dict[str, Any] = {
+            "event_types": sa.select(tables.agg_event_types),
+            "rejections": sa.select(tables.agg_rejections),
+            "llm": sa.select(tables.agg_llm),
+            "prs": sa.select(tables.agg_prs),
+            "runs": sa.select(r.c.target, r.c.status, sa.func.count().label("count"))
+            .where(finished)
+            .group_by(r.c.target, r.c.status),
+        }
+        try:
+            with self.engine.connect() as conn:
+                return {name: [row._asdict() for row in conn.execute(q)] for name, q in queries.items()}
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+
+    def duration_buckets(self, bounds: Iterable[float]) -> list[dict[str, Any]]:
+        """Per target: count of finished runs with a duration ≤ each bound, their count and duration sum."""
+        r = tables.runs
+        bounds = list(bounds)
+        columns = [
+            sa.func.sum(sa.case((r.c.duration_seconds <= bound, 1), else_=0)).label(f"le_{index}")
+            for index, bound in enumerate(bounds)
+        ]
+        query = (
+            sa.select(r.c.target, sa.func.count().label("count"), sa.func.sum(r.c.duration_seconds).label("sum"), *columns)
+            .where(r.c.status.in_(list(projection.TERMINAL)), r.c.duration_seconds.is_not(None))
+            .group_by(r.c.target)
+        )
+        out = []
+        for row in self._read(query):
+            item = row._asdict()
+            out.append(
+                {
+                    "target": item["target"],
+                    "count": int(item["count"]),
+                    "sum": float(item["sum"] or 0.0),
+                    "buckets": [int(item[f"le_{index}"] or 0) for index in range(len(bounds))],
+                }
+            )
+        return out

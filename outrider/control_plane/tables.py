@@ -1,0 +1,100 @@
+"""The store's SQLAlchemy Core tables: the durable event history, the folded run records, and aggregates.
+
+These are storage shapes, separate from the API models in ``schemas.py`` on purpose. Alembic migrations
+in ``migrations/`` create them; this module is the reference the migrations and queries are written
+against. Times are ``TIMESTAMP WITH TIME ZONE`` (SQLite stores UTC text without offset; the store
+reattaches UTC when reading).
+
+- ``events``: every accepted event once, in arrival order (``seq``), unique on (source, event_id).
+- ``runs``: one row per run id, the projection of its events (columns for queries, ``state`` JSON for the rest).
+- ``agg_*``: small counters kept in the same transaction as the events, read by ``/metrics`` so a scrape
+  never scans the event history.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+#: An integer primary key that autoincrements on SQLite (AUTOINCREMENT: never reused) and PostgreSQL (BIGINT).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Time = sa.DateTime(timezone=True)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("event_id", sa.String(256), nullable=False),
+    sa.Column("type", sa.String(256), nullable=False),
+    sa.Column("time", Time, nullable=False),
+    sa.Column("target", sa.String(253), nullable=True),
+    sa.Column("run_id", sa.String(253), nullable=True),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("body", sa.Text(), nullable=False, comment="The event as accepted, JSON."),
+    sa.UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
+    sa.Index("ix_events_run_id_seq", "run_id", "seq"),
+    sa.Index("ix_events_target_seq", "target", "seq"),
+    sa.Index("ix_events_type_seq", "type", "seq"),
+    sa.Index("ix_events_time", "time"),
+    sqlite_autoincrement=True,
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(253), primary_key=True),
+    sa.Column("target", sa.String(253), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time, nullable=True),
+    sa.Column("completed_at", Time, nullable=True),
+    sa.Column("duration_seconds", sa.Float(), nullable=True),
+    sa.Column("error_summary", sa.String(512), nullable=True),
+    sa.Column("error_type", sa.String(256), nullable=True),
+    sa.Column("error_stage", sa.String(128), nullable=True),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True, comment="Cost in 1e-9 USD; exact sums in any order."),
+    sa.Column("llm_calls", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("pr_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("event_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_event_at", Time, nullable=True),
+    sa.Column("updated_seq", sa.BigInteger(), nullable=False, comment="seq of the last event folded in."),
+    sa.Column("state", sa.Text(), nullable=False, comment="projection.RunState as JSON: the mergeable fold state."),
+    sa.Index("ix_runs_target_created_at", "target", "created_at"),
+    sa.Index("ix_runs_status_created_at", "status", "created_at"),
+    sa.Index("ix_runs_created_at", "created_at"),
+)
+
+agg_event_types = sa.Table(
+    "agg_event_types",
+    metadata,
+    sa.Column("type", sa.String(256), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+)
+
+agg_rejections = sa.Table(
+    "agg_rejections",
+    metadata,
+    sa.Column("reason", sa.String(64), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+)
+
+agg_llm = sa.Table(
+    "agg_llm",
+    metadata,
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),
+)
+
+agg_prs = sa.Table(
+    "agg_prs",
+    metadata,
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
+    sa.Column("created", sa.BigInteger(), nullable=False),
+)
