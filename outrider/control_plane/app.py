@@ -15,11 +15,13 @@ from importlib import metadata
 from fastapi import FastAPI
 
 from outrider.control_plane import errors, metrics, settings, store
+from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
 from outrider.control_plane.routes import events as event_routes
 from outrider.control_plane.routes import health as health_routes
 from outrider.control_plane.routes import metrics as metrics_routes
 from outrider.control_plane.routes import runs as run_routes
+from outrider.control_plane.routes import status as status_routes
 
 
 def _version() -> str:
@@ -58,4 +60,6 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.include_router(run_routes.router)
     app.include_router(analytics_routes.router)
     app.include_router(metrics_routes.router)
+    app.include_router(status_routes.router)
+    app.include_router(console_routes.router)
     return app

@@ -1,0 +1,387 @@
+"""The console's pages: Dashboard, Run History, Run detail, and the login form that sets the token cookie.
+
+Server-rendered with Jinja2 so every page reads without JavaScript; ``console.js`` only adds the live
+activity feed (Server-Sent Events), status refresh and cooldown countdowns. Pages read the store directly and
+build the same models the API returns (the system status comes from :mod:`outrider.control_plane.status`, the
+one function the API, the CLI and the metrics use). The console is read-only.
+
+Auth: the same bearer tokens as the API. The login form checks a token and stores it in an ``HttpOnly``,
+``SameSite=Strict`` cookie (``Secure`` over HTTPS); pages without a valid cookie redirect to the form. The
+live stream the page subscribes to (``/console/events/stream``) accepts that cookie, because a browser's
+``EventSource`` cannot send an ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from outrider.common import events
+from outrider.control_plane import auth, params, schemas, status, store
+from outrider.control_plane.routes import events as event_routes
+from outrider.control_plane.routes import status as status_routes
+
+COOKIE = "outrider_token"
+#: Cookie lifetime: a working day; logging in again is cheap and a lost laptop's cookie expires.
+COOKIE_MAX_AGE = 12 * 3600
+PAGE_SIZE = 25
+RUN_EVENTS_LIMIT = 1000
+TRACEBACK_TAIL_LINES = 40
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
+
+_here = Path(str(resources.files("outrider.control_plane.console")))
+templates = Jinja2Templates(directory=str(_here / "templates"))
+templates.env.undefined = jinja2.StrictUndefined
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- formatting helpers (also available to templates) ----------------------------------------------------
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def fmt_time(moment: datetime | None) -> str:
+    moment = _aware(moment)
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_ago(moment: datetime | None, now: datetime | None = None) -> str:
+    moment = _aware(moment)
+    if moment is None:
+        return "—"
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 0:
+        return "in " + status.humanize_seconds(-seconds)
+    if seconds < 5:
+        return "just now"
+    return status.humanize_seconds(seconds) + " ago"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    return status.humanize_seconds(seconds)
+
+
+def fmt_int(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def fmt_usd(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def iso(moment: datetime | None) -> str:
+    moment = _aware(moment)
+    return "" if moment is None else moment.astimezone(UTC).isoformat()
+
+
+templates.env.filters.update(time=fmt_time, ago=fmt_ago, duration=fmt_duration, int=fmt_int, usd=fmt_usd, iso=iso)
+
+
+# --- auth -----------------------------------------------------------------------------------------------
+
+
+def _authenticated(request: Request) -> bool:
+    tokens: list[str] = request.app.state.tokens
+    return auth.check(request.cookies.get(COOKIE), tokens) or auth.check(auth.bearer(request), tokens)
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only local paths: never redirect a freshly logged-in user to another site."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def _store(request: Request) -> store.Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def _demo(request: Request) -> bool:
+    return bool(getattr(request.app.state, "demo", False))
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    base = {"demo": _demo(request), "now": datetime.now(UTC), "path": request.url.path}
+    response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+    return response
+
+
+def _unavailable(request: Request, exc: Exception, title: str) -> HTMLResponse:
+    return _render(request, "error.html", {"title": title, "message": str(exc)}, status_code=503)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    return _render(request, "login.html", {"title": "Sign in", "next": _safe_next(next), "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    # The form posts application/x-www-form-urlencoded; parsed here so the console needs no multipart library.
+    body = await request.body()
+    if len(body) > 16384:
+        return Response("form too large", status_code=413, media_type="text/plain")
+    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    token = (fields.get("token") or [""])[0]
+    next = (fields.get("next") or ["/"])[0]
+    if not auth.check(token.strip(), request.app.state.tokens):
+        message = "Enter an API token." if not token.strip() else "That token is not valid."
+        return _render(request, "login.html", {"title": "Sign in", "next": _safe_next(next), "error": message}, 401)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE, token.strip(), max_age=COOKIE_MAX_AGE, httponly=True, samesite="strict",
+        secure=request.url.scheme == "https", path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/console/static/{name}")
+async def static(name: str) -> Response:
+    path = _here / "static" / name
+    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return Response(path.read_bytes(), media_type=STATIC_TYPES[path.suffix], headers={"Cache-Control": "max-age=300"})
+
+
+# --- dashboard -----------------------------------------------------------------------------------------
+
+
+def _system(request: Request) -> tuple[schemas.SystemStatus, list[schemas.TargetState]]:
+    now = datetime.now(UTC)
+    inputs = status_routes.read(_store(request))
+    targets = status.target_states(inputs.target_statuses, now)
+    return status.compute(inputs, now=now), targets
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request) -> Response:
+    if not _authenticated(request):
+        return _login_redirect(request)
+    system, targets = await asyncio.to_thread(_system, request)
+    return _render(request, "dashboard.html", {"title": "Dashboard", "system": system, "targets": targets,
+                                                      "activity_types": [str(t) for t in status.ACTIVITY_TYPES],
+                                                      "all_types": [t.value for t in events.EventType]})
+
+
+@router.get("/console/partials/status", response_class=HTMLResponse)
+async def status_partial(request: Request) -> Response:
+    """The dashboard's status and targets sections alone, for the live refresh."""
+    if not _authenticated(request):
+        return Response(status_code=401)
+    system, targets = await asyncio.to_thread(_system, request)
+    return _render(request, "_status.html", {"system": system, "targets": targets})
+
+
+@router.get("/console/events/stream")
+async def event_stream(request: Request) -> Response:
+    """``GET /v1/events/stream`` itself (same SSE, same replay by ``Last-Event-ID``), authenticated by the cookie.
+
+    A browser's ``EventSource`` cannot send an ``Authorization`` header, so the page subscribes here.
+    """
+    if not _authenticated(request):
+        return Response(status_code=401)
+    return await event_routes.stream(
+        request, _store(request), request.app.state.settings, target=None, run_id=None, type=None, after=None
+    )
+
+
+@router.get("/console/partials/activity", response_class=HTMLResponse)
+async def activity_partial(request: Request, seq: int) -> Response:
+    """One activity item rendered for the live feed (so the feed's markup lives only in templates)."""
+    if not _authenticated(request):
+        return Response(status_code=401)
+    found = await asyncio.to_thread(_store(request).list_events, after_seq=seq - 1, limit=1)
+    if not found or found[0]["seq"] != seq or found[0]["event"].get("type") not in status.ACTIVITY_TYPES:
+        return Response(status_code=204)
+    item = status.activity_item(schemas.StoredEvent.model_validate(found[0]))
+    return _render(request, "_activity_item.html", {"item": item})
+
+
+# --- run history ---------------------------------------------------------------------------------------
+
+
+def _history(st: store.Store, target: str | None, run_status: str | None, since: datetime | None,
+             before: tuple[datetime, str] | None) -> tuple[list[schemas.RunRecord], str | None]:
+    rows = st.list_runs(target=target, status=run_status, since=since, before=before, limit=PAGE_SIZE + 1)
+    runs = [schemas.RunRecord.model_validate(row) for row in rows[:PAGE_SIZE]]
+    cursor = None
+    if len(rows) > PAGE_SIZE and runs:
+        last = runs[-1]
+        cursor = params.encode_cursor({"c": iso(last.created_at), "r": last.run_id})
+    return runs, cursor
+
+
+@router.get("/runs", response_class=HTMLResponse)
+async def run_history(request: Request, cursor: str | None = None) -> Response:
+    """Runs newest first, filtered by target, status and window, a page at a time (cursor links)."""
+    if not _authenticated(request):
+        return _login_redirect(request)
+    query = request.query_params
+    target = (query.get("target") or "").strip() or None
+    run_status = (query.get("status") or "").strip() or None
+    window = (query.get("window") or "").strip() or None
+    problems: list[str] = []
+    if run_status is not None and run_status not in {s.value for s in schemas.RunStatus}:
+        problems.append(f"Unknown status {run_status!r}; showing every status.")
+        run_status = None
+    if window is not None and window not in WINDOWS:
+        problems.append(f"Unknown window {window!r}; showing all time.")
+        window = None
+    since = datetime.now(UTC) - WINDOWS[window] if window else None
+    before = None
+    if cursor:
+        try:
+            position = params.decode_cursor(cursor, "c", "r")
+            before = (datetime.fromisoformat(position["c"]), str(position["r"]))
+        except Exception:
+            problems.append("That page link is no longer valid; showing the newest runs.")
+    filters = {"target": target or "", "status": run_status or "", "window": window or ""}
+    try:
+        runs, next_cursor = await asyncio.to_thread(_history, _store(request), target, run_status, since, before)
+    except store.StoreUnavailable as exc:
+        return _unavailable(request, exc, "Run History")
+    next_url = None
+    if next_cursor:
+        next_url = "/runs?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor})
+    first_url = "/runs" + ("?" + urlencode({k: v for k, v in filters.items() if v}) if any(filters.values()) else "")
+    return _render(request, "runs.html", {
+        "title": "Run History", "runs": runs, "filters": filters, "problems": problems,
+        "statuses": [s.value for s in schemas.RunStatus], "windows": list(WINDOWS),
+        "next_url": next_url, "first_url": first_url if cursor else None,
+    })
+
+
+# --- run detail ----------------------------------------------------------------------------------------
+
+
+def _timeline(run: schemas.RunRecord) -> list[dict[str, Any]]:
+    """Stage bars positioned in percent of the run's span (start … end, or now while running)."""
+    stages = [(name, timing) for name, timing in run.metrics.phase_timings.items() if timing.started_at is not None]
+    if not stages:
+        return []
+    starts = [_aware(timing.started_at) for _, timing in stages]
+    begin = min([m for m in [_aware(run.started_at), *starts] if m is not None])
+    ends = [_aware(t.started_at) + timedelta(seconds=t.duration_seconds) for _, t in stages  # type: ignore[operator]
+            if t.duration_seconds is not None]
+    end = _aware(run.completed_at) or max([datetime.now(UTC), *ends])
+    span = max((end - begin).total_seconds(), 1e-6)
+    bars = []
+    for name, timing in sorted(stages, key=lambda item: _aware(item[1].started_at) or begin):
+        start = _aware(timing.started_at) or begin
+        offset = (start - begin).total_seconds()
+        length = timing.duration_seconds if timing.duration_seconds is not None else (end - start).total_seconds()
+        bars.append({
+            "stage": name,
+            "started_at": start,
+            "duration": timing.duration_seconds,
+            "open": timing.duration_seconds is None,
+            "left": round(100 * offset / span, 2),
+            "width": max(0.8, round(100 * max(length, 0) / span, 2)),
+        })
+    return bars
+
+
+def _detail(st: store.Store, run_id: str) -> dict[str, Any] | None:
+    row = st.get_run(run_id)
+    if row is None:
+        return None
+    run = schemas.RunRecord.model_validate(row)
+    log = [schemas.StoredEvent.model_validate(item) for item in st.list_events(run_id=run_id, limit=RUN_EVENTS_LIMIT)]
+    traceback = None
+    for stored in reversed(log):
+        if stored.event.type == events.EventType.RUN_FAILED and stored.event.data.get("traceback"):
+            lines = str(stored.event.data["traceback"]).rstrip().splitlines()
+            traceback = {"tail": "\n".join(lines[-TRACEBACK_TAIL_LINES:]), "omitted": max(0, len(lines) - TRACEBACK_TAIL_LINES)}
+            break
+    siblings: list[schemas.RunRecord] = []
+    if run.target:
+        siblings = [schemas.RunRecord.model_validate(r) for r in st.list_runs(target=run.target, limit=11)]
+        siblings = [r for r in siblings if r.run_id != run_id][:10]
+    return {"run": run, "log": log, "traceback": traceback, "siblings": siblings, "timeline": _timeline(run),
+            "truncated": len(log) >= RUN_EVENTS_LIMIT}
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+async def run_detail(request: Request, run_id: str) -> Response:
+    if not _authenticated(request):
+        return _login_redirect(request)
+    try:
+        found = await asyncio.to_thread(_detail, _store(request), run_id)
+    except store.StoreUnavailable as exc:
+        return _unavailable(request, exc, f"Run {run_id}")
+    if found is None:
+        return _render(request, "error.html", {"title": f"Run {run_id}",
+                                               "message": f"No event has named run {run_id!r}."}, status_code=404)
+    return _render(request, "run.html", {"title": f"Run {run_id}", "describe": _describe, **found})
+
+
+def _describe(stored: schemas.StoredEvent) -> str:
+    """One line per event for the run's log."""
+    event = stored.event
+    data = event.data
+    kind = event.type
+    if kind in status.ACTIVITY_TYPES:
+        return status.activity_item(stored).summary
+    if kind in (events.EventType.RUN_STAGE_STARTED, events.EventType.RUN_STAGE_COMPLETED):
+        return f"Stage {data.get('stage')} {kind.rsplit('.', 1)[1]}"
+    if kind == events.EventType.RUN_PROGRESS:
+        bound = f" of {data['max_iterations']}" if data.get("max_iterations") is not None else ""
+        return f"Stage {data.get('stage')}: iteration {data.get('iteration')}{bound}"
+    if kind == events.EventType.RUN_LOG:
+        return f"[{data.get('level')}] {data.get('message')}"
+    if kind == events.EventType.RUN_LLM_USAGE:
+        cost = f", {fmt_usd(data.get('cost_usd'))}" if data.get("cost_usd") is not None else ""
+        phase = f" ({data.get('phase')})" if data.get("phase") else ""
+        return (f"LLM {data.get('provider')}/{data.get('model')}{phase}: "
+                f"{fmt_int(data.get('input_tokens'))} in, {fmt_int(data.get('output_tokens'))} out{cost}")
+    return kind
+
+
+def percent(part: float | None, whole: float | None) -> float:
+    if not part or not whole or math.isnan(part) or whole <= 0:
+        return 0.0
+    return round(100 * part / whole, 1)
+
+
+templates.env.globals.update(percent=percent)
