@@ -59,6 +59,7 @@ class Inputs:
     autonomy_changed: schemas.StoredEvent | None = None
     target_statuses: list[schemas.StoredEvent] = dataclasses.field(default_factory=list)
     last_started_at: datetime | None = None
+    #: The latest notable events by arrival; shown newest (event time) first.
     recent: list[schemas.StoredEvent] = dataclasses.field(default_factory=list)
     store_error: str | None = None
 
@@ -355,7 +356,9 @@ def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus
         pending_runs=pending,
         active_runs=active,
         last_execution_at=_aware(inputs.last_started_at) if inputs.last_started_at else None,
-        recent_activity=[activity_item(stored) for stored in inputs.recent[:RECENT_LIMIT]],
+        recent_activity=sorted(
+            (activity_item(stored) for stored in inputs.recent[:RECENT_LIMIT]), key=lambda a: (a.time, a.seq), reverse=True
+        ),
     )
 
 

@@ -141,8 +141,8 @@ def test_paused_target_counts_as_paused_not_active() -> None:
 
 def test_activity_summaries_and_last_execution() -> None:
     recent = [
-        stored("run.failed", {"error_type": "TimeoutError"}, runid="r2", target="a"),
-        stored("pr.created", {"number": 722, "url": "https://x/pr/722"}, runid="r1", target="a"),
+        stored("pr.created", {"number": 722, "url": "https://x/pr/722"}, runid="r1", target="a", at=NOW - timedelta(minutes=3)),
+        stored("run.failed", {"error_type": "TimeoutError"}, runid="r2", target="a", at=NOW - timedelta(minutes=1)),
     ]
     started = NOW - timedelta(minutes=2)
     result = status.compute(status.Inputs(heartbeat=heartbeat(), recent=recent, last_started_at=started), now=NOW)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
+import markupsafe
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -96,7 +98,13 @@ def iso(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).isoformat()
 
 
-templates.env.filters.update(time=fmt_time, ago=fmt_ago, duration=fmt_duration, int=fmt_int, usd=fmt_usd, iso=iso)
+def code_spans(text: str) -> markupsafe.Markup:
+    """Escape ``text`` and show its `backtick` spans (commands in reasons and actions) as <code>."""
+    escaped = str(markupsafe.escape(text))
+    return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
+
+
+templates.env.filters.update(code=code_spans, time=fmt_time, ago=fmt_ago, duration=fmt_duration, int=fmt_int, usd=fmt_usd, iso=iso)
 
 
 # --- auth -----------------------------------------------------------------------------------------------
