@@ -249,10 +249,10 @@ class Store:
             for item in submissions:
                 _settle(item.future, exception=StoreUnavailable(f"commit failed: {type(exc).__name__}"))
             return
+        if new_events:  # subscribers hear of the events no later than their posters
+            self._publish(new_events)
         for item, result in zip(submissions, results, strict=True):
             _settle(item.future, result=result)
-        if new_events:
-            self._publish(new_events)
 
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
         received_at = datetime.now(UTC)

@@ -141,6 +141,17 @@ def make_settings(database_url: str) -> Callable[..., settings.Settings]:
 
 
 @pytest.fixture
+def make_sqlite_settings(tmp_path: Path) -> Callable[..., settings.Settings]:
+    """Settings on a temporary SQLite file, for tests whose subject does not depend on the database."""
+
+    def build(**overrides: Any) -> settings.Settings:
+        values: dict[str, Any] = {"database_url": f"sqlite:///{tmp_path / 'outrider.db'}", "api_tokens": support.TOKEN}
+        return settings.Settings(**(values | overrides))
+
+    return build
+
+
+@pytest.fixture
 def start_server() -> Iterator[Callable[[settings.Settings], RunningServer]]:
     """Start control planes (stopped at the end of the test)."""
     started: list[RunningServer] = []
