@@ -15,3 +15,25 @@ def register(app: typer.Typer) -> None:
         from outrider.control_plane import server
 
         server.serve(host=host, port=port)
+
+    @app.command("operator")
+    def operator(
+        namespace: str | None = typer.Option(
+            None, "--namespace", help="Watch only this namespace (default: all namespaces)."),
+        liveness: str | None = typer.Option(
+            "http://0.0.0.0:8080/healthz", "--liveness", help="kopf's liveness endpoint URL; empty to disable."),
+        metrics_port: int = typer.Option(
+            9090, "--metrics-port", envvar="OUTRIDER_METRICS_PORT", help="Prometheus /metrics port; 0 disables."),
+        peering: str | None = typer.Option(
+            None, "--peering", help="kopf peering name: with 2+ replicas only one acts (needs the KopfPeering CRDs)."),
+        standalone: bool = typer.Option(False, "--standalone", help="No peering: the only replica."),
+    ) -> None:
+        """Run the operator (kopf on outrider.operator.handlers, in-process): Run admission, breakers, health, autonomy."""
+        import os
+
+        from outrider.operator import main as operator_main
+
+        if peering and standalone:
+            raise typer.BadParameter("--peering and --standalone exclude each other")
+        os.environ["OUTRIDER_METRICS_PORT"] = str(metrics_port)
+        operator_main.run(namespace=namespace, liveness=liveness or None, peering=peering, standalone=standalone)

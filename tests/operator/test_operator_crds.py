@@ -188,6 +188,7 @@ def full_run_status():
         "message": "Job has reached the specified backoff limit",
         "jobName": "r1",
         "probe": True,
+        "breakerRecorded": True,
         "admittedAt": "2026-01-01T00:00:00Z",
         "startTime": "2026-01-01T00:00:01Z",
         "completionTime": "2026-01-01T00:01:01Z",

@@ -1,0 +1,38 @@
+"""Kubernetes-style status conditions: set one, keep its lastTransitionTime unless its status flips."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from outrider.operator import breaker as breaker_mod
+
+
+def set_condition(existing: list[dict[str, Any]] | None, *, type_: str, status: bool | None, reason: str,
+                  message: str, now: dt.datetime, generation: int) -> list[dict[str, Any]]:
+    """The condition list with ``type_`` set; others kept as they are. ``status`` None means Unknown."""
+    text = "Unknown" if status is None else ("True" if status else "False")
+    out: list[dict[str, Any]] = []
+    previous = None
+    for cond in existing or []:
+        if cond.get("type") == type_:
+            previous = cond
+        else:
+            out.append(dict(cond))
+    since = previous.get("lastTransitionTime") if previous and previous.get("status") == text else None
+    out.append({
+        "type": type_,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or breaker_mod.format_time(now),
+        "observedGeneration": generation,
+    })
+    return sorted(out, key=lambda c: str(c.get("type")))
+
+
+def get(existing: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+    for cond in existing or []:
+        if cond.get("type") == type_:
+            return cond
+    return None

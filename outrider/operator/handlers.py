@@ -1,0 +1,382 @@
+"""The kopf operator: the handlers that tie Runs, Jobs, Targets, CronJobs and the autonomy ConfigMap together.
+
+Started as a module — ``outrider operator`` runs kopf on ``outrider.operator.handlers`` in-process — never as a
+script. The shape (docs/architecture.md, Operator section):
+
+- indexes of Runs, Jobs and Targets, filled completely from the cluster before any handler runs;
+- a Run event creates its Job, suspended, and wakes the Run's Target; a Run whose Target is missing is held;
+- a Job event mirrors the Job into its Run's status (phase, times, reason, termination message) or, for a Job
+  someone else created with ``outrider.dev/target``, adopts it by creating a Run;
+- one daemon per Target does admission, the breaker, drain and the Target's status (reconciler.py);
+- one daemon per scheduler CronJob suspends it during an emergency stop and resumes it afterwards.
+
+Every write happens in a handler or daemon, so kopf peering (two replicas) pauses all of it on the standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from outrider.common import events, k8s
+from outrider.operator import breaker as breaker_mod
+from outrider.operator import conditions, events_client, jobs, kube, model, reconciler
+from outrider.operator import runtime as runtime_mod
+from outrider.operator import settings as settings_mod
+
+RUNS = (k8s.GROUP, k8s.VERSION, k8s.RUN_PLURAL)
+TARGETS = (k8s.GROUP, k8s.VERSION, k8s.TARGET_PLURAL)
+JOBS = ("batch", "v1", "jobs")
+CRONJOBS = ("batch", "v1", "cronjobs")
+
+
+def _rt(memo: Any) -> runtime_mod.Runtime:
+    return memo["outrider_runtime"]  # type: ignore[no-any-return]
+
+
+# --- lifecycle -------------------------------------------------------------------------------------------
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    # Keep kopf's own bookkeeping in annotations of our group; it writes nothing to status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=k8s.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=k8s.GROUP)
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    config = settings_mod.load()
+    client = kube.Client(kube.load_config())
+    rt = runtime_mod.Runtime(config, client)
+    memo["outrider_runtime"] = rt
+    await rt.start()
+    logger.info("outrider operator: autonomy ConfigMap %s/%s, control plane %s", config.namespace,
+                config.autonomy_configmap, config.url or "(none: events not sent)")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    rt = memo.get("outrider_runtime")
+    if rt is not None:
+        await rt.stop()
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """The same credentials as the operator's own client (kube.load_config): in-cluster, else $KUBECONFIG."""
+    config = kube.load_config()
+    return kopf.ConnectionInfo(
+        server=config.server, token=config.token, ca_path=config.ca_path, insecure=config.insecure,
+        certificate_path=config.cert_path, private_key_path=config.key_path,
+        default_namespace=config.default_namespace,
+    )
+
+
+@kopf.on.probe(id="autonomy")
+def probe_autonomy(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    rt = memo.get("outrider_runtime")
+    if rt is None:
+        return {"known": False}
+    return {"known": rt.autonomy_known, "enabled": rt.autonomy.enabled, "mode": rt.autonomy.mode,
+            "reason": rt.autonomy.reason, "eventsBuffered": rt.sender.buffered, "eventsDropped": rt.sender.dropped}
+
+
+# --- indexes ---------------------------------------------------------------------------------------------
+@kopf.index(*RUNS)
+def runs_by_target(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, model.RunInfo]:
+    return {(namespace, str(spec.get("target") or "")): model.RunInfo.of(body)}
+
+
+@kopf.index(*RUNS)
+def runs_by_name(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, model.RunInfo]:
+    return {(namespace, name): model.RunInfo.of(body)}
+
+
+@kopf.index(*JOBS, labels={k8s.LABEL_TARGET: kopf.PRESENT})
+def jobs_by_target(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict[Any, model.JobInfo]:
+    return {(namespace, labels[k8s.LABEL_TARGET]): model.JobInfo.of(body)}
+
+
+@kopf.index(*JOBS, labels={k8s.LABEL_TARGET: kopf.PRESENT})
+def jobs_by_name(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, model.JobInfo]:
+    return {(namespace, name): model.JobInfo.of(body)}
+
+
+@kopf.index(*TARGETS)
+def targets_by_name(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, model.TargetInfo]:
+    return {(namespace, name): model.TargetInfo.of(body)}
+
+
+# --- Runs ------------------------------------------------------------------------------------------------
+@kopf.on.event(*RUNS)
+async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
+                    logger: logging.Logger, targets_by_name: kopf.Index, jobs_by_name: kopf.Index,
+                    **_: Any) -> None:
+    rt = _rt(memo)
+    run = model.RunInfo.of(body)
+    if event.get("type") == "DELETED":
+        rt.wake(namespace, run.target)
+        return
+    if run.phase is None and not run.status.get("reason"):
+        kopf.info(body, reason="Created", message=f"Run for Target {run.target}")
+        rt.emit(events_client.build(
+            events.EventType.RUN_CREATED, id_parts=(run.uid, "created"), time=run.created, target=run.target or None,
+            runid=name, subject=f"runs/{namespace}/{name}",
+            data={"namespace": namespace, "task": dict((body.get("spec") or {}).get("task") or {}),
+                  "agent": (body.get("spec") or {}).get("agent"), "model": (body.get("spec") or {}).get("model"),
+                  "adopted": (body.get("metadata", {}).get("labels") or {}).get(k8s.LABEL_ADOPTED) == "true"},
+        ))
+    if run.terminal:
+        rt.wake(namespace, run.target)
+        return
+    spec = body.get("spec") or {}
+    if spec.get("template") and not spec.get("jobName") and (namespace, name) not in jobs_by_name:
+        await _create_job(rt, body, run, logger)
+    elif not spec.get("template") and not spec.get("jobName"):
+        await reconciler.patch_run_status(rt, namespace, name, {
+            "phase": k8s.PHASE_FAILED, "reason": "InvalidSpec", "observedGeneration": run.generation,
+            "message": "the Run has neither spec.template nor spec.jobName"})
+        return
+    if (namespace, run.target) not in targets_by_name:
+        await reconciler.hold_orphan(rt, run)
+    rt.wake(namespace, run.target)
+
+
+async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunInfo, logger: logging.Logger) -> None:
+    manifest = jobs.job_for_run(model._plain(body))
+    try:
+        await rt.client.create(kube.jobs(run.namespace), manifest)
+    except kube.ApiError as exc:
+        if exc.status == 409:
+            return  # created by an earlier event of ours; the job index will show it
+        if 400 <= exc.status < 500 and exc.status not in (401, 403, 429):
+            logger.error("the API server refused the Job for Run %s/%s: %s", run.namespace, run.name, exc)
+            kopf.warn(body, reason=k8s.REASON_JOB_CREATE_FAILED, message=str(exc)[:1000])
+            await reconciler.patch_run_status(rt, run.namespace, run.name, {
+                "phase": k8s.PHASE_FAILED, "reason": k8s.REASON_JOB_CREATE_FAILED, "message": str(exc)[:1000],
+                "observedGeneration": run.generation})
+            return
+        raise
+    kopf.info(body, reason="JobCreated", message=f"Job {manifest['metadata']['name']} created suspended")
+
+
+# --- Jobs ------------------------------------------------------------------------------------------------
+@kopf.on.event(*JOBS, labels={k8s.LABEL_TARGET: kopf.PRESENT})
+async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, labels: kopf.Labels,
+                    memo: kopf.Memo, logger: logging.Logger, runs_by_name: kopf.Index, **_: Any) -> None:
+    rt = _rt(memo)
+    target = labels[k8s.LABEL_TARGET]
+    run_name = labels.get(k8s.LABEL_RUN)
+    if event.get("type") == "DELETED":
+        if run_name:
+            await _job_gone(rt, namespace, run_name, runs_by_name)
+        rt.wake(namespace, target)
+        return
+    if not run_name:
+        await _adopt(rt, body, namespace, name, logger)
+        return
+    run = _one(runs_by_name, (namespace, run_name))
+    if run is None:
+        fetched = await rt.client.get(kube.runs(namespace, run_name))
+        if fetched is None:
+            rt.wake(namespace, target)
+            return
+        run = model.RunInfo.of(fetched)
+    if not run.terminal:
+        await _mirror(rt, model._plain(body), run, logger)
+    rt.wake(namespace, target)
+
+
+def _one(index: kopf.Index, key: Any) -> Any:
+    store = index.get(key)
+    if not store:
+        return None
+    return next(iter(store))
+
+
+async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name: str, logger: logging.Logger) -> None:
+    """A Job labelled outrider.dev/target that no Run owns: create the Run that mirrors it, then label the Job."""
+    manifest = jobs.run_for_job(model._plain(body))
+    try:
+        await rt.client.create(kube.runs(namespace), manifest)
+    except kube.ApiError as exc:
+        if exc.status != 409:
+            raise
+    await rt.client.patch(kube.jobs(namespace, name), {"metadata": {"labels": {k8s.LABEL_RUN: name}}})
+    suspended = bool((body.get("spec") or {}).get("suspend"))
+    message = (f"adopted Job {name} into Run {name}; " +
+               ("it was created suspended, so it waits for admission" if suspended else "it was already running"))
+    logger.info(message)
+    kopf.info(body, reason="Adopted", message=message)
+
+
+async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunInfo, logger: logging.Logger) -> None:
+    """Copy what the Job says into the Run's status, and post the Run's lifecycle events."""
+    state = jobs.state(job)
+    if state.suspended and not state.finished:
+        return  # held or drained: admission's business
+    message = None
+    if state.finished:
+        message = await _termination_message(rt, job)
+    desired = jobs.run_status(job, message)
+    phase = desired.get("phase")
+    if phase is None:
+        return
+    now = rt.clock()
+    current = run.status
+    changed = {k: v for k, v in desired.items() if current.get(k) != v}
+    if not changed:
+        return
+    conds = current.get("conditions")
+    if phase in (k8s.PHASE_RUNNING, k8s.PHASE_SUCCEEDED, k8s.PHASE_FAILED):
+        running = phase == k8s.PHASE_RUNNING
+        conds = conditions.set_condition(conds, type_=k8s.CONDITION_RUNNING, status=running,
+                                         reason=desired["reason"], message=desired["message"], now=now,
+                                         generation=run.generation)
+    if phase in k8s.TERMINAL_PHASES:
+        conds = conditions.set_condition(conds, type_=k8s.CONDITION_SUCCEEDED, status=phase == k8s.PHASE_SUCCEEDED,
+                                         reason=desired["reason"], message=desired["message"], now=now,
+                                         generation=run.generation)
+    if conditions.get(conds, k8s.CONDITION_ADMITTED) is None:
+        conds = conditions.set_condition(conds, type_=k8s.CONDITION_ADMITTED, status=True, reason=k8s.REASON_ADMITTED,
+                                         message="the Job ran", now=now, generation=run.generation)
+    patch = {**desired, "conditions": conds, "observedGeneration": run.generation}
+    if not await reconciler.patch_run_status(rt, run.namespace, run.name, patch):
+        return
+    ref = reconciler.ref(k8s.RUN_KIND, run.namespace, run.name, run.uid)
+    common = {"target": run.target or None, "runid": run.name, "subject": f"runs/{run.namespace}/{run.name}"}
+    if current.get("phase") != phase and phase == k8s.PHASE_RUNNING or (
+            phase in k8s.TERMINAL_PHASES and not current.get("startTime") and desired.get("startTime")):
+        kopf.info(ref, reason="Started", message=f"Job {job['metadata']['name']} is running")
+        started = breaker_mod.parse_time(desired.get("startTime")) or now
+        rt.emit(events_client.build(events.EventType.RUN_STARTED, id_parts=(run.uid, "started"), time=started,
+                                    data={"job": job["metadata"]["name"]}, **common))
+    if current.get("phase") != phase and phase == k8s.PHASE_SUCCEEDED:
+        kopf.info(ref, reason=k8s.REASON_COMPLETED, message=f"succeeded in {desired.get('durationSeconds', '—')}s")
+        rt.emit(events_client.build(events.EventType.RUN_SUCCEEDED, id_parts=(run.uid, "succeeded"),
+                                    time=breaker_mod.parse_time(desired.get("completionTime")) or now,
+                                    data={"duration_seconds": desired.get("durationSeconds"),
+                                          "usage": desired.get("usage")}, **common))
+    if current.get("phase") != phase and phase == k8s.PHASE_FAILED:
+        kopf.warn(ref, reason=desired["reason"], message=desired.get("errorSummary") or desired["message"])
+        rt.emit(events_client.build(events.EventType.RUN_FAILED, id_parts=(run.uid, "failed"),
+                                    time=breaker_mod.parse_time(desired.get("completionTime")) or now,
+                                    data={"error_type": desired["reason"],
+                                          "message": desired.get("errorSummary") or desired["message"],
+                                          "duration_seconds": desired.get("durationSeconds")}, **common))
+
+
+async def _termination_message(rt: runtime_mod.Runtime, job: dict[str, Any]) -> str | None:
+    """The pod's termination message, when one of the Job's pods can be read; None otherwise."""
+    meta = job["metadata"]
+    try:
+        pods = await rt.client.list(kube.pods(meta["namespace"]), label_selector=f"job-name={meta['name']}")
+    except (kube.ApiError, OSError) as exc:
+        logging.getLogger(__name__).info("cannot read the pods of Job %s: %s", meta["name"], exc)
+        return None
+    mine = [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == meta["name"]
+            or ((p.get("metadata") or {}).get("labels") or {}).get(k8s.LABEL_RUN) == (meta.get("labels") or {}).get(k8s.LABEL_RUN)]
+    mine.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""), reverse=True)
+    for pod in mine:
+        message = jobs.termination_message(pod)
+        if message:
+            return message
+    return None
+
+
+async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs_by_name: kopf.Index) -> None:
+    run = _one(runs_by_name, (namespace, run_name))
+    if run is None or run.terminal:
+        return
+    now = rt.clock()
+    message = "the Run's Job was deleted before it finished"
+    if await reconciler.patch_run_status(rt, namespace, run_name, {
+        "phase": k8s.PHASE_CANCELLED, "reason": k8s.REASON_JOB_DELETED, "message": message,
+        "completionTime": breaker_mod.format_time(now), "observedGeneration": run.generation,
+        "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_SUCCEEDED,
+                                               status=False, reason=k8s.REASON_JOB_DELETED, message=message,
+                                               now=now, generation=run.generation),
+    }):
+        kopf.warn(reconciler.ref(k8s.RUN_KIND, namespace, run_name, run.uid), reason=k8s.REASON_JOB_DELETED,
+                  message=message)
+        rt.emit(events_client.build(events.EventType.RUN_CANCELLED, id_parts=(run.uid, "cancelled"), time=now,
+                                    target=run.target or None, runid=run_name,
+                                    subject=f"runs/{namespace}/{run_name}", data={"reason": k8s.REASON_JOB_DELETED}))
+
+
+# --- Targets ---------------------------------------------------------------------------------------------
+@kopf.on.event(*TARGETS)
+async def target_event(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo,
+                       runs_by_target: kopf.Index, **_: Any) -> None:
+    rt = _rt(memo)
+    if event.get("type") == "DELETED":
+        rt.forget(namespace, name)
+        for run in list(runs_by_target.get((namespace, name)) or []):
+            await reconciler.hold_orphan(rt, run)
+        return
+    rt.wake(namespace, name)
+
+
+@kopf.daemon(*TARGETS, cancellation_timeout=5.0)
+async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
+                        logger: logging.Logger, runs_by_target: kopf.Index, jobs_by_target: kopf.Index,
+                        **_: Any) -> None:
+    """Admission, breaker, drain and status for one Target; sleeps until woken or until its cooldown ends."""
+    rt = _rt(memo)
+    rec = reconciler.TargetReconciler.for_target(rt, body)
+    wake = rt.wake_event(namespace, name)
+    failures = 0
+    while not stopped:
+        wake.clear()
+        key = (namespace, name)
+        try:
+            deadline = await rec.reconcile(body, list(runs_by_target.get(key) or []), list(jobs_by_target.get(key) or []))
+            failures = 0
+            timeout = max(0.0, (deadline - rt.clock()).total_seconds()) + 0.01 if deadline else None
+        except Exception as exc:  # noqa: BLE001 - keep the daemon alive; retry with backoff
+            failures += 1
+            timeout = min(30.0, 0.2 * 2 ** min(failures, 8))
+            logger.warning("reconcile of Target %s/%s failed (%r); retrying in %.1fs", namespace, name, exc, timeout)
+            rec.last_status = None
+        await _sleep(wake, stopped, timeout)
+
+
+async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
+    waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+# --- Scheduler CronJobs ----------------------------------------------------------------------------------
+@kopf.daemon(*CRONJOBS, labels={k8s.LABEL_SCHEDULER: kopf.PRESENT}, cancellation_timeout=5.0)
+async def scheduler_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
+                           logger: logging.Logger, **_: Any) -> None:
+    """Suspend a scheduler CronJob during an emergency stop; resume it (only if we suspended it) afterwards."""
+    rt = _rt(memo)
+    seen = -1
+    while not stopped:
+        seen = rt.autonomy_version
+        if rt.autonomy_known:
+            suspended = bool((body.get("spec") or {}).get("suspend"))
+            drained = ((body.get("metadata") or {}).get("annotations") or {}).get(k8s.ANNOTATION_SCHEDULER_DRAINED) == "true"
+            if rt.autonomy.draining and not suspended:
+                await rt.client.patch(kube.cronjobs(namespace, name), {
+                    "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: "true"}}, "spec": {"suspend": True}})
+                kopf.warn(body, reason=k8s.REASON_DRAINED, message="emergency stop: scheduler CronJob suspended")
+            elif rt.autonomy.enabled and drained:
+                await rt.client.patch(kube.cronjobs(namespace, name), {
+                    "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: None}}, "spec": {"suspend": False}})
+                kopf.info(body, reason="Resumed", message="autonomy enabled: scheduler CronJob resumed")
+        waiter = asyncio.ensure_future(rt.wait_autonomy_change(seen))
+        stop_waiter = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait({waiter, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stop_waiter.cancel()
+
+

@@ -1,0 +1,191 @@
+"""A small asynchronous Kubernetes API client for the operator's own reads and writes.
+
+kopf watches and calls handlers; the handlers still need to create Jobs, patch statuses and read the autonomy
+ConfigMap. This client does that over httpx with the same credentials kopf logs in with (one
+:func:`load_config` feeds both): the in-cluster service account, else ``$KUBECONFIG`` / ``~/.kube/config``
+through the kubernetes package's loader (contexts, exec plugins, client certificates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import ssl
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from outrider.common import k8s
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"Kubernetes API answered {status}: {body[:300]}")
+        self.status = status
+        self.body = body
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    server: str
+    token: str | None = None
+    ca_path: str | None = None
+    cert_path: str | None = None
+    key_path: str | None = None
+    insecure: bool = False
+    default_namespace: str | None = None
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def load_config() -> Config:
+    """In-cluster config when running in a pod, else the kubeconfig (``$KUBECONFIG``, then ~/.kube/config)."""
+    from kubernetes import client as kube_client
+    from kubernetes import config as kube_config
+
+    configuration = kube_client.Configuration()
+    namespace: str | None = None
+    try:
+        kube_config.load_incluster_config(client_configuration=configuration)
+        try:
+            with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace")) as handle:
+                namespace = handle.read().strip() or None
+        except OSError:
+            namespace = None
+    except kube_config.ConfigException:
+        config_file = os.environ.get("KUBECONFIG") or None
+        kube_config.load_kube_config(config_file=config_file, client_configuration=configuration)
+        try:
+            _, active = kube_config.list_kube_config_contexts(config_file=config_file)
+            namespace = ((active or {}).get("context") or {}).get("namespace")
+        except kube_config.ConfigException:
+            namespace = None
+    auth = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get("BearerToken")
+    token = None
+    if auth:
+        prefix = (configuration.api_key_prefix or {}).get("authorization")
+        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else auth
+        if prefix and prefix.lower() != "bearer":
+            token = auth
+    return Config(
+        server=configuration.host.rstrip("/"),
+        token=token,
+        ca_path=configuration.ssl_ca_cert,
+        cert_path=configuration.cert_file,
+        key_path=configuration.key_file,
+        insecure=not configuration.verify_ssl,
+        default_namespace=namespace,
+    )
+
+
+def path(group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None,
+         subresource: str | None = None) -> str:
+    base = f"/api/{version}" if group == "" else f"/apis/{group}/{version}"
+    if namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural}"
+    if name:
+        base += f"/{name}"
+    if subresource:
+        base += f"/{subresource}"
+    return base
+
+
+def runs(namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+    return path(k8s.GROUP, k8s.VERSION, k8s.RUN_PLURAL, namespace, name, subresource)
+
+
+def targets(namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+    return path(k8s.GROUP, k8s.VERSION, k8s.TARGET_PLURAL, namespace, name, subresource)
+
+
+def jobs(namespace: str | None = None, name: str | None = None) -> str:
+    return path("batch", "v1", "jobs", namespace, name)
+
+
+def cronjobs(namespace: str | None = None, name: str | None = None) -> str:
+    return path("batch", "v1", "cronjobs", namespace, name)
+
+
+def configmaps(namespace: str, name: str | None = None) -> str:
+    return path("", "v1", "configmaps", namespace, name)
+
+
+def pods(namespace: str) -> str:
+    return path("", "v1", "pods", namespace)
+
+
+class Client:
+    """The handful of verbs the operator uses (its RBAC in docs/concepts/rbac.md lists exactly these)."""
+
+    def __init__(self, config: Config, *, timeout: float = 10.0) -> None:
+        verify: Any = True
+        if config.ca_path or (config.cert_path and config.key_path):
+            verify = ssl.create_default_context(cafile=config.ca_path)
+            if config.insecure:
+                verify.check_hostname = False
+                verify.verify_mode = ssl.CERT_NONE
+            if config.cert_path and config.key_path:
+                verify.load_cert_chain(config.cert_path, config.key_path)
+        elif config.insecure:
+            verify = False
+        headers = {"Accept": "application/json"}
+        if config.token:
+            headers["Authorization"] = f"Bearer {config.token}"
+        self.config = config
+        self._http = httpx.AsyncClient(base_url=config.server, verify=verify, headers=headers, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any] | None:
+        response = await self._http.request(method, url, **kwargs)
+        if response.status_code == 404 and method == "GET":
+            return None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, response.text)
+        if not response.content:
+            return None
+        return response.json()  # type: ignore[no-any-return]
+
+    async def get(self, url: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        return await self._request("GET", url)
+
+    async def list(self, url: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self._request("GET", url, params=params)
+        return list((result or {}).get("items") or [])
+
+    async def create(self, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._request("POST", url, json=body)
+
+    async def patch(self, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A JSON merge patch (RFC 7386): None values delete fields."""
+        return await self._request("PATCH", url, content=json.dumps(body),
+                                   headers={"Content-Type": "application/merge-patch+json"})
+
+    async def watch(self, url: str, *, field_selector: str | None = None,
+                    timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) pairs from one watch request; ends when the server closes it."""
+        params = {"watch": "true", "timeoutSeconds": str(timeout_seconds)}
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        query = urllib.parse.urlencode(params)
+        async with self._http.stream("GET", f"{url}?{query}", timeout=httpx.Timeout(10.0, read=timeout_seconds + 30)) as response:
+            if response.status_code >= 400:
+                raise ApiError(response.status_code, (await response.aread()).decode(errors="replace"))
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                yield str(event.get("type")), event.get("object") or {}
+            await asyncio.sleep(0)

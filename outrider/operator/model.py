@@ -1,0 +1,132 @@
+"""Immutable snapshots of Runs, Jobs and Targets as the operator's kopf indexes hold them.
+
+kopf keeps these indexes current from its watches and fills them completely before any handler runs, so
+counts taken from them after a restart are the cluster's counts — which is what keeps ``maxConcurrentRuns``
+true across restarts. Small frozen values, not live bodies, so a reconcile pass sees one consistent picture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from outrider.common import k8s
+from outrider.operator import admission
+from outrider.operator import breaker as breaker_mod
+from outrider.operator import jobs as jobs_mod
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    namespace: str
+    name: str
+    uid: str
+    target: str
+    created: dt.datetime
+    generation: int
+    phase: str | None
+    reason: str | None
+    message: str | None
+    status: dict[str, Any]
+    has_template: bool
+    job_name: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in k8s.TERMINAL_PHASES
+
+    @classmethod
+    def of(cls, body: Any) -> RunInfo:
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        status = dict(body.get("status") or {})
+        return cls(
+            namespace=meta.get("namespace") or "",
+            name=meta.get("name") or "",
+            uid=meta.get("uid") or "",
+            target=str(spec.get("target") or ""),
+            created=breaker_mod.parse_time(meta.get("creationTimestamp")) or dt.datetime.now(dt.UTC),
+            generation=int(meta.get("generation") or 0),
+            phase=status.get("phase"),
+            reason=status.get("reason"),
+            message=status.get("message"),
+            status=_plain(status),
+            has_template=bool(spec.get("template")),
+            job_name=spec.get("jobName") or (spec.get("template") and meta.get("name")) or None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInfo:
+    namespace: str
+    name: str
+    run: str | None  # the outrider.dev/run label
+    target: str
+    state: jobs_mod.JobState
+    probe: bool
+    drained: bool
+
+    @classmethod
+    def of(cls, body: Any) -> JobInfo:
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        return cls(
+            namespace=meta.get("namespace") or "",
+            name=meta.get("name") or "",
+            run=labels.get(k8s.LABEL_RUN),
+            target=labels.get(k8s.LABEL_TARGET) or "",
+            state=jobs_mod.state(_plain(body)),
+            probe=annotations.get(k8s.ANNOTATION_PROBE) == "true",
+            drained=annotations.get(k8s.ANNOTATION_DRAINED) == "true",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetInfo:
+    namespace: str
+    name: str
+    limits: admission.TargetLimits
+    failure_threshold: int
+    cooldown_seconds: int
+    generation: int
+
+    @classmethod
+    def of(cls, body: Any) -> TargetInfo:
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        cb = spec.get("circuitBreaker") or {}
+        raw_prs = (meta.get("annotations") or {}).get(k8s.ANNOTATION_OPEN_PRS)
+        try:
+            open_prs: int | None = int(raw_prs) if raw_prs is not None else None
+            if open_prs is not None and open_prs < 0:
+                open_prs = None
+        except ValueError:
+            open_prs = None
+        return cls(
+            namespace=meta.get("namespace") or "",
+            name=meta.get("name") or "",
+            limits=admission.TargetLimits(
+                paused=bool(spec.get("paused", False)),
+                max_concurrent_runs=_positive(spec.get("maxConcurrentRuns"), 1),
+                max_open_prs=_positive(spec.get("maxOpenPRs"), 2),
+                open_prs=open_prs,
+            ),
+            failure_threshold=_positive(cb.get("failureThreshold"), 2),
+            cooldown_seconds=_positive(cb.get("cooldownSeconds"), 1800),
+            generation=int(meta.get("generation") or 0),
+        )
+
+
+def _positive(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else default
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy made of plain dicts and lists (kopf bodies are live views)."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,315 @@
+"""One Target's reconcile pass: count finished Runs into the breaker, drain, admit or hold, write status.
+
+Each Target has one kopf daemon (handlers.py) that runs :meth:`TargetReconciler.reconcile` whenever something
+it depends on changes — one of its Runs or Jobs, the Target itself, the autonomy ConfigMap — and when its
+breaker's cooldown ends (the daemon sleeps until then: a timer, not polling). Being the only writer of its
+Target's ``status.breaker`` and the only one that unsuspends its Jobs, the daemon can keep what it has just
+done in memory until the watches show it, so a pass that runs before the cluster echoes the previous one's
+writes neither admits twice nor counts a failure twice. On a restart that memory is rebuilt from the cluster
+(Jobs' ``suspend``, Runs' ``status.breakerRecorded``, ``Target.status.breaker``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+
+from outrider.common import events, k8s
+from outrider.operator import admission, conditions, events_client, health, kube, metrics, model
+from outrider.operator import breaker as breaker_mod
+from outrider.operator import runtime as runtime_mod
+
+logger = logging.getLogger("outrider.operator.reconciler")
+
+
+def ref(kind: str, namespace: str, name: str, uid: str | None = None) -> dict[str, Any]:
+    """A minimal object reference for kopf's Kubernetes Events."""
+    api = "batch/v1" if kind == "Job" else k8s.API_VERSION
+    return {"apiVersion": api, "kind": kind, "metadata": {"namespace": namespace, "name": name, "uid": uid}}
+
+
+def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "phase": k8s.PHASE_PENDING,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": run.generation,
+        "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=False,
+                                               reason=reason, message=message, now=now, generation=run.generation),
+    }
+
+
+async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, status: dict[str, Any]) -> bool:
+    """Merge-patch a Run's status; False when the Run is gone."""
+    try:
+        await rt.client.patch(kube.runs(namespace, name, "status"), {"status": status})
+    except kube.ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+async def hold_orphan(rt: runtime_mod.Runtime, run: model.RunInfo) -> None:
+    """A Run whose Target does not exist: held with the first applicable reason (autonomy, then TargetNotFound)."""
+    if run.terminal or not rt.autonomy_known:
+        return
+    now = rt.clock()
+    (decision,) = admission.decide([admission.Candidate(run.name, run.created)], autonomy=rt.autonomy, target=None,
+                                   breaker=breaker_mod.Breaker(), active=0, now=now)
+    if (run.phase, run.reason, run.message) == (k8s.PHASE_PENDING, decision.reason, decision.message):
+        return
+    if await patch_run_status(rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now)):
+        kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason, message=decision.message)
+
+
+@dataclasses.dataclass
+class TargetReconciler:
+    rt: runtime_mod.Runtime
+    namespace: str
+    name: str
+    breaker: breaker_mod.Breaker
+    #: Jobs this daemon unsuspended that the job index still shows suspended.
+    admitted: dict[str, dt.datetime] = dataclasses.field(default_factory=dict)
+    #: Run uids counted into the breaker that the run index does not yet show as recorded.
+    recorded: set[str] = dataclasses.field(default_factory=set)
+    #: Held statuses written that the run index may not show yet: run name -> (reason, message).
+    held: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    #: Jobs this daemon suspended for a drain that the job index still shows running.
+    drained: set[str] = dataclasses.field(default_factory=set)
+    last_status: dict[str, Any] | None = None
+
+    @classmethod
+    def for_target(cls, rt: runtime_mod.Runtime, body: Any) -> TargetReconciler:
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        return cls(rt=rt, namespace=meta.get("namespace") or "", name=meta.get("name") or "",
+                   breaker=breaker_mod.from_status(status.get("breaker")))
+
+    async def reconcile(self, body: Any, runs: list[model.RunInfo], jobs: list[model.JobInfo]) -> dt.datetime | None:
+        """One pass; returns when the daemon must run again even if nothing changes (the cooldown's end)."""
+        rt = self.rt
+        if not rt.autonomy_known:
+            return None  # the autonomy watcher wakes every daemon once it has read the ConfigMap
+        now = rt.clock()
+        target = model.TargetInfo.of(body)
+        meta = body.get("metadata") or {}
+        uid = meta.get("uid") or ""
+        autonomy = rt.autonomy
+        target_ref = ref(k8s.TARGET_KIND, self.namespace, self.name, uid)
+        runs_by_name = {r.name: r for r in runs}
+        jobs_by_run = {j.run: j for j in jobs if j.run}
+        # What the indexes show may lag our own writes: forget local memory only once they catch up.
+        for job_name in list(self.admitted):
+            job = next((j for j in jobs if j.name == job_name), None)
+            if job is None or not job.state.suspended:
+                del self.admitted[job_name]
+        for job_name in list(self.drained):
+            job = next((j for j in jobs if j.name == job_name), None)
+            if job is None or job.state.suspended:
+                self.drained.discard(job_name)
+        for run in runs:
+            if run.status.get("breakerRecorded"):
+                self.recorded.discard(run.uid)
+            held = self.held.get(run.name)
+            if held and (run.reason, run.message) == held:
+                del self.held[run.name]
+
+        # 1. The breaker: cooldown, lost probes, finished Runs.
+        b, transition = breaker_mod.advance(self.breaker, now)
+        half_opened = transition.half_opened
+        if b.state == k8s.BREAKER_HALF_OPEN and not b.probe_run:
+            in_flight = next((j for j in jobs if j.probe and j.state.active and j.run), None)
+            if in_flight is not None:
+                b = breaker_mod.admit_probe(b, str(in_flight.run))
+        if b.probe_run and (b.probe_run not in runs_by_name or runs_by_name[b.probe_run].phase == k8s.PHASE_CANCELLED):
+            b = breaker_mod.probe_lost(b, b.probe_run)
+        tripped = reset = False
+        newly_recorded: list[model.RunInfo] = []
+        finished = [r for r in runs if r.phase in (k8s.PHASE_SUCCEEDED, k8s.PHASE_FAILED)
+                    and not r.status.get("breakerRecorded") and r.uid not in self.recorded
+                    and r.reason != k8s.REASON_JOB_CREATE_FAILED]
+        finished.sort(key=lambda r: (r.status.get("completionTime") or "", r.name))
+        for run in finished:
+            b, t = breaker_mod.record(
+                b, succeeded=run.phase == k8s.PHASE_SUCCEEDED, run=run.name, reason=run.reason,
+                now=now,
+                failure_threshold=target.failure_threshold, cooldown_seconds=target.cooldown_seconds,
+            )
+            tripped = tripped or t.tripped
+            reset = reset or t.reset
+            newly_recorded.append(run)
+
+        # 2. Emergency stop: suspend this Target's running Jobs.
+        active_jobs = [j for j in jobs if j.state.active and j.name not in self.drained]
+        if autonomy.draining:
+            for job in active_jobs:
+                await self._drain(job, runs_by_name.get(job.run or ""), now)
+            active_jobs = []
+
+        # 3. Admission, oldest first.
+        active = len(active_jobs) + len([n for n in self.admitted if not any(j.name == n and j.state.active for j in jobs)])
+        waiting = [r for r in runs if not r.terminal and r.name in jobs_by_run and jobs_by_run[r.name].state.suspended
+                   and jobs_by_run[r.name].name not in self.admitted]
+        decisions = admission.decide([admission.Candidate(r.name, r.created) for r in waiting], autonomy=autonomy,
+                                     target=target.limits, breaker=b, active=active, now=now)
+        admitted_now = 0
+        pending = 0
+        for decision in decisions:
+            run = runs_by_name[decision.run]
+            if decision.admit:
+                await self._admit(run, jobs_by_run[run.name], decision, now)
+                admitted_now += 1
+                if decision.probe:
+                    b = breaker_mod.admit_probe(b, run.name)
+            else:
+                pending += 1
+                await self._hold(run, decision, now)
+        # Runs whose Job runs without our admission (adopted, created unsuspended): say so once.
+        for job in active_jobs:
+            run = runs_by_name.get(job.run or "")
+            if run is not None and run.phase in (None, k8s.PHASE_PENDING) and job.name not in self.admitted:
+                await patch_run_status(self.rt, run.namespace, run.name, {
+                    "phase": k8s.PHASE_ADMITTED, "reason": k8s.REASON_ADMITTED, "jobName": job.name,
+                    "message": "the Job was created unsuspended: admitted by its creator",
+                    "observedGeneration": run.generation,
+                    "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED,
+                                                           status=True, reason=k8s.REASON_ADMITTED,
+                                                           message="created unsuspended", now=now, generation=run.generation)})
+        # Runs still being set up (no Job yet) wait too.
+        pending += len([r for r in runs if not r.terminal and r.name not in jobs_by_run and r.phase in (None, k8s.PHASE_PENDING)])
+        active += admitted_now
+
+        # 4. Status, Events, metrics.
+        open_prs = target.limits.open_prs
+        h = health.assess(limits=target.limits, autonomy=autonomy, breaker=b, active=active, pending=pending)
+        admitted_times = [t for t in (breaker_mod.parse_time(r.status.get("admittedAt")) for r in runs) if t]
+        if admitted_now:
+            admitted_times.append(now)
+        previous = self.last_status or dict(body.get("status") or {})
+        status: dict[str, Any] = {
+            "observedGeneration": target.generation,
+            "health": h.health,
+            "healthReason": h.reason,
+            "message": h.message,
+            "breaker": breaker_mod.to_status(b),
+            "activeRuns": active,
+            "pendingRuns": pending,
+            "openPRs": open_prs,
+            "lastRunTime": breaker_mod.format_time(max(admitted_times)) if admitted_times
+            else previous.get("lastRunTime"),
+            "conditions": conditions.set_condition(previous.get("conditions"), type_=k8s.CONDITION_READY,
+                                                   status=h.ready, reason=h.reason, message=h.message, now=now,
+                                                   generation=target.generation),
+        }
+        if status != self.last_status:
+            await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"), {"status": status})
+            changed_health = previous.get("health") != h.health or previous.get("healthReason") != h.reason
+            self.last_status = status
+            if changed_health:
+                post = kopf.info if h.ready or h.health == k8s.HEALTH_PAUSED else kopf.warn
+                post(target_ref, reason=h.reason, message=f"{h.health}: {h.message}")
+            self.rt.emit(events_client.build(
+                events.EventType.TARGET_STATUS,
+                id_parts=(uid, str(sorted((k, str(v)) for k, v in status.items() if k != "conditions"))),
+                time=now, target=self.name, subject=f"targets/{self.namespace}/{self.name}",
+                data={"health": h.health, "health_reason": h.reason, "breaker_state": b.state,
+                      "consecutive_failures": b.consecutive_failures, "trips": b.trips,
+                      "cooldown_until": b.cooldown_until.isoformat() if b.cooldown_until else None,
+                      "active_runs": active, "pending_runs": pending, "open_prs": open_prs or 0,
+                      "open_prs_known": open_prs is not None,
+                      "max_open_prs": target.limits.max_open_prs,
+                      "max_concurrent_runs": target.limits.max_concurrent_runs,
+                      "paused": target.limits.paused, "namespace": self.namespace, "message": h.message},
+            ))
+        if half_opened:
+            kopf.info(target_ref, reason="CircuitHalfOpen",
+                      message="cooldown over: the next Run is admitted as the single probe")
+        if tripped:
+            kopf.warn(target_ref, reason=k8s.REASON_CIRCUIT_OPEN,
+                      message=f"circuit breaker opened (trip {b.trips}) after {b.consecutive_failures} consecutive "
+                              f"failures; last {b.last_failure_run}: {b.last_failure_reason}; cooldown until "
+                              f"{breaker_mod.format_time(b.cooldown_until)}")
+            self.rt.emit(events_client.build(
+                events.EventType.TARGET_BREAKER_TRIPPED, id_parts=(uid, "tripped", str(b.trips)), time=now,
+                target=self.name, subject=f"targets/{self.namespace}/{self.name}",
+                data={"trips": b.trips, "consecutive_failures": b.consecutive_failures,
+                      "cooldown_until": breaker_mod.format_time(b.cooldown_until), "reopened": b.reopened,
+                      "last_failure_run": b.last_failure_run, "last_failure_reason": b.last_failure_reason},
+            ))
+        if reset:
+            kopf.info(target_ref, reason="CircuitClosed", message="the half-open probe succeeded: breaker Closed")
+            self.rt.emit(events_client.build(
+                events.EventType.TARGET_BREAKER_RESET, id_parts=(uid, "reset", str(b.trips)), time=now,
+                target=self.name, subject=f"targets/{self.namespace}/{self.name}", data={"trips": b.trips},
+            ))
+        self.breaker = b
+        for run in newly_recorded:
+            self.recorded.add(run.uid)
+            await patch_run_status(self.rt, run.namespace, run.name, {"breakerRecorded": True})
+        self.rt.view.targets[(self.namespace, self.name)] = metrics.TargetView(
+            namespace=self.namespace, name=self.name, health=h.health, breaker_state=b.state, trips=b.trips,
+            consecutive_failures=b.consecutive_failures, open_prs=open_prs, max_open_prs=target.limits.max_open_prs,
+            max_concurrent_runs=target.limits.max_concurrent_runs, active=active, pending=pending)
+        if b.state == k8s.BREAKER_OPEN and b.cooldown_until is not None:
+            return b.cooldown_until
+        return None
+
+    async def _admit(self, run: model.RunInfo, job: model.JobInfo, decision: admission.Decision, now: dt.datetime) -> None:
+        stamp = breaker_mod.format_time(now)
+        # Run status first: if we crash before unsuspending, the Job is still suspended and simply admitted again.
+        await patch_run_status(self.rt, run.namespace, run.name, {
+            "phase": k8s.PHASE_ADMITTED,
+            "reason": decision.reason,
+            "message": decision.message,
+            "jobName": job.name,
+            "admittedAt": stamp,
+            "probe": decision.probe,
+            "observedGeneration": run.generation,
+            "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=True,
+                                                   reason=decision.reason, message=decision.message, now=now,
+                                                   generation=run.generation),
+        })
+        await self.rt.client.patch(kube.jobs(job.namespace, job.name), {
+            "metadata": {"annotations": {k8s.ANNOTATION_ADMITTED_AT: stamp,
+                                         k8s.ANNOTATION_PROBE: "true" if decision.probe else None,
+                                         k8s.ANNOTATION_DRAINED: None}},
+            "spec": {"suspend": False},
+        })
+        self.admitted[job.name] = now
+        self.held.pop(run.name, None)
+        kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
+                  message=f"Job {job.name} unsuspended: {decision.message}")
+        self.rt.emit(events_client.build(
+            events.EventType.RUN_ADMITTED, id_parts=(run.uid, "admitted", stamp or ""), time=now,
+            target=run.target, runid=run.name, subject=f"runs/{run.namespace}/{run.name}",
+            data={"job": job.name, "probe": decision.probe, "namespace": run.namespace},
+        ))
+
+    async def _hold(self, run: model.RunInfo, decision: admission.Decision, now: dt.datetime) -> None:
+        current = self.held.get(run.name) or (run.reason, run.message)
+        if run.phase == k8s.PHASE_PENDING and current == (decision.reason, decision.message):
+            return
+        if current[0] == k8s.REASON_DRAINED and not self.rt.autonomy.enabled:
+            return  # keep saying why it stopped until autonomy comes back
+        if await patch_run_status(self.rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now)):
+            if current[0] != decision.reason:
+                kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
+                          message=f"held: {decision.message}")
+            self.held[run.name] = (decision.reason, decision.message)
+
+    async def _drain(self, job: model.JobInfo, run: model.RunInfo | None, now: dt.datetime) -> None:
+        await self.rt.client.patch(kube.jobs(job.namespace, job.name), {
+            "metadata": {"annotations": {k8s.ANNOTATION_DRAINED: "true"}}, "spec": {"suspend": True}})
+        self.admitted.pop(job.name, None)
+        self.drained.add(job.name)
+        message = f"emergency stop (autonomy mode drain): Job {job.name} suspended"
+        kopf.warn(ref("Job", job.namespace, job.name), reason=k8s.REASON_DRAINED, message=message)
+        if run is not None:
+            await patch_run_status(self.rt, run.namespace, run.name, held_status(run, k8s.REASON_DRAINED, message, now))
+            self.held[run.name] = (k8s.REASON_DRAINED, message)
+            kopf.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_DRAINED, message=message)

@@ -1,0 +1,58 @@
+"""The operator's settings, read from the environment (the Helm chart sets them on the Deployment).
+
+Each field says its variable, unit and default. ``OUTRIDER_URL`` and ``OUTRIDER_TOKEN`` are the same two names
+every client of the control plane uses (CLI, operator, workers).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from outrider.common import k8s
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _pod_namespace() -> str:
+    """The namespace the operator's pod runs in, else ``default`` (outside a cluster)."""
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTRIDER_", extra="ignore")
+
+    namespace: str = Field(default_factory=_pod_namespace, description=(
+        "OUTRIDER_NAMESPACE: where the autonomy ConfigMap lives. Default: the pod's namespace, else 'default'."))
+    autonomy_configmap: str = Field(default=k8s.AUTONOMY_CONFIGMAP_DEFAULT, description=(
+        "OUTRIDER_AUTONOMY_CONFIGMAP: the autonomy ConfigMap's name. Default 'outrider-autonomy'."))
+    url: str | None = Field(default=None, description=(
+        "OUTRIDER_URL: the control plane's base URL, e.g. http://outrider-control-plane:8000. Unset: no events are sent."))
+    token: str | None = Field(default=None, description="OUTRIDER_TOKEN: bearer token for the control plane.")
+    heartbeat_seconds: float = Field(default=30.0, gt=0, description=(
+        "OUTRIDER_HEARTBEAT_SECONDS: seconds between operator.heartbeat events. Default 30."))
+    events_buffer_max: int = Field(default=10_000, ge=1, description=(
+        "OUTRIDER_EVENTS_BUFFER_MAX: events held while the control plane is unreachable; beyond it the oldest are "
+        "dropped (outrider_operator_events_dropped_total). Default 10000."))
+    events_batch_max: int = Field(default=100, ge=1, description=(
+        "OUTRIDER_EVENTS_BATCH_MAX: events per POST /v1/events. Default 100."))
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description=(
+        "OUTRIDER_METRICS_PORT: Prometheus /metrics port (the CLI's --metrics-port sets it); 0 disables. Default 9090."))
+    metrics_host: str = Field(default="0.0.0.0", description=(
+        "OUTRIDER_METRICS_HOST: address the metrics server binds. Default 0.0.0.0 (in a pod); tests use 127.0.0.1."))
+
+
+def load() -> OperatorSettings:
+    """Built when the operator starts (not at import), so tests set the environment per run."""
+    return OperatorSettings()
+
+
+def pod_name() -> str:
+    """This replica's name, for the heartbeat's source (HOSTNAME is the pod name in Kubernetes)."""
+    return os.environ.get("HOSTNAME") or "local"

@@ -1,0 +1,57 @@
+"""Fixtures for the operator tests: a KMock cluster, the operator's environment, and the operator itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from operator_harness import Cluster, Operator
+
+from outrider.common import k8s
+from tests.conftest import free_port
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    c = Cluster()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def operator_env(cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for an operator talking to ``cluster``; tests may add OUTRIDER_URL etc. before starting it."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+        "clusters": [{"name": "kmock", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test", "namespace": "default"}}],
+    }))
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "OUTRIDER_NAMESPACE": "default",
+        "OUTRIDER_AUTONOMY_CONFIGMAP": k8s.AUTONOMY_CONFIGMAP_DEFAULT,
+        "OUTRIDER_METRICS_PORT": str(free_port()),
+        "OUTRIDER_METRICS_HOST": "127.0.0.1",
+        "OUTRIDER_HEARTBEAT_SECONDS": "0.5",
+    }
+    for key in ("OUTRIDER_URL", "OUTRIDER_TOKEN", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def operator(operator_env: dict[str, str]) -> Iterator[Operator]:
+    """A started operator; stopped after the test."""
+    op = Operator(operator_env)
+    try:
+        yield op
+    finally:
+        op.stop()
