@@ -115,7 +115,11 @@ def query_plan(config: config_module.BenchConfig) -> list[tuple[str, Callable[[i
         ("/v1/runs/{id}", lambda i, c: f"/v1/runs/{run_name((i * 7919) % runs)}", False),
         ("/v1/events run_id=…", lambda i, c: f"/v1/events?run_id={run_name((i * 7919) % runs)}&limit=200", False),
         ("/v1/events target=…, paged", lambda i, c: with_cursor(f"/v1/events?target={t(7)}&limit=100", c), True),
-        ("/v1/events type=run.failed, paged", lambda i, c: with_cursor("/v1/events?type=run.failed&limit=100", c), True),
+        (
+            "/v1/events type=run.failed, paged",
+            lambda i, c: with_cursor("/v1/events?type=run.failed&limit=100", c),
+            True,
+        ),
         ("/v1/events since=1h ago", lambda i, c: f"/v1/events?since={since_1h}&limit=100", False),
         ("/v1/events limit=1000, paged (export)", lambda i, c: with_cursor("/v1/events?limit=1000", c), True),
         ("/metrics", lambda i, c: "/metrics", False),
@@ -180,7 +184,9 @@ def run(
     seeded: dict[str, Any] = {}
     results: list[dict[str, Any]] = []
     for name, url in stores:
-        log(f"  seeding {name}: {config.query_events:,} events, {config.query_runs:,} runs, {config.query_targets} targets")
+        log(
+            f"  seeding {name}: {config.query_events:,} events, {config.query_runs:,} runs, {config.query_targets} targets"
+        )
         seeded[name] = seed(url, config, log)
         log(
             f"  seeded {name} in {seeded[name]['seconds']:.0f} s ({seeded[name]['events_per_s']:,.0f} events/s)",
