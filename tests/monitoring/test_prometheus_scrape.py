@@ -1,0 +1,183 @@
+"""End to end: a real Prometheus scrapes a real control plane and the operator's metrics endpoint, and
+evaluates Outrider's real alert rules on what it scraped.
+
+The control plane is the `outrider control-plane` command (as the container runs it) on a temporary SQLite
+file. The operator side is the operator's own collector (outrider.operator.metrics) served the way the
+operator serves it (prometheus_client's HTTP server), fed a view with one blocked Target; the kopf part of
+the operator is not needed to export it. Prometheus (Debian's /usr/bin/prometheus) runs in a temporary
+directory on 127.0.0.1 with a 1 s scrape interval. Events posted to the control plane are read back with
+PromQL through Prometheus's HTTP API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import start_http_server
+
+from outrider.operator import metrics as operator_metrics
+from tests.conftest import free_port, require_executable
+from tests.monitoring import monitoring_support as support
+
+pytestmark = pytest.mark.prometheus
+
+TOKEN = "scrape-test-token"
+TIMEOUT = 60.0
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    """Call ``check`` every 0.2 s until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture
+def control_plane(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OUTRIDER_DATABASE_URL": f"sqlite:///{tmp_path / 'cp.db'}",
+           "OUTRIDER_API_TOKENS": TOKEN}
+    log = (tmp_path / "control-plane.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "outrider.cli.main", "control-plane", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll("the control plane to be ready", lambda: process.poll() is None and httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+             or (process.poll() is not None and pytest.fail((tmp_path / "control-plane.log").read_text())))
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+@pytest.fixture
+def operator_endpoint() -> Iterator[str]:
+    """The operator's collector, exporting one Target whose breaker is Open and autonomy paused."""
+    view = operator_metrics.View(
+        targets={("agents", "repo-a"): operator_metrics.TargetView(
+            namespace="agents", name="repo-a", health="Blocked", breaker_state="Open", trips=1, consecutive_failures=2,
+            open_prs=1, max_open_prs=2, max_concurrent_runs=1, active=0, pending=3)},
+        autonomy_enabled=False,
+    )
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=operator_metrics.registry_for(view))
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, control_plane: str, operator_endpoint: str) -> Iterator[str]:
+    binary = require_executable("prometheus")
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+        "rule_files": [str(support.RULES)],
+        "scrape_configs": [
+            {"job_name": "outrider-control-plane", "static_configs": [{"targets": [control_plane.removeprefix("http://")]}]},
+            {"job_name": "outrider-operator", "static_configs": [{"targets": [operator_endpoint]}]},
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll("Prometheus to be ready", lambda: process.poll() is None and httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+             or (process.poll() is not None and pytest.fail((tmp_path / "prometheus.log").read_text())))
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+    response.raise_for_status()
+    body = response.json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def scalar(prometheus: str, expr: str) -> float | None:
+    result = query(prometheus, expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+def event(kind: str, run: str, target: str = "repo-a", data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/tests/scrape", "type": kind,
+            "time": dt.datetime.now(dt.UTC).isoformat(), "target": target, "runid": run, "data": data or {}}
+
+
+def test_prometheus_scrapes_both_components_and_reads_the_increase(prometheus: str, control_plane: str) -> None:
+    poll("both scrape targets up", lambda: scalar(prometheus, 'sum(up{job=~"outrider-control-plane|outrider-operator"})') == 2)
+    received = 'sum(outrider_events_received_total{job="outrider-control-plane"})'
+    poll("the control plane's counters in Prometheus", lambda: scalar(prometheus, received) == 0)
+
+    usage = {"provider": "anthropic", "model": "claude-sonnet-4", "input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.25}
+    batch = [
+        event("run.created", "run-1"), event("run.started", "run-1"), event("run.llm_usage", "run-1", data=usage),
+        event("run.succeeded", "run-1"),
+        event("run.created", "run-2"), event("run.started", "run-2"),
+        event("run.failed", "run-2", data={"error_type": "TestFailure", "message": "3 of 12 tests failed", "stage": "test"}),
+    ]
+    response = httpx.post(f"{control_plane}/v1/events", content=json.dumps(batch), timeout=10,
+                          headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents-batch+json"})
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == len(batch)
+
+    # The totals, read back through PromQL once Prometheus has scraped them.
+    poll("the posted events in Prometheus", lambda: scalar(prometheus, received) == len(batch))
+    increase = scalar(prometheus, 'sum(increase(outrider_events_received_total{job="outrider-control-plane"}[5m]))')
+    # increase() extrapolates a little past the last sample (at most half a scrape interval), never below.
+    assert increase is not None and len(batch) <= increase <= len(batch) * 1.2
+    runs = {r["metric"]["status"]: float(r["value"][1]) for r in query(prometheus, 'sum by (status) (outrider_runs_total{target="repo-a"})')}
+    assert runs == {"succeeded": 1.0, "failed": 1.0}
+    assert scalar(prometheus, 'sum(outrider_llm_cost_usd_total{target="repo-a", model="claude-sonnet-4"})') == pytest.approx(0.25)
+    assert scalar(prometheus, 'sum(outrider_llm_tokens_total{target="repo-a", direction="output"})') == 300
+    assert scalar(prometheus, 'count(outrider_run_duration_seconds_bucket{target="repo-a"})') is not None
+
+    # The operator's gauges, and the real alert rules evaluated on them.
+    assert scalar(prometheus, 'outrider_circuit_breaker_state{job="outrider-operator", target="repo-a", state="Open"}') == 1
+    assert scalar(prometheus, 'outrider_circuit_breaker_trips_total{target="repo-a"}') == 1
+    assert scalar(prometheus, "outrider_autonomy_enabled") == 0
+    poll("OutriderCircuitBreakerTripped firing",
+         lambda: query(prometheus, 'ALERTS{alertname="OutriderCircuitBreakerTripped", target="repo-a", alertstate="firing"}'))
+    poll("OutriderAutonomyPausedLong pending (it needs 2 h to fire)",
+         lambda: query(prometheus, 'ALERTS{alertname="OutriderAutonomyPausedLong", alertstate="pending"}'))
+    assert query(prometheus, 'ALERTS{alertname=~"OutriderControlPlaneDown|OutriderOperatorDown"}') == []
