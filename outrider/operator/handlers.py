@@ -8,7 +8,7 @@ script. The shape (docs/architecture.md, Operator section):
 - a Job event mirrors the Job into its Run's status (phase, times, reason, termination message) or, for a Job
   someone else created with ``outrider.dev/target``, adopts it by creating a Run;
 - one daemon per Target does admission, the breaker, drain and the Target's status (reconciler.py);
-- one daemon per scheduler CronJob suspends it during an emergency stop and resumes it afterwards.
+- scheduler CronJobs are suspended during an emergency stop and resumed afterwards (swept, no daemon).
 
 Every write happens in a handler or daemon, so kopf peering (two replicas) pauses all of it on the standby.
 """
@@ -44,6 +44,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=k8s.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=k8s.GROUP)
     settings.posting.level = logging.INFO
+    # No CRD/namespace scanning: the resources are known, and the RBAC stays minimal (docs/concepts/rbac.md).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     config = settings_mod.load()
@@ -321,7 +323,7 @@ async def target_event(event: kopf.RawEvent, namespace: str, name: str, memo: ko
 @kopf.daemon(*TARGETS, cancellation_timeout=5.0)
 async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
                         logger: logging.Logger, runs_by_target: kopf.Index, jobs_by_target: kopf.Index,
-                        **_: Any) -> None:
+                        schedulers: kopf.Index, **_: Any) -> None:
     """Admission, breaker, drain and status for one Target; sleeps until woken or until its cooldown ends."""
     rt = _rt(memo)
     rec = reconciler.TargetReconciler.for_target(rt, body)
@@ -331,6 +333,7 @@ async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace:
         wake.clear()
         key = (namespace, name)
         try:
+            await sweep_schedulers(rt, schedulers)
             deadline = await rec.reconcile(body, list(runs_by_target.get(key) or []), list(jobs_by_target.get(key) or []))
             failures = 0
             timeout = max(0.0, (deadline - rt.clock()).total_seconds()) + 0.01 if deadline else None
@@ -352,31 +355,40 @@ async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: floa
 
 
 # --- Scheduler CronJobs ----------------------------------------------------------------------------------
-@kopf.daemon(*CRONJOBS, labels={k8s.LABEL_SCHEDULER: kopf.PRESENT}, cancellation_timeout=5.0)
-async def scheduler_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
-                           logger: logging.Logger, **_: Any) -> None:
+# No daemon per CronJob: a kopf daemon puts a finalizer on its object, and a team's CronJob must not hang in
+# Terminating because the operator is down. Instead an index of scheduler CronJobs is swept (a) on any event of
+# one of them and (b) from the Target daemons after each autonomy change — both pause on a standby peer.
+@kopf.index(*CRONJOBS, labels={k8s.LABEL_SCHEDULER: kopf.PRESENT})
+def schedulers(body: kopf.Body, **_: Any) -> dict[Any, model.CronJobInfo]:
+    return {"all": model.CronJobInfo.of(body)}
+
+
+async def apply_scheduler(rt: runtime_mod.Runtime, cron: model.CronJobInfo) -> None:
     """Suspend a scheduler CronJob during an emergency stop; resume it (only if we suspended it) afterwards."""
-    rt = _rt(memo)
-    seen = -1
-    while not stopped:
-        seen = rt.autonomy_version
-        if rt.autonomy_known:
-            suspended = bool((body.get("spec") or {}).get("suspend"))
-            drained = ((body.get("metadata") or {}).get("annotations") or {}).get(k8s.ANNOTATION_SCHEDULER_DRAINED) == "true"
-            if rt.autonomy.draining and not suspended:
-                await rt.client.patch(kube.cronjobs(namespace, name), {
-                    "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: "true"}}, "spec": {"suspend": True}})
-                kopf.warn(body, reason=k8s.REASON_DRAINED, message="emergency stop: scheduler CronJob suspended")
-            elif rt.autonomy.enabled and drained:
-                await rt.client.patch(kube.cronjobs(namespace, name), {
-                    "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: None}}, "spec": {"suspend": False}})
-                kopf.info(body, reason="Resumed", message="autonomy enabled: scheduler CronJob resumed")
-        waiter = asyncio.ensure_future(rt.wait_autonomy_change(seen))
-        stop_waiter = asyncio.ensure_future(stopped.wait())
-        try:
-            await asyncio.wait({waiter, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            stop_waiter.cancel()
+    if not rt.autonomy_known:
+        return
+    ref = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"namespace": cron.namespace, "name": cron.name}}
+    if rt.autonomy.draining and not cron.suspended:
+        await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
+            "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: "true"}}, "spec": {"suspend": True}})
+        kopf.warn(ref, reason=k8s.REASON_DRAINED, message="emergency stop: scheduler CronJob suspended")
+    elif rt.autonomy.enabled and cron.drained:
+        await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
+            "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: None}}, "spec": {"suspend": False}})
+        kopf.info(ref, reason="Resumed", message="autonomy enabled: scheduler CronJob resumed")
 
 
+async def sweep_schedulers(rt: runtime_mod.Runtime, index: kopf.Index) -> None:
+    """Apply the current autonomy to every scheduler CronJob, once per autonomy change (whichever daemon is first)."""
+    version = rt.autonomy_version
+    if rt.swept_version == version or not rt.autonomy_known:
+        return
+    rt.swept_version = version
+    for cron in list(index.get("all") or []):
+        await apply_scheduler(rt, cron)
+
+
+@kopf.on.event(*CRONJOBS, labels={k8s.LABEL_SCHEDULER: kopf.PRESENT})
+async def scheduler_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if event.get("type") != "DELETED":
+        await apply_scheduler(_rt(memo), model.CronJobInfo.of(body))

@@ -84,6 +84,24 @@ class JobInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class CronJobInfo:
+    namespace: str
+    name: str
+    suspended: bool
+    drained: bool  # suspended by the operator's emergency stop
+
+    @classmethod
+    def of(cls, body: Any) -> CronJobInfo:
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=meta.get("namespace") or "",
+            name=meta.get("name") or "",
+            suspended=bool((body.get("spec") or {}).get("suspend")),
+            drained=(meta.get("annotations") or {}).get(k8s.ANNOTATION_SCHEDULER_DRAINED) == "true",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class TargetInfo:
     namespace: str
     name: str

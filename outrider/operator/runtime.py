@@ -39,7 +39,7 @@ class Runtime:
         self.autonomy_known = False  # False until the ConfigMap was read once (held Runs wait for it)
         self.autonomy_since: dt.datetime | None = None
         self.autonomy_version = 0
-        self._autonomy_changed = asyncio.Condition()
+        self.swept_version = -1  # the autonomy_version scheduler CronJobs were last swept for
         self._wakes: dict[tuple[str, str], asyncio.Event] = {}
         self.sender = events_client.EventSender(settings.url, settings.token, buffer_max=settings.events_buffer_max,
                                                 batch_max=settings.events_batch_max)
@@ -94,12 +94,6 @@ class Runtime:
         self._wakes.pop((namespace, target), None)
         self.view.targets.pop((namespace, target), None)
 
-    async def wait_autonomy_change(self, seen_version: int, timeout: float | None = None) -> None:
-        async with self._autonomy_changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._autonomy_changed.wait_for(lambda: self.autonomy_version != seen_version),
-                                       timeout)
-
     # --- autonomy -------------------------------------------------------------------------------------
     async def set_autonomy(self, configmap: dict[str, Any] | None, *, why: str | None = None) -> None:
         new = autonomy_mod.parse(configmap, namespace=self.settings.namespace, name=self.settings.autonomy_configmap)
@@ -126,9 +120,7 @@ class Runtime:
                 data={"enabled": new.enabled, "reason": (new.message or new.reason or None), "mode": new.mode,
                       "hold_reason": new.reason or None},
             ))
-        async with self._autonomy_changed:
-            self.autonomy_version += 1
-            self._autonomy_changed.notify_all()
+        self.autonomy_version += 1
         self.wake_all()
 
     async def _watch_autonomy(self) -> None:
