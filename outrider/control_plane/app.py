@@ -14,7 +14,7 @@ from importlib import metadata
 
 from fastapi import FastAPI
 
-from outrider.control_plane import errors, metrics, settings, store
+from outrider.control_plane import errors, metrics, settings, status_metrics, store
 from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
 from outrider.control_plane.routes import events as event_routes
@@ -54,6 +54,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.tokens = config.tokens()
     app.state.store = the_store
     app.state.metrics = metrics.Metrics(the_store)
+    app.state.metrics.registry.register(status_metrics.StatusCollector(the_store))
     errors.install(app)
     app.include_router(health_routes.router)
     app.include_router(event_routes.router)
