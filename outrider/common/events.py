@@ -143,6 +143,29 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
     EventType.OPERATOR_HEARTBEAT: HeartbeatData,
 }
 
+#: What each known type means, for producers and for docs/events.md.
+DESCRIPTIONS: dict[EventType, str] = {
+    EventType.RUN_CREATED: "A run was requested (its Run object exists). Status: queued.",
+    EventType.RUN_ADMITTED: "The operator admitted the run (concurrency, breaker and PR limits allow it). Status: admitted.",
+    EventType.RUN_STARTED: "The worker started executing the run. Status: running; sets started_at.",
+    EventType.RUN_STAGE_STARTED: "The run entered a stage (plan, code, test, …); opens that stage's phase timing.",
+    EventType.RUN_STAGE_COMPLETED: "The run finished a stage; closes that stage's phase timing.",
+    EventType.RUN_PROGRESS: "An iteration of a stage's loop (heartbeat of progress).",
+    EventType.RUN_LOG: "A log line worth keeping with the run. Does not change the status.",
+    EventType.RUN_LLM_USAGE: "One LLM call: tokens, cost and latency, summed into the run's llm_usage.",
+    EventType.RUN_RETRY: "The run retried something (counted in resource_breakdown.retries).",
+    EventType.RUN_SUCCEEDED: "The run ended successfully. Status: succeeded; sets completed_at.",
+    EventType.RUN_FAILED: "The run ended in failure. Status: failed; sets completed_at and the error summary.",
+    EventType.RUN_CANCELLED: "The run was cancelled. Status: cancelled; sets completed_at.",
+    EventType.PR_CREATED: "The run opened a pull request.",
+    EventType.PR_MERGED: "A pull request of the run was merged.",
+    EventType.TARGET_BREAKER_TRIPPED: "The target's circuit breaker opened after repeated failures.",
+    EventType.TARGET_BREAKER_RESET: "The target's circuit breaker closed again.",
+    EventType.AUTONOMY_CHANGED: "Autonomy was switched on or off (globally), with the reason.",
+    EventType.TARGET_STATUS: "The operator's snapshot of one target's status, posted whenever it changes.",
+    EventType.OPERATOR_HEARTBEAT: "The operator is alive; posted every heartbeat_seconds with its view of autonomy.",
+}
+
 #: Types that describe one run and therefore need ``runid``.
 RUN_SCOPED_PREFIXES = ("run.", "pr.")
 #: Types that describe one target and therefore need ``target``.
