@@ -32,13 +32,15 @@ _versions = itertools.count(1)
 
 
 class KMock(kmock.KubernetesEmulator):
-    """KMock plus the fields a real API server sets on create."""
+    """KMock plus the fields a real API server sets on create (and generateName)."""
 
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and request.action == enums.action.CREATE and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if request.namespace and not meta.get("namespace"):
                 meta["namespace"] = request.namespace
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))
             meta.setdefault("generation", 1)
