@@ -1,0 +1,98 @@
+"""The circuit breaker end to end against KMock, with 1-second cooldowns: trip, cooldown, probe, close or reopen."""
+
+from __future__ import annotations
+
+from operator_harness import Cluster, Operator, wait_for
+
+
+def breaker(cluster: Cluster) -> dict:
+    return cluster.target_status("repo-a").get("breaker") or {}
+
+
+def admitted(cluster: Cluster, run: str) -> bool:
+    job = cluster.job(run)
+    return job is not None and job["spec"]["suspend"] is False
+
+
+def fail(cluster: Cluster, run: str, reason: str = "BackoffLimitExceeded") -> None:
+    wait_for(lambda: admitted(cluster, run), what=f"{run} admitted")
+    cluster.start_job(run)
+    cluster.finish_job(run, ok=False, reason=reason)
+    wait_for(lambda: cluster.run_status(run).get("breakerRecorded"), what=f"{run} counted")
+
+
+def succeed(cluster: Cluster, run: str) -> None:
+    wait_for(lambda: admitted(cluster, run), what=f"{run} admitted")
+    cluster.start_job(run)
+    cluster.finish_job(run, ok=True)
+    wait_for(lambda: cluster.run_status(run).get("breakerRecorded"), what=f"{run} counted")
+
+
+def trip(cluster: Cluster) -> None:
+    cluster.run("f1", "repo-a")
+    fail(cluster, "f1")
+    assert breaker(cluster)["consecutiveFailures"] == 1 and breaker(cluster)["state"] == "Closed"
+    cluster.run("f2", "repo-a")
+    fail(cluster, "f2", reason="DeadlineExceeded")
+
+
+def test_trip_cooldown_probe_success_closes(cluster: Cluster, operator: Operator) -> None:
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a", maxConcurrentRuns=3, circuitBreaker={"failureThreshold": 2, "cooldownSeconds": 1})
+    operator.start()
+    trip(cluster)
+    b = breaker(cluster)
+    assert (b["state"], b["trips"], b["consecutiveFailures"]) == ("Open", 1, 2)
+    assert b["lastFailure"]["run"] == "f2" and b["lastFailure"]["reason"] == "DeadlineExceeded" and b["cooldownUntil"]
+    status = cluster.target_status("repo-a")
+    assert (status["health"], status["healthReason"]) == ("Blocked", "CircuitOpen")
+    assert any(e["reason"] == "CircuitOpen" and e["type"] == "Warning" for e in cluster.events_about("repo-a"))
+    # While Open, new Runs wait; after the 1 s cooldown exactly one is admitted as the probe.
+    cluster.run("p1", "repo-a")
+    cluster.run("p2", "repo-a")
+    wait_for(lambda: cluster.run_status("p1").get("probe") is True, what="probe admitted after cooldown")
+    assert admitted(cluster, "p1")
+    wait_for(lambda: cluster.run_status("p2").get("reason") == "CircuitOpen", what="second run held")
+    assert not admitted(cluster, "p2")
+    assert "waiting for the probe Run p1" in cluster.run_status("p2")["message"]
+    assert (breaker(cluster)["state"], breaker(cluster)["probeRun"]) == ("HalfOpen", "p1")
+    succeed(cluster, "p1")
+    wait_for(lambda: breaker(cluster).get("state") == "Closed", what="breaker closed")
+    b = breaker(cluster)
+    assert b["consecutiveFailures"] == 0 and b["trips"] == 1 and "cooldownUntil" not in b
+    wait_for(lambda: admitted(cluster, "p2"), what="held run admitted once closed")
+    assert any(e["reason"] == "CircuitClosed" for e in cluster.events_about("repo-a"))
+
+
+def test_probe_failure_reopens_and_target_is_failed(cluster: Cluster, operator: Operator) -> None:
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a", maxConcurrentRuns=3, circuitBreaker={"failureThreshold": 2, "cooldownSeconds": 1})
+    operator.start()
+    trip(cluster)
+    cluster.run("p1", "repo-a")
+    wait_for(lambda: cluster.run_status("p1").get("probe") is True, what="probe admitted")
+    fail(cluster, "p1")
+    b = breaker(cluster)
+    assert (b["state"], b["trips"], b["reopened"], b["consecutiveFailures"]) == ("Open", 2, True, 3)
+    status = cluster.target_status("repo-a")
+    assert (status["health"], status["healthReason"]) == ("Failed", "ProbeFailed")
+    # The next cooldown lets another probe through; its success closes the breaker and clears Failed.
+    cluster.run("p2", "repo-a")
+    wait_for(lambda: cluster.run_status("p2").get("probe") is True, what="second probe")
+    succeed(cluster, "p2")
+    wait_for(lambda: (s := cluster.target_status("repo-a")).get("breaker", {}).get("state") == "Closed" and s)
+    assert cluster.target_status("repo-a")["breaker"]["reopened"] is False
+
+
+def test_success_while_closed_resets_the_count(cluster: Cluster, operator: Operator) -> None:
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a", circuitBreaker={"failureThreshold": 2, "cooldownSeconds": 1})
+    operator.start()
+    cluster.run("f1", "repo-a")
+    fail(cluster, "f1")
+    cluster.run("s1", "repo-a")
+    succeed(cluster, "s1")
+    assert breaker(cluster)["consecutiveFailures"] == 0
+    cluster.run("f2", "repo-a")
+    fail(cluster, "f2")
+    assert breaker(cluster)["state"] == "Closed" and breaker(cluster)["trips"] == 0
