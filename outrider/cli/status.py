@@ -98,7 +98,7 @@ def render_targets(items: list[dict[str, Any]]) -> None:
             cooldown,
             f"{t['active_runs']}/{t['max_concurrent_runs']}",
             str(t["pending_runs"]),
-            f"{t['open_prs']}/{t['max_open_prs']}",
+            f"{output.DASH if t.get('open_prs') is None else t['open_prs']}/{t['max_open_prs']}",
             output.esc(t.get("health_reason")),
             output.ago(t.get("reported_at")),
         )

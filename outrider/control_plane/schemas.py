@@ -205,7 +205,7 @@ class TargetState(BaseModel):
     cooldown_remaining_seconds: float | None = Field(description="Seconds until cooldown_until at checked time; null without a cooldown.")
     active_runs: int
     pending_runs: int
-    open_prs: int
+    open_prs: int | None = Field(description="Null when nobody reports this Target's open PRs (operator's open_prs_known false).")
     max_open_prs: int
     max_concurrent_runs: int
     paused: bool
@@ -253,8 +253,8 @@ class SystemStatus(BaseModel):
     operator: OperatorLiveness
     autonomy: AutonomyStatus
     targets: TargetCounts | None = Field(description="Null when the store could not be read.")
-    open_prs: int | None = Field(description="Sum over targets; null when no target has reported.")
-    max_open_prs: int | None = Field(description="Sum of the targets' limits; null when no target has reported.")
+    open_prs: int | None = Field(description="Sum over the targets whose open PRs are known; null when none is.")
+    max_open_prs: int | None = Field(description="Sum of the limits of those same targets; null when none is known.")
     pending_runs: int | None = Field(description="Runs waiting for admission (ready), summed over targets.")
     active_runs: int | None
     last_execution_at: datetime | None = Field(description="Latest run.started event; null when none.")

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from outrider.common import events
+from outrider.common import events, k8s
 from outrider.control_plane import schemas, tables
 
 #: A heartbeat older than this many announced periods means the operator is gone.
@@ -93,15 +93,17 @@ def target_state(stored: schemas.StoredEvent, now: datetime) -> schemas.TargetSt
         data = events.TargetStatusData.model_validate(event.data)
     except ValidationError:
         return None
+    # The operator sends open_prs 0 with open_prs_known false when nobody reports PRs: that 0 is not a fact.
+    open_prs: int | None = None if (data.model_extra or {}).get("open_prs_known") is False else data.open_prs
     blocked_by: schemas.BlockedBy | None = None
     if data.breaker_state == "Open" or data.health == "Failed":
         blocked_by = schemas.BlockedBy.CIRCUIT_BREAKER
-    elif data.health == "Blocked" and data.max_open_prs > 0 and data.open_prs >= data.max_open_prs:
+    elif data.health == "Blocked" and open_prs is not None and data.max_open_prs > 0 and open_prs >= data.max_open_prs:
         blocked_by = schemas.BlockedBy.MAX_OPEN_PRS
     elif data.health == "Blocked":
-        # The operator said Blocked without a cause we can name from its figures: trust its reason.
-        reason = (data.health_reason or "").lower()
-        blocked_by = schemas.BlockedBy.MAX_OPEN_PRS if "pr" in reason else schemas.BlockedBy.CIRCUIT_BREAKER
+        # The operator said Blocked without figures that name the cause: its reason does.
+        is_prs = data.health_reason == k8s.REASON_MAX_OPEN_PRS
+        blocked_by = schemas.BlockedBy.MAX_OPEN_PRS if is_prs else schemas.BlockedBy.CIRCUIT_BREAKER
     remaining = None
     if data.cooldown_until is not None:
         remaining = max(0.0, (data.cooldown_until - now).total_seconds())
@@ -117,7 +119,7 @@ def target_state(stored: schemas.StoredEvent, now: datetime) -> schemas.TargetSt
         cooldown_remaining_seconds=remaining,
         active_runs=data.active_runs,
         pending_runs=data.pending_runs,
-        open_prs=data.open_prs,
+        open_prs=open_prs,
         max_open_prs=data.max_open_prs,
         max_concurrent_runs=data.max_concurrent_runs,
         paused=data.paused,
@@ -300,6 +302,7 @@ def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus
         active=sum(1 for t in targets if t.blocked_by is None and not (t.paused or t.health == "Paused")),
     )
     reported = bool(targets)
+    known_prs = [t for t in targets if t.open_prs is not None]
     pending = sum(t.pending_runs for t in targets) if reported else None
     active = sum(t.active_runs for t in targets) if reported else None
 
@@ -351,8 +354,8 @@ def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus
         operator=liveness,
         autonomy=autonomy,
         targets=counts,
-        open_prs=sum(t.open_prs for t in targets) if reported else None,
-        max_open_prs=sum(t.max_open_prs for t in targets) if reported else None,
+        open_prs=sum(t.open_prs for t in known_prs) if known_prs else None,
+        max_open_prs=sum(t.max_open_prs for t in known_prs) if known_prs else None,
         pending_runs=pending,
         active_runs=active,
         last_execution_at=_aware(inputs.last_started_at) if inputs.last_started_at else None,

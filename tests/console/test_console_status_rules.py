@@ -157,3 +157,20 @@ def test_invalid_target_status_data_is_ignored_not_guessed() -> None:
     bad = stored("target.status", {"health": "Healthy"}, target="a")
     result = status.compute(status.Inputs(heartbeat=heartbeat(), target_statuses=[bad]), now=NOW)
     assert result.targets is not None and result.targets.total == 0 and result.open_prs is None
+
+
+def test_unknown_open_prs_stay_unknown() -> None:
+    result = status.compute(
+        status.Inputs(heartbeat=heartbeat(), target_statuses=[target("a", open_prs_known=False), target("b", open_prs=1)]),
+        now=NOW,
+    )
+    assert (result.open_prs, result.max_open_prs) == (1, 2)  # only b's figures are facts
+    states = status.target_states([target("a", open_prs_known=False)], NOW)
+    assert states[0].open_prs is None
+    alone = status.compute(status.Inputs(heartbeat=heartbeat(), target_statuses=[target("a", open_prs_known=False)]), now=NOW)
+    assert alone.open_prs is None and alone.max_open_prs is None
+
+
+def test_blocked_without_figures_uses_the_operator_reason() -> None:
+    prs = status.target_states([target("a", health="Blocked", health_reason="MaxOpenPRs", open_prs_known=False)], NOW)
+    assert prs[0].blocked_by == schemas.BlockedBy.MAX_OPEN_PRS
