@@ -6,6 +6,8 @@ Sources and their copies:
   ``crds.enabled`` with the ``helm.sh/resource-policy: keep`` annotation behind ``crds.keep``;
 - ``monitoring/rules/outrider.rules.yaml`` and ``monitoring/dashboards/outrider-overview.json`` →
   ``charts/outrider/files/`` (Helm can only read files inside the chart);
+- ``charts/outrider/values.yaml`` (its ``# --`` comments) → the table in ``docs/reference/helm-values.md``
+  between the BEGIN/END GENERATED markers;
 - the chart rendered with its default values → ``manifests/install.yaml`` (a plain ``kubectl apply`` install),
   with the namespace in front and without the generated API-token Secret: a token rendered into a committed
   file would be one shared, public credential (the file's header says how to create the Secret instead).
@@ -31,6 +33,9 @@ FILE_COPIES = {
     ROOT / "monitoring" / "dashboards" / "outrider-overview.json": CHART / "files" / "outrider-overview.json",
 }
 INSTALL = ROOT / "manifests" / "install.yaml"
+VALUES_DOC = ROOT / "docs" / "reference" / "helm-values.md"
+BEGIN = "<!-- BEGIN GENERATED: make manifests, from charts/outrider/values.yaml -->"
+END = "<!-- END GENERATED -->"
 RELEASE = "outrider"
 NAMESPACE = "outrider"
 
@@ -130,6 +135,68 @@ def install_yaml(chart_dir: Path = CHART) -> str:
     return header + "---\n" + body
 
 
+def value_docs() -> list[tuple[str, str, str]]:
+    """(key path, default as JSON, description) of every value: the leaves of values.schema.json, described
+    by the `# --` comment block directly above the key in values.yaml."""
+    import json
+    import re
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def leaves(node: dict, path: str = "") -> list[str]:
+        if "properties" not in node:
+            return [path]
+        return [leaf for key, child in node["properties"].items() for leaf in leaves(child, f"{path}.{key}" if path else key)]
+
+    key_line = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):")
+    comments: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    block: list[str] = []
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            block.append(stripped)
+            continue
+        match = key_line.match(line)
+        if not match:
+            if not stripped:
+                block = []
+            continue
+        indent = len(match["indent"])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = ".".join([k for _, k in stack] + [match["key"]])
+        starts = [i for i, c in enumerate(block) if c.startswith("# --")]
+        if starts:
+            comments[path] = " ".join(c.lstrip("#").strip() for c in block[starts[-1]:]).removeprefix("--").strip()
+        stack.append((indent, match["key"]))
+        block = []
+
+    rows = []
+    for path in leaves(schema):
+        value: object = values
+        for key in path.split("."):
+            value = value[key]  # type: ignore[index]
+        rows.append((path, json.dumps(value), comments.get(path, "")))
+    return rows
+
+
+def values_doc() -> str:
+    """docs/reference/helm-values.md with its generated table brought up to date."""
+    rows = ["| Key | Default | Description |", "| --- | --- | --- |"]
+    for path, default, description in value_docs():
+        escaped = description.replace("|", "\\|")
+        rows.append(f"| `{path}` | `{default}` | {escaped} |")
+    table = "\n".join(rows)
+    text = VALUES_DOC.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    if not rest:
+        raise SystemExit(f"{VALUES_DOC}: missing the marker {BEGIN}")
+    return f"{head}{BEGIN}\n{table}\n{END}{tail}"
+
+
 def expected_files() -> dict[Path, str]:
     """Every generated file and the text it must have."""
     expected: dict[Path, str] = {}
@@ -137,6 +204,7 @@ def expected_files() -> dict[Path, str]:
         expected[CRD_COPY / source.name] = crd_template(source)
     for source, copy in FILE_COPIES.items():
         expected[copy] = source.read_text()
+    expected[VALUES_DOC] = values_doc()
     return expected
 
 
