@@ -108,6 +108,13 @@ class _Rejection:
     future: concurrent.futures.Future[tuple[int, int]]
 
 
+@dataclasses.dataclass
+class _Probe:
+    """A tiny real write (one row of ``store_probe``), to learn whether commits work again."""
+
+    future: concurrent.futures.Future[tuple[int, int]]
+
+
 _STOP = object()
 
 
@@ -166,6 +173,8 @@ class Store:
         self._writer: threading.Thread | None = None
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
+        #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
+        self.last_commit_error: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -246,9 +255,11 @@ class Store:
                 results, new_events = self._write(conn, group)
         except Exception as exc:  # noqa: BLE001 — every waiting request must hear about any failure
             log.exception("group commit of %d items failed", len(submissions))
+            self.last_commit_error = f"{type(exc).__name__}: {exc}"[:500]
             for item in submissions:
                 _settle(item.future, exception=StoreUnavailable(f"commit failed: {type(exc).__name__}"))
             return
+        self.last_commit_error = None
         if new_events:  # subscribers hear of the events no later than their posters
             self._publish(new_events)
         for item, result in zip(submissions, results, strict=True):
@@ -267,6 +278,11 @@ class Store:
         for item in group:
             if isinstance(item, _Rejection):
                 rejections[item.reason] += item.count
+                results.append((0, 0))
+                continue
+            if isinstance(item, _Probe):
+                conn.execute(sa.delete(tables.store_probe))
+                conn.execute(sa.insert(tables.store_probe), {"id": 1, "written_at": received_at})
                 results.append((0, 0))
                 continue
             rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -402,8 +418,13 @@ class Store:
 
     # --- reading -----------------------------------------------------------------------------------
 
-    def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the database answers and the writer runs."""
+    def ping(self, probe_timeout: float = 5.0) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers, the writer runs and commits work.
+
+        Reading alone is not enough: a full disk or a read-only file still answers ``SELECT 1``. So after
+        a failed commit, ping sends a tiny real write through the writer; its success clears the failure,
+        which makes readiness recover on its own once the fault is gone.
+        """
         try:
             with self.engine.connect() as conn:
                 conn.execute(sa.select(1)).scalar_one()
@@ -411,6 +432,17 @@ class Store:
             raise StoreUnavailable(f"database unreachable: {type(exc).__name__}: {exc}") from exc
         if not self.writer_alive:
             raise StoreUnavailable("the store writer is not running")
+        failure = self.last_commit_error
+        if failure is None:
+            return
+        future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
+        self._queue.put(_Probe(future))
+        try:
+            future.result(timeout=probe_timeout)
+        except concurrent.futures.TimeoutError as exc:
+            raise StoreUnavailable(f"commits are failing ({failure}); a write probe timed out") from exc
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(f"commits are failing: {self.last_commit_error or failure}") from exc
 
     def _read(self, query: Any) -> list[sa.Row[Any]]:
         try:

@@ -98,3 +98,11 @@ agg_prs = sa.Table(
     sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
     sa.Column("created", sa.BigInteger(), nullable=False),
 )
+
+store_probe = sa.Table(
+    "store_probe",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("written_at", Time, nullable=False),
+    comment="One row rewritten by readiness probes after a failed commit: proves commits work again.",
+)

@@ -191,18 +191,26 @@ def test_oversized_body_is_413_and_stores_nothing(make_settings, start_server) -
     assert fits.json() == {"accepted": 5, "duplicates": 0}
 
 
-def test_failed_commit_answers_503_and_writes_nothing(api: RunningServer) -> None:
+def test_failed_commit_answers_503_writes_nothing_and_readiness_follows(api: RunningServer) -> None:
     assert api.client.post("/v1/events", json=support.event("run.created", "run-ok")).status_code == 202
     store = api.app.state.store
     import sqlalchemy as sa
 
-    with store.engine.begin() as conn:  # break the store under the running server: the run table disappears
-        conn.execute(sa.text("ALTER TABLE runs RENAME TO runs_gone"))
+    def rename(pairs: list[tuple[str, str]]) -> None:
+        with store.engine.begin() as conn:
+            for old, new in pairs:
+                conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    # Break every write under the running server: the tables the writer needs disappear.
+    rename([("runs", "runs_gone"), ("store_probe", "probe_gone")])
     response = api.client.post("/v1/events", json=support.event("run.created", "run-lost"))
     assert response.status_code == 503
     assert response.json()["error"] == "store_unavailable"
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE runs_gone RENAME TO runs"))
+    ready = api.anonymous.get("/readyz")  # SELECT 1 still works; readiness must not be fooled by it
+    assert ready.status_code == 503 and "commits are failing" in ready.json()["detail"]
+    rename([("runs_gone", "runs"), ("probe_gone", "store_probe")])
     items = api.client.get("/v1/events").json()["items"]
     assert [item["event"]["runid"] for item in items] == ["run-ok"]  # the events insert was rolled back too
+    assert api.anonymous.get("/readyz").status_code == 200  # recovers on its own, before any new event
+    assert store.last_commit_error is None
     assert api.client.post("/v1/events", json=support.event("run.created", "run-later")).status_code == 202

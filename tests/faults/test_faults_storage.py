@@ -119,16 +119,9 @@ def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any, c
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-NO_WRITE_PROBE = (
-    "control plane gap: /readyz pings with SELECT 1 and checks the writer thread is alive, so it stays ready while "
-    "every commit fails; proposed fix (store.py): remember the last commit failure and, while one is remembered, "
-    "make ping() run a no-op write through the writer (clearing it on success)"
-)
-
-
 @pytest.mark.parametrize(
     "check_readiness",
-    [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=NO_WRITE_PROBE), id="readiness")],
+    [False, pytest.param(True, id="readiness")],
 )
 def test_full_disk_answers_503_and_recovers(
     control_plane_process: Any, small_disk: Path, check_readiness: bool
@@ -148,7 +141,7 @@ def test_full_disk_answers_503_and_recovers(
 
 @pytest.mark.parametrize(
     "check_readiness",
-    [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=NO_WRITE_PROBE), id="readiness")],
+    [False, pytest.param(True, id="readiness")],
 )
 def test_read_only_database_answers_503_and_recovers(
     control_plane_process: Any, tmp_path: Path, check_readiness: bool
