@@ -105,6 +105,10 @@ class EventSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned_disabled = False
+        # Ids emitted lately: a watch replay or a repeated handler call emits the same transition again; skip it
+        # here (the control plane would count it as a duplicate anyway). Bounded like the buffer.
+        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.recent_max = 4 * self.buffer_max
 
     @property
     def buffered(self) -> int:
@@ -117,6 +121,12 @@ class EventSender:
                 logger.info("OUTRIDER_URL is not set: the operator's events are not sent to a control plane")
                 self._warned_disabled = True
             return
+        event_id_ = str(event.get("id"))
+        if event_id_ in self._recent:
+            return
+        self._recent[event_id_] = None
+        while len(self._recent) > self.recent_max:
+            self._recent.popitem(last=False)
         self._seq += 1
         self._buffer.append(_Item(self._seq, event))
         while len(self._buffer) > self.buffer_max:
