@@ -83,7 +83,7 @@ def fill(folder: Path) -> Path:
     return filler
 
 
-def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any, check_readiness: bool) -> None:
+def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any) -> None:
     with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
         first = batch("before", 50, "storage-run")
         response = http.post("/v1/events", json=first)
@@ -97,9 +97,8 @@ def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any, c
         body = response.json()
         assert body["error"] == "store_unavailable"
         assert body["message"]
-        if check_readiness:
-            not_ready = wait_readiness(http, False)
-            assert not_ready["detail"], "readiness must say why it is not ready"
+        not_ready = wait_readiness(http, False)
+        assert not_ready["detail"], "readiness must say why it is not ready"
 
         # Nothing half-written: only the events acknowledged before the fault are visible.
         assert sorted(all_stored_ids(http)) == sorted(e["id"] for e in first)
@@ -107,8 +106,7 @@ def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any, c
         assert run["event_count"] == len(first)
 
         clear_fault()
-        if check_readiness:
-            wait_readiness(http, True)  # recovers on its own, without needing a write first
+        wait_readiness(http, True)  # recovers on its own, without needing a write first
         response = http.post("/v1/events", json=refused)
         assert response.status_code == 202, response.text
         assert response.json() == {"accepted": len(refused), "duplicates": 0}
@@ -119,13 +117,7 @@ def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any, c
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-@pytest.mark.parametrize(
-    "check_readiness",
-    [False, pytest.param(True, id="readiness")],
-)
-def test_full_disk_answers_503_and_recovers(
-    control_plane_process: Any, small_disk: Path, check_readiness: bool
-) -> None:
+def test_full_disk_answers_503_and_recovers(control_plane_process: Any, small_disk: Path) -> None:
     server = control_plane_process(small_disk).start()
     filler: list[Path] = []
     try:
@@ -133,19 +125,12 @@ def test_full_disk_answers_503_and_recovers(
             server,
             make_fault=lambda: filler.append(fill(small_disk)),
             clear_fault=lambda: filler[0].unlink(),
-            check_readiness=check_readiness,
         )
     finally:
         server.stop()
 
 
-@pytest.mark.parametrize(
-    "check_readiness",
-    [False, pytest.param(True, id="readiness")],
-)
-def test_read_only_database_answers_503_and_recovers(
-    control_plane_process: Any, tmp_path: Path, check_readiness: bool
-) -> None:
+def test_read_only_database_answers_503_and_recovers(control_plane_process: Any, tmp_path: Path) -> None:
     chattr = shutil.which("chattr")
     if chattr is None:
         missing("chattr", "e2fsprogs' chattr makes the database immutable even for root")
@@ -168,7 +153,7 @@ def test_read_only_database_answers_503_and_recovers(
             subprocess.run([chattr, "-i", str(path)], capture_output=True)
 
     try:
-        assert_fault_then_recovery(server, make_fault=protect, clear_fault=release, check_readiness=check_readiness)
+        assert_fault_then_recovery(server, make_fault=protect, clear_fault=release)
     finally:
         release()
         server.stop()
