@@ -1,0 +1,69 @@
+"""Keeps ``make bench`` from rotting: the whole harness on tiny sizes, checked for shape, never for speed.
+
+Runs the ingestion matrix (every baseline and the real control plane on SQLite) and the query part
+end to end, writes the results file, and checks that every figure is present and derived from real
+requests (no errors). The operator part and PostgreSQL are left to ``make bench``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bench import config as bench_config
+from bench import runner
+
+pytestmark = pytest.mark.slow
+
+
+def tiny() -> bench_config.BenchConfig:
+    return bench_config.BenchConfig(
+        quick=True,
+        repeats=1,
+        cell_seconds=0.2,
+        cell_max_requests=40,
+        warmup_requests=2,
+        concurrencies=[1, 4],
+        batch_size=10,
+        query_events=2000,
+        query_runs=100,
+        query_targets=5,
+        query_samples=3,
+        parts=["ingestion", "queries"],
+        postgres=False,
+    )
+
+
+def test_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    with (tmp_path / "console.txt").open("w") as console_file:
+        results = runner.run_all(output=output, config=tiny(), console=Console(file=console_file, width=160))
+    assert results["complete"], results["errors"]
+    written = json.loads(output.read_text())
+    assert written["machine"]["cpu_count"] >= 1
+    assert written["machine"]["sqlite"]
+
+    cells = written["ingestion"]["cells"]
+    servers = {cell["server"] for cell in cells}
+    assert servers == {"noop", "validate", "ndjson", "sqlite"}
+    assert len(cells) == len(servers) * 2 * 2  # two workloads, two concurrencies
+    for cell in cells:
+        assert cell["errors"] == 0, cell["error_samples"]
+        assert cell["events_per_s"]["median"] > 0
+        assert cell["p99_ms"]["median"] >= cell["p50_ms"]["median"] > 0
+    ratios = {(r["server"], r["baseline"], r["workload"], r["concurrency"]) for r in written["ingestion"]["ratios"]}
+    assert ("sqlite", "noop", "batch10", 4) in ratios and ("sqlite", "ndjson", "single", 1) in ratios
+
+    queries = written["queries"]["results"]
+    assert {q["name"] for q in queries} >= {"/metrics", "/v1/runs/summary window=24h"}
+    for query in queries:
+        assert query["errors"] == 0, query["error_samples"]
+        assert query["samples"] == 3
+    assert written["queries"]["seed"]["sqlite"]["events"] == 2000
+
+    names = [check["name"] for check in written["targets"]]
+    assert any("single c=4 / NDJSON" in name for name in names)
+    assert all(check["met"] in (True, False) for check in written["targets"])
