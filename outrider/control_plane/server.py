@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -17,6 +18,8 @@ from outrider.control_plane import app as app_module
 from outrider.control_plane import settings
 
 TOKEN_FILE_NAME = "outrider.token"
+#: Seconds a stop waits for open requests (live streams included) before closing them.
+SHUTDOWN_SECONDS = 5
 
 
 def ensure_token(config: settings.Settings) -> tuple[settings.Settings, str | None]:
@@ -47,4 +50,17 @@ def serve(host: str, port: int) -> None:
         print(f'  try: curl -H "Authorization: Bearer {token}" {url}/v1/runs', flush=True)
     else:
         print("API tokens: from OUTRIDER_API_TOKENS / OUTRIDER_API_TOKEN_FILE", flush=True)
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+    config_ = uvicorn.Config(
+        application, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=SHUTDOWN_SECONDS
+    )
+    uvicorn_server = uvicorn.Server(config_)
+    handle_exit = uvicorn_server.handle_exit
+
+    def stop(sig: int, frame: FrameType | None) -> None:
+        # Live streams (GET /v1/events/stream) never end by themselves: end them, or a stop would wait for
+        # every console tab to close. SHUTDOWN_SECONDS bounds whatever else is still running.
+        application.state.store.end_subscriptions()
+        handle_exit(sig, frame)
+
+    uvicorn_server.handle_exit = stop  # type: ignore[method-assign]
+    uvicorn_server.run()

@@ -19,6 +19,9 @@ Live updates — a small in-process publish/subscribe API::
     finally:
         store.unsubscribe(subscription)
 
+``store.end_subscriptions()`` (called when the server stops) makes ``next`` raise
+:class:`SubscriptionEnded`, so open streams finish instead of holding the shutdown.
+
 After each commit the writer offers the group's new events (``{"seq", "received_at", "event"}``, in
 ``seq`` order) to every subscriber. A subscriber whose buffer is full is dropped (``next`` raises
 :class:`SubscriberDropped`), never waited for: a slow client cannot slow ingestion.
@@ -57,6 +60,10 @@ class StoreUnavailable(Exception):
 
 class SubscriberDropped(Exception):
     """The subscriber fell more than its buffer behind and was disconnected."""
+
+
+class SubscriptionEnded(Exception):
+    """The server is shutting down: the subscriber should finish its response."""
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -137,7 +144,12 @@ class Subscription:
         self.max_events = max_events
         self.buffer: collections.deque[dict[str, Any]] = collections.deque()
         self.dropped = False
+        self.ended = False
         self._wake = asyncio.Event()
+
+    def _end(self) -> None:  # runs in the subscriber's loop
+        self.ended = True
+        self._wake.set()
 
     def _offer(self, items: list[dict[str, Any]]) -> None:  # runs in the subscriber's loop
         if self.dropped:
@@ -151,12 +163,14 @@ class Subscription:
 
     async def next(self, timeout: float) -> list[dict[str, Any]]:
         """The events committed since the last call; [] after ``timeout`` seconds without any."""
-        if not self.buffer and not self.dropped:
+        if not self.buffer and not self.dropped and not self.ended:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
         if self.dropped:
             raise SubscriberDropped
+        if self.ended and not self.buffer:
+            raise SubscriptionEnded
         items = list(self.buffer)
         self.buffer.clear()
         return items
@@ -399,6 +413,14 @@ class Store:
         with self._subscribers_lock:
             self._subscribers.add(sub)
         return sub
+
+    def end_subscriptions(self) -> None:
+        """Tell every subscriber to finish (server shutdown): ``next`` raises :class:`SubscriptionEnded`."""
+        with self._subscribers_lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            with contextlib.suppress(RuntimeError):
+                sub.loop.call_soon_threadsafe(sub._end)
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._subscribers_lock:

@@ -58,6 +58,7 @@ class RunningServer:
     def stop(self) -> None:
         self.client.close()
         self.anonymous.close()
+        self.app.state.store.end_subscriptions()
         self.server.should_exit = True
         self.thread.join(timeout=30)
 

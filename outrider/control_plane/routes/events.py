@@ -217,6 +217,9 @@ async def stream(
                 except store.SubscriberDropped:
                     yield "event: dropped\ndata: {\"reason\": \"client too slow\"}\n\n"
                     return
+                except store.SubscriptionEnded:
+                    yield "event: shutdown\ndata: {\"reason\": \"server stopping; reconnect with Last-Event-ID\"}\n\n"
+                    return
                 if not batch:
                     yield ": keep-alive\n\n"
                     continue
