@@ -2,15 +2,19 @@
 evaluates Outrider's real alert rules on what it scraped.
 
 The control plane is the `outrider control-plane` command (as the container runs it) on a temporary SQLite
-file. The operator side is the operator's own collector (outrider.operator.metrics) served the way the
-operator serves it (prometheus_client's HTTP server), fed a view with one blocked Target; the kopf part of
-the operator is not needed to export it. Prometheus (Debian's /usr/bin/prometheus) runs in a temporary
-directory on 127.0.0.1 with a 1 s scrape interval. Events posted to the control plane are read back with
-PromQL through Prometheus's HTTP API.
+file. Prometheus (Debian's /usr/bin/prometheus) runs in a temporary directory on 127.0.0.1 with a 1 s scrape
+interval and the real rules file. Two tests:
+
+- events posted to the control plane are read back with PromQL through Prometheus's HTTP API, next to the
+  operator's own collector (outrider.operator.metrics) served as the operator serves it, fed a fixed view;
+- the whole pipeline: the real operator (kopf against KMock as the Kubernetes API, the harness of
+  tests/operator) admits two Runs, their Jobs succeed and fail, the operator posts the lifecycle to the control
+  plane and exports its gauges, and Prometheus sees both sides and fires the breaker alert.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -98,17 +102,15 @@ def operator_endpoint() -> Iterator[str]:
         thread.join(timeout=5)
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path, control_plane: str, operator_endpoint: str) -> Iterator[str]:
+@contextlib.contextmanager
+def running_prometheus(tmp_path: Path, jobs: dict[str, str]) -> Iterator[str]:
+    """A real Prometheus scraping ``jobs`` ({job name: host:port}) every second and evaluating Outrider's rules."""
     binary = require_executable("prometheus")
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "rule_files": [str(support.RULES)],
-        "scrape_configs": [
-            {"job_name": "outrider-control-plane", "static_configs": [{"targets": [control_plane.removeprefix("http://")]}]},
-            {"job_name": "outrider-operator", "static_configs": [{"targets": [operator_endpoint]}]},
-        ],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [address]}]} for job, address in jobs.items()],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (tmp_path / "prometheus.log").open("wb")
@@ -124,6 +126,13 @@ def prometheus(tmp_path: Path, control_plane: str, operator_endpoint: str) -> It
     finally:
         stop(process)
         log.close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, control_plane: str, operator_endpoint: str) -> Iterator[str]:
+    jobs = {"outrider-control-plane": control_plane.removeprefix("http://"), "outrider-operator": operator_endpoint}
+    with running_prometheus(tmp_path, jobs) as url:
+        yield url
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
@@ -186,3 +195,54 @@ def test_prometheus_scrapes_both_components_and_reads_the_increase(prometheus: s
     poll("OutriderAutonomyPausedLong pending (it needs 2 h to fire)",
          lambda: query(prometheus, 'ALERTS{alertname="OutriderAutonomyPausedLong", alertstate="pending"}'))
     assert query(prometheus, 'ALERTS{alertname=~"OutriderControlPlaneDown|OutriderOperatorDown"}') == []
+
+
+def test_the_whole_pipeline_operator_to_control_plane_to_prometheus(tmp_path: Path, control_plane: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real operator (kopf, `outrider.operator.main.serve`, against KMock as the Kubernetes API) admits two
+    Runs whose Jobs succeed and fail, posts their lifecycle to the real control plane, and exports its gauges;
+    Prometheus scrapes both and fires the breaker alert from what the operator saw."""
+    from tests.operator.operator_harness import Cluster, Operator, wait_for
+
+    cluster = Cluster()
+    metrics_port = free_port()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+        "clusters": [{"name": "kmock", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "test", "user": {"token": "kmock"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test", "namespace": "default"}}],
+    }))
+    env = {"KUBECONFIG": str(kubeconfig), "OUTRIDER_NAMESPACE": "default", "OUTRIDER_AUTONOMY_CONFIGMAP": "outrider-autonomy",
+           "OUTRIDER_METRICS_PORT": str(metrics_port), "OUTRIDER_METRICS_HOST": "127.0.0.1", "OUTRIDER_HEARTBEAT_SECONDS": "0.5",
+           "OUTRIDER_URL": control_plane, "OUTRIDER_TOKEN": TOKEN}
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    for key, value in env.items():  # monkeypatch restores them: the operator reads os.environ
+        monkeypatch.setenv(key, value)
+    operator = Operator(env)
+    jobs = {"outrider-control-plane": control_plane.removeprefix("http://"), "outrider-operator": f"127.0.0.1:{metrics_port}"}
+    try:
+        cluster.autonomy(enabled="true")
+        cluster.target("repo-a", circuitBreaker={"failureThreshold": 1, "cooldownSeconds": 3600})
+        operator.start()
+        with running_prometheus(tmp_path, jobs) as prometheus:
+            poll("both scrape targets up", lambda: scalar(prometheus, 'sum(up{job=~"outrider-control-plane|outrider-operator"})') == 2)
+            for name, ok in (("r1", True), ("r2", False)):
+                cluster.run(name, "repo-a")
+                wait_for(lambda n=name: (cluster.job(n) or {}).get("spec", {}).get("suspend") is False, what=f"{name} admitted")
+                cluster.start_job(name)
+                cluster.finish_job(name, ok=ok)
+
+            runs = 'sum by (status) (outrider_runs_total{job="outrider-control-plane", target="repo-a"})'
+            poll("both runs counted by the control plane, in Prometheus",
+                 lambda: {r["metric"]["status"]: float(r["value"][1]) for r in query(prometheus, runs)} == {"succeeded": 1.0, "failed": 1.0})
+            breaker = 'outrider_circuit_breaker_state{job="outrider-operator", namespace="default", target="repo-a", state="Open"}'
+            poll("the operator's breaker gauge in Prometheus", lambda: scalar(prometheus, breaker) == 1)
+            assert scalar(prometheus, 'outrider_autonomy_enabled{job="outrider-operator"}') == 1
+            assert scalar(prometheus, 'outrider_circuit_breaker_trips_total{job="outrider-operator", target="repo-a"}') == 1
+            poll("OutriderCircuitBreakerTripped firing from the operator's own view",
+                 lambda: query(prometheus, 'ALERTS{alertname="OutriderCircuitBreakerTripped", target="repo-a", alertstate="firing"}'))
+            assert query(prometheus, 'ALERTS{alertname=~"OutriderControlPlaneDown|OutriderOperatorDown"}') == []
+    finally:
+        operator.stop()
+        cluster.close()
