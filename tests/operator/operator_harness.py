@@ -168,7 +168,7 @@ def now_text() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 8.0, interval: float = 0.03, what: str = "") -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.03, what: str = "") -> Any:
     """Poll ``check`` until it returns something truthy; fail with its last value after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
