@@ -38,6 +38,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check outrider tests bench
 	$(BIN)/lint-imports
 
+## demo: the whole system on this machine, no cluster (control plane, operator on KMock, demo agents); Ctrl-C stops
+demo: $(STAMP)
+	$(BIN)/python -m outrider.demo --host $(HOST) --port $(PORT)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
