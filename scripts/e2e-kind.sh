@@ -140,8 +140,10 @@ echo "$runs" | grep -E '^demo-fail +demo +Failed' >/dev/null || { echo "kubectl 
 targets="$($K -n "$AGENTS" get targets)"
 echo "$targets"
 echo "$targets" | grep -E '^demo +' >/dev/null || { echo "kubectl get targets: no demo" >&2; exit 1; }
-[ "$($K -n "$AGENTS" get target demo -o jsonpath='{.status.breaker.consecutiveFailures}')" = "1" ] \
-  || { echo "target demo: expected one consecutive failure" >&2; exit 1; }
+# One failure in three allowed: the breaker stays Closed (the two Runs may finish in either order, so the
+# consecutive-failure count may be 0 or 1).
+[ "$($K -n "$AGENTS" get target demo -o jsonpath='{.status.breaker.state}')" = "Closed" ] \
+  || { echo "target demo: expected its breaker Closed" >&2; exit 1; }
 
 step "control plane API"
 TOKEN="$($K -n "$NS" get secret outrider-api-token -o jsonpath='{.data.token}' | base64 -d)"
