@@ -13,8 +13,9 @@ from typing import Any
 
 from outrider.common import k8s
 
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
+# Strict on purpose: the CLI and the console read the same ConfigMap and understand exactly these two words.
+_TRUE = {"true"}
+_FALSE = {"false"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,11 @@ def cm(**data):
 
 
 # --- autonomy ------------------------------------------------------------------------------------------
+def test_enabled_is_case_insensitive_and_trimmed():
+    assert autonomy.parse(cm(enabled=" True ")).enabled
+    assert autonomy.parse(cm(enabled="FALSE")).reason == k8s.REASON_AUTONOMY_PAUSED
+
+
 def test_enabled_configmap():
     a = autonomy.parse(cm(enabled="true", reason="all good"))
     assert a.enabled and a.mode == "hold" and a.reason == "" and not a.draining
@@ -40,7 +45,7 @@ def test_missing_configmap_fails_closed():
 
 @pytest.mark.parametrize(
     "obj",
-    [cm(), cm(enabled="maybe"), cm(enabled="true", mode="explode"), {"data": "x"}, cm(enabled="")],
+    [cm(), cm(enabled="maybe"), cm(enabled="yes"), cm(enabled="1"), cm(enabled="true", mode="explode"), {"data": "x"}, cm(enabled="")],
 )
 def test_invalid_configmap_fails_closed(obj):
     a = autonomy.parse(obj)
