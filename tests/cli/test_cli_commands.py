@@ -165,3 +165,14 @@ def test_no_spinner_or_colour_when_piped(server: support.Server, cli: Cli) -> No
     result = subprocess.run([*outrider_command(), "runs", "list"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0 and "new-fail" in result.stdout
     assert "\x1b" not in result.stdout and "\x1b" not in result.stderr
+
+
+def test_client_follows_cursors_across_pages(server: support.Server) -> None:
+    from outrider.cli import client
+
+    seed(server)
+    with client.Client(server.url, support.TOKEN) as api:
+        items, cursor = api.pages("/v1/runs", {}, limit=None, page_max=2)
+        assert [item["run_id"] for item in items] == ["new-fail", "new-ok", "old-ok"] and cursor is None
+        items, cursor = api.pages("/v1/events", {"run_id": "new-fail"}, limit=5, page_max=2)
+        assert len(items) == 5 and cursor is not None

@@ -1,0 +1,77 @@
+"""Console pages over plain HTTP (no browser): auth cookie flow, redirects, pagination, filters, headers, errors."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.console import console_support as support
+
+
+def signed_in(server: support.Server) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, timeout=30, follow_redirects=True)
+    response = client.post("/login", data={"token": support.TOKEN, "next": "/"})
+    assert response.status_code == 200  # followed the 303 to the dashboard
+    return client
+
+
+def test_login_cookie_and_redirects(server: support.Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+        for path in ("/", "/runs?status=failed", "/runs/r1"):
+            response = anonymous.get(path)
+            assert response.status_code == 303 and response.headers["location"].startswith("/login?next=%2F")
+        for path in ("/console/partials/status", "/console/partials/activity?seq=1", "/console/events/stream"):
+            assert anonymous.get(path).status_code == 401
+        assert anonymous.post("/login", data={"token": ""}).status_code == 401
+        evil = anonymous.post("/login", data={"token": support.TOKEN, "next": "//evil.example/"})
+        assert evil.status_code == 303 and evil.headers["location"] == "/"
+        cookie = evil.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
+    with contextlib.closing(signed_in(server)) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+        out = client.post("/logout")
+        assert out.status_code == 200 and "Sign in" in out.text  # followed to the form
+        assert client.get("/", follow_redirects=False).status_code == 303
+    # A bearer token works too (curl, scripts).
+    response = httpx.get(server.url + "/", headers={"Authorization": f"Bearer {support.TOKEN}"}, timeout=30)
+    assert response.status_code == 200 and "Status:" in response.text
+
+
+def test_history_pagination_filters_and_bad_input(server: support.Server) -> None:
+    start = datetime.now(UTC) - timedelta(hours=3)
+    batch = []
+    for index in range(30):
+        batch += support.run_events(f"run-{index:02d}", "repo-a" if index % 2 else "repo-b",
+                                    start=start + timedelta(minutes=index), outcome="failed" if index % 7 == 0 else "succeeded")
+    server.post(*batch)
+    with contextlib.closing(signed_in(server)) as client:
+        first = client.get("/runs")
+        assert first.text.count('<th scope="row"><a href="/runs/run-') == 25
+        assert "run-29" in first.text and "run-04" not in first.text and "Older runs" in first.text
+        older = first.text.split('href="/runs?cursor=')[1].split('"')[0]
+        second = client.get(f"/runs?cursor={older}")
+        assert second.text.count('<th scope="row"><a href="/runs/run-') == 5
+        assert "run-04" in second.text and "run-00" in second.text and "Older runs" not in second.text
+        assert "« Newest" in second.text
+        failed = client.get("/runs", params={"status": "failed", "target": "repo-b"})
+        assert failed.text.count('<th scope="row"><a href="/runs/run-') == 3  # run-00, run-14, run-28
+        assert "No runs match these filters." in client.get("/runs", params={"window": "1h"}).text  # all 2-3h old
+        assert "run-29" in client.get("/runs", params={"window": "24h"}).text
+        bad = client.get("/runs", params={"status": "exploded", "window": "1y", "cursor": "garbage"})
+        assert bad.status_code == 200
+        for message in ("Unknown status", "Unknown window", "no longer valid"):
+            assert message in bad.text
+        assert client.get("/runs/not-a-run").status_code == 404
+
+
+def test_static_files_are_confined(server: support.Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/console/static/console.css").headers["content-type"].startswith("text/css")
+        assert client.get("/console/static/console.js").status_code == 200
+        for name in ("..%2F__init__.py", "router.py", ".hidden.css", "nope.css"):
+            assert client.get(f"/console/static/{name}").status_code == 404
