@@ -42,6 +42,11 @@ class EventType(enum.StrEnum):
     OPERATOR_HEARTBEAT = "operator.heartbeat"
 
 
+#: Bounds that keep sums of many events inside 64-bit integers in the store (far beyond any real call).
+MAX_TOKENS = 10**12
+MAX_COST_USD = 10**6
+
+
 class EventData(BaseModel):
     """Base of every known type's ``data``: extra keys are kept, for forward compatibility."""
 
@@ -70,10 +75,12 @@ class LlmUsageData(EventData):
     provider: str = Field(min_length=1, max_length=128, description="e.g. anthropic, openai.")
     model: str = Field(min_length=1, max_length=256)
     phase: str | None = Field(default=None, max_length=128, description="The run phase that made the call.")
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-    cost_usd: float | None = Field(default=None, ge=0, description="Null when the provider did not price it.")
-    latency_s: float | None = Field(default=None, ge=0)
+    input_tokens: int = Field(ge=0, le=MAX_TOKENS, description="Tokens sent (at most 10^12: sums must fit 64 bits).")
+    output_tokens: int = Field(ge=0, le=MAX_TOKENS, description="Tokens received (at most 10^12).")
+    cost_usd: float | None = Field(
+        default=None, ge=0, le=MAX_COST_USD, allow_inf_nan=False, description="Null when the provider did not price it."
+    )
+    latency_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class FailedData(EventData):
@@ -84,7 +91,7 @@ class FailedData(EventData):
 
 
 class PullRequestData(EventData):
-    number: int = Field(ge=0)
+    number: int = Field(ge=0, le=2**53)
     url: str = Field(min_length=1, max_length=2048)
 
 

@@ -5,8 +5,9 @@ costs an fsync. Requests therefore hand their (already validated) events to :met
 wait; the writer takes everything queued while the previous commit ran (up to
 ``group_commit_max_events``), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING
 RETURNING``, folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
-request then gets its own ``{accepted, duplicates}``; if the transaction fails every request in the
-group gets the error and nothing of it is stored.
+request then gets its own ``{accepted, duplicates}``. If the transaction fails, the writer retries the
+group's requests one per transaction, so one request that cannot be stored does not take the others
+down; a request whose own transaction fails gets the error (503) and nothing of it is stored.
 
 Reads (``list_events``, ``get_run`` …) use pooled connections and never block the writer (SQLite in
 WAL mode lets readers proceed during a write; PostgreSQL is MVCC).
@@ -263,21 +264,29 @@ class Store:
                 return
 
     def _commit_group(self, group: list[Any]) -> None:
-        submissions = group
+        """Commit a group in one transaction; if it fails, retry its items one by one, so one request that
+        cannot be stored does not fail the others. Each request stays all or nothing either way."""
+        if self._commit(group) or len(group) == 1:
+            return
+        for item in group:
+            self._commit([item])
+
+    def _commit(self, group: list[Any]) -> bool:
         try:
             with self.engine.begin() as conn:
                 results, new_events = self._write(conn, group)
         except Exception as exc:  # noqa: BLE001 — every waiting request must hear about any failure
-            log.exception("group commit of %d items failed", len(submissions))
+            log.exception("commit of %d queued items failed", len(group))
             self.last_commit_error = f"{type(exc).__name__}: {exc}"[:500]
-            for item in submissions:
-                _settle(item.future, exception=StoreUnavailable(f"commit failed: {type(exc).__name__}"))
-            return
+            if len(group) == 1:
+                _settle(group[0].future, exception=StoreUnavailable(f"commit failed: {type(exc).__name__}"))
+            return False
         self.last_commit_error = None
         if new_events:  # subscribers hear of the events no later than their posters
             self._publish(new_events)
-        for item, result in zip(submissions, results, strict=True):
+        for item, result in zip(group, results, strict=True):
             _settle(item.future, result=result)
+        return True
 
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
         received_at = datetime.now(UTC)

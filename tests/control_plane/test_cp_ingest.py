@@ -214,3 +214,14 @@ def test_failed_commit_answers_503_writes_nothing_and_readiness_follows(api: Run
     assert api.anonymous.get("/readyz").status_code == 200  # recovers on its own, before any new event
     assert store.last_commit_error is None
     assert api.client.post("/v1/events", json=support.event("run.created", "run-later")).status_code == 202
+
+
+def test_numbers_the_store_cannot_hold_are_refused(api: RunningServer) -> None:
+    usage = support.event("run.llm_usage", data={"provider": "p", "model": "m", "input_tokens": 10**30, "output_tokens": 1})
+    response = api.client.post("/v1/events", json=usage)
+    assert response.status_code == 422
+    assert "data.input_tokens" in {p["field"] for p in response.json()["detail"]}
+    overflow = json.dumps(support.event("run.log", data={"level": "info", "message": "x", "ratio": 1}))
+    response = api.client.post("/v1/events", content=overflow.replace('"ratio": 1', '"ratio": 1e999'), headers=SINGLE)
+    assert response.status_code == 400 and response.json()["error"] == "malformed_json"
+    assert stored_count(api) == 0

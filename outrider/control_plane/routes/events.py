@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -46,6 +47,13 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf, which JSON cannot carry back out
+        raise ValueError(f"the number {text} is out of range")
+    return value
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (Content-Length is not trusted)."""
     declared = request.headers.get("content-length")
@@ -64,7 +72,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _parse(raw: bytes, content_type: str) -> list[Any]:
     """The decoded events of a body (a single event becomes a batch of one)."""
     try:
-        document = json.loads(raw, parse_constant=_no_constants)
+        document = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.APIError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
     if content_type == BATCH and not isinstance(document, list):
