@@ -41,7 +41,8 @@ class APIError(Exception):
 
 
 def body(error: str, message: str, detail: list[Any] | None = None) -> dict[str, Any]:
-    return jsonable_encoder(schemas.ErrorBody(error=error, message=message, detail=detail), exclude_none=False)
+    encoded: dict[str, Any] = jsonable_encoder(schemas.ErrorBody(error=error, message=message, detail=detail))
+    return encoded
 
 
 def response(status: int, error: str, message: str, detail: list[Any] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -399,7 +399,7 @@ class Store:
         if new_rows:
             conn.execute(sa.insert(tables.runs), new_rows)
         if updates:
-            values = {name: sa.bindparam(name) for name in updates[0] if name != "b_run_id"}
+            values: dict[str, Any] = {name: sa.bindparam(name) for name in updates[0] if name != "b_run_id"}
             stmt = sa.update(tables.runs).where(tables.runs.c.run_id == sa.bindparam("b_run_id")).values(values)
             conn.execute(stmt, updates)
         self._bump(conn, tables.agg_event_types, ["type"], [{"type": t, "count": n} for t, n in type_counts.items()])
@@ -475,7 +475,7 @@ class Store:
         except StoreUnavailable as exc:
             raise StoreUnavailable(f"commits are failing: {self.last_commit_error or failure}") from exc
 
-    def _read(self, query: Any) -> list[sa.Row[Any]]:
+    def _read(self, query: Any) -> list[Any]:
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(query).all())
