@@ -59,7 +59,7 @@ def format_time(value: dt.datetime | None) -> str | None:
 def from_status(status: dict[str, Any] | None) -> Breaker:
     """The breaker as stored in ``Target.status.breaker``; absent or damaged fields fall back to Closed/0."""
     raw = status or {}
-    state = raw.get("state") if raw.get("state") in k8s.BREAKER_STATES else k8s.BREAKER_CLOSED
+    state = str(raw.get("state")) if raw.get("state") in k8s.BREAKER_STATES else k8s.BREAKER_CLOSED
     last = raw.get("lastFailure") or {}
 
     def count(key: str) -> int:

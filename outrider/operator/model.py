@@ -66,6 +66,7 @@ class JobInfo:
     state: jobs_mod.JobState
     probe: bool
     drained: bool
+    admitted_by_operator: bool  # carries outrider.dev/admitted-at
 
     @classmethod
     def of(cls, body: Any) -> JobInfo:
@@ -80,6 +81,7 @@ class JobInfo:
             state=jobs_mod.state(_plain(body)),
             probe=annotations.get(k8s.ANNOTATION_PROBE) == "true",
             drained=annotations.get(k8s.ANNOTATION_DRAINED) == "true",
+            admitted_by_operator=bool(annotations.get(k8s.ANNOTATION_ADMITTED_AT)),
         )
 
 

@@ -171,8 +171,10 @@ class TargetReconciler:
                 await self._hold(run, decision, now)
         # Runs whose Job runs without our admission (adopted, created unsuspended): say so once.
         for job in active_jobs:
-            run = runs_by_name.get(job.run or "")
-            if run is not None and run.phase in (None, k8s.PHASE_PENDING) and job.name not in self.admitted:
+            external = runs_by_name.get(job.run or "")
+            if (external is not None and external.phase in (None, k8s.PHASE_PENDING) and not job.admitted_by_operator
+                    and job.name not in self.admitted):
+                run = external
                 await patch_run_status(self.rt, run.namespace, run.name, {
                     "phase": k8s.PHASE_ADMITTED, "reason": k8s.REASON_ADMITTED, "jobName": job.name,
                     "message": "the Job was created unsuspended: admitted by its creator",

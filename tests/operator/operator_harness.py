@@ -222,3 +222,13 @@ class Operator:
         return f"http://127.0.0.1:{self.env['OUTRIDER_METRICS_PORT']}/metrics"
 
 
+
+
+def assert_stored_objects_fit_the_crds(cluster: Cluster) -> None:
+    """Every Run and Target the operator wrote validates against its CRD, with nothing a real server would prune."""
+    import operator_crd_schema as crds
+
+    for kind, url in (("Run", kube.runs()), ("Target", kube.targets())):
+        for obj in (cluster.get(url) or {}).get("items") or []:
+            crds.validate(kind, obj)
+            assert crds.unknown_fields(obj, crds.schema_of(kind)) == [], (kind, obj["metadata"]["name"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from operator_harness import Cluster, Operator, wait_for
+from operator_harness import Cluster, Operator, assert_stored_objects_fit_the_crds, wait_for
 
 
 def breaker(cluster: Cluster) -> dict:
@@ -82,6 +82,7 @@ def test_probe_failure_reopens_and_target_is_failed(cluster: Cluster, operator: 
     succeed(cluster, "p2")
     wait_for(lambda: (s := cluster.target_status("repo-a")).get("breaker", {}).get("state") == "Closed" and s)
     assert cluster.target_status("repo-a")["breaker"]["reopened"] is False
+    assert_stored_objects_fit_the_crds(cluster)
 
 
 def test_success_while_closed_resets_the_count(cluster: Cluster, operator: Operator) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from operator_harness import Cluster, Operator, now_text, wait_for
+from operator_harness import Cluster, Operator, assert_stored_objects_fit_the_crds, now_text, wait_for
 
 from outrider.operator import kube
 
@@ -58,6 +58,7 @@ def test_job_status_flows_into_run_status(cluster: Cluster, operator: Operator) 
     assert status["errorSummary"].startswith("ImportError: no module named agent")
     reasons = {e["reason"] for e in cluster.events_about("bad")}
     assert {"Created", "JobCreated", "Admitted", "Started", "DeadlineExceeded"} <= reasons
+    assert_stored_objects_fit_the_crds(cluster)
 
 
 def test_usage_from_a_json_termination_message(cluster: Cluster, operator: Operator) -> None:
@@ -103,6 +104,7 @@ def test_drain_suspends_running_jobs_and_scheduler_cronjobs_and_resume_undoes_it
              what="CronJob resumed")
     wait_for(lambda: admitted(cluster, "r1") and admitted(cluster, "r2"), what="both admitted again")
     assert cluster.get(kube.cronjobs("default", "paused-by-team"))["spec"]["suspend"] is True
+    assert_stored_objects_fit_the_crds(cluster)
 
 
 def test_hold_mode_lets_running_jobs_finish(cluster: Cluster, operator: Operator) -> None:
@@ -142,6 +144,7 @@ def test_an_external_suspended_job_is_adopted_and_gated(cluster: Cluster, operat
     cluster.start_job("team-job")
     cluster.finish_job("team-job", ok=True)
     wait_for(lambda: phase(cluster, "team-job") == "Succeeded")
+    assert_stored_objects_fit_the_crds(cluster)
 
 
 def test_an_external_running_job_is_mirrored_and_counted(cluster: Cluster, operator: Operator) -> None:
@@ -186,6 +189,7 @@ def test_restart_keeps_breaker_state_and_does_not_over_admit(cluster: Cluster, o
     cluster.start_job("b1")
     cluster.finish_job("b1", ok=True)
     wait_for(lambda: admitted(cluster, "b3"), what="b3 admitted when a slot frees")
+    assert_stored_objects_fit_the_crds(cluster)
 
 
 def test_deleting_a_job_cancels_its_run(cluster: Cluster, operator: Operator) -> None:
