@@ -125,3 +125,18 @@ seccompProfile:
 {{- fail "set only one of database.url and database.existingSecret" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The autonomy ConfigMap's data. Input: dict "autonomy" (.Values.autonomy) and "live" (the ConfigMap found in the
+cluster, or an empty dict). A live pause (enabled other than "true") is kept when the values would enable
+autonomy: an upgrade never resumes agents by itself. Otherwise the values apply (including a pause from values).
+*/}}
+{{- define "outrider.autonomyData" -}}
+{{- $values := dict "enabled" (ternary "true" "false" .autonomy.enabled) "mode" .autonomy.mode "reason" .autonomy.reason }}
+{{- $liveData := (get .live "data") | default dict }}
+{{- if and .autonomy.enabled .live (ne (get $liveData "enabled" | toString) "true") }}
+{{- toYaml $liveData }}
+{{- else }}
+{{- toYaml $values }}
+{{- end }}
+{{- end }}
