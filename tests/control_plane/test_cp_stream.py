@@ -70,6 +70,18 @@ def test_replay_after_last_event_id(server: RunningServer) -> None:
         assert json.loads(next(stream)["data"])["seq"] == 6
 
 
+def test_replay_pages_through_everything_missed(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outrider.control_plane.routes import events as event_routes
+
+    monkeypatch.setattr(event_routes, "REPLAY_PAGE", 4)  # small pages, so the replay must turn several
+    batch = [support.event("run.log", "run-m", at=i, data={"level": "info", "message": str(i)}) for i in range(10)]
+    server.client.post("/v1/events", content=json.dumps(batch), headers=support.BATCH)
+    with open_stream(server, after=1) as response:
+        stream = messages(response.iter_lines())
+        next(stream)
+        assert [json.loads(next(stream)["data"])["seq"] for _ in range(9)] == list(range(2, 11))
+
+
 def test_keep_alive_comment(make_sqlite_settings, start_server) -> None:  # type: ignore[no-untyped-def]
     server = start_server(make_sqlite_settings(sse_keepalive_seconds=0.2))
     with open_stream(server) as response:

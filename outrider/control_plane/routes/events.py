@@ -28,6 +28,7 @@ SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 PLAIN = "application/json"
 CONTENT_TYPES = (SINGLE, PLAIN, BATCH)
+REPLAY_PAGE = 1000
 
 EVENT_SCHEMA = {"$ref": "#/components/schemas/CloudEvent"}
 INGEST_BODY = {
@@ -193,7 +194,7 @@ async def stream(
     """Every event committed from now on (optionally filtered), with a keep-alive comment every ~15 s.
 
     A client that reconnects with ``Last-Event-ID`` (or ``?after=``) first gets the stored events it
-    missed (up to 1000), then the live ones. A client too slow to keep up gets ``event: dropped`` and is
+    missed, then the live ones. A client too slow to keep up gets ``event: dropped`` and is
     disconnected; it reconnects with its last id.
     """
     last = request.headers.get("last-event-id")
@@ -212,13 +213,15 @@ async def stream(
         sent = after or 0
         try:
             yield f"retry: 3000\n: connected at seq {sent}\n\n"
-            if after is not None:
+            while after is not None:  # replay what the client missed, page by page, before going live
                 missed = await asyncio.to_thread(
-                    store_.list_events, target=target, run_id=run_id, type=type, after_seq=after, limit=1000
+                    store_.list_events, target=target, run_id=run_id, type=type, after_seq=sent, limit=REPLAY_PAGE
                 )
                 for item in missed:
                     sent = max(sent, item["seq"])
                     yield _sse(item)
+                if len(missed) < REPLAY_PAGE:
+                    break
             while True:
                 try:
                     batch = await subscription.next(timeout=config.sse_keepalive_seconds)
