@@ -368,7 +368,7 @@ def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus
 # --- Reading the inputs from the store ---------------------------------------------------------------------
 
 
-def _stored(row: sa.Row[Any]) -> schemas.StoredEvent:
+def _stored(row: Any) -> schemas.StoredEvent:
     return schemas.StoredEvent(
         seq=row.seq, received_at=_aware(row.received_at), event=events.CloudEvent.model_validate_json(row.body)
     )

@@ -308,11 +308,15 @@ def _timeline(run: schemas.RunRecord) -> list[dict[str, Any]]:
     stages = [(name, timing) for name, timing in run.metrics.phase_timings.items() if timing.started_at is not None]
     if not stages:
         return []
-    starts = [_aware(timing.started_at) for _, timing in stages]
-    begin = min([m for m in [_aware(run.started_at), *starts] if m is not None])
-    ends = [_aware(t.started_at) + timedelta(seconds=t.duration_seconds) for _, t in stages  # type: ignore[operator]
-            if t.duration_seconds is not None]
-    end = _aware(run.completed_at) or max([datetime.now(UTC), *ends])
+    starts: list[datetime] = [m for _, timing in stages if (m := _aware(timing.started_at)) is not None]
+    run_start = _aware(run.started_at)
+    begin: datetime = min([*starts, run_start] if run_start is not None else starts)
+    ends: list[datetime] = [
+        start + timedelta(seconds=t.duration_seconds)
+        for _, t in stages
+        if t.duration_seconds is not None and (start := _aware(t.started_at)) is not None
+    ]
+    end: datetime = _aware(run.completed_at) or max([datetime.now(UTC), *ends])
     span = max((end - begin).total_seconds(), 1e-6)
     bars = []
     for name, timing in sorted(stages, key=lambda item: _aware(item[1].started_at) or begin):
