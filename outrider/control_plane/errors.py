@@ -73,6 +73,11 @@ def install(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         return response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still logs the traceback; the client gets the same JSON shape as for every other error.
+        return response(500, "internal_error", f"unexpected error ({type(exc).__name__}); see the server log")
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [

@@ -42,3 +42,15 @@ def test_one_poisoned_request_does_not_fail_its_group(make_settings) -> None:  #
         assert the_store.last_commit_error is None  # the last commit worked: the store itself is fine
     finally:
         the_store.engine.dispose()
+
+
+def test_unexpected_errors_are_json_too(make_sqlite_settings, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(make_sqlite_settings())
+
+    @server.app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    response = server.client.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error", "message": "unexpected error (RuntimeError); see the server log", "detail": None}
