@@ -93,7 +93,7 @@ def banner(url: str, token: str, kubeconfig: Path) -> str:
 {line}
   Console   {url}/            (sign in with the token below)
   API token {token}
-  API docs  {url}/docs
+  API       {url}/openapi.json
 
   In another terminal, the CLI sees the same system:
     export OUTRIDER_URL={url} OUTRIDER_TOKEN={token}
