@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
         peering: str | None = typer.Option(
             None, "--peering", help="kopf peering name: with 2+ replicas only one acts (needs the KopfPeering CRDs)."),
         standalone: bool = typer.Option(False, "--standalone", help="No peering: the only replica."),
+        priority: int | None = typer.Option(
+            None, "--priority", help="Peering priority (highest acts); default random, so replicas never tie."),
     ) -> None:
         """Run the operator (kopf on outrider.operator.handlers, in-process): Run admission, breakers, health, autonomy."""
         import os
@@ -36,4 +38,5 @@ def register(app: typer.Typer) -> None:
         if peering and standalone:
             raise typer.BadParameter("--peering and --standalone exclude each other")
         os.environ["OUTRIDER_METRICS_PORT"] = str(metrics_port)
-        operator_main.run(namespace=namespace, liveness=liveness or None, peering=peering, standalone=standalone)
+        operator_main.run(namespace=namespace, liveness=liveness or None, peering=peering, standalone=standalone,
+                          priority=priority)

@@ -329,20 +329,26 @@ async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace:
     rec = reconciler.TargetReconciler.for_target(rt, body)
     wake = rt.wake_event(namespace, name)
     failures = 0
-    while not stopped:
-        wake.clear()
-        key = (namespace, name)
-        try:
-            await sweep_schedulers(rt, schedulers)
-            deadline = await rec.reconcile(body, list(runs_by_target.get(key) or []), list(jobs_by_target.get(key) or []))
-            failures = 0
-            timeout = max(0.0, (deadline - rt.clock()).total_seconds()) + 0.01 if deadline else None
-        except Exception as exc:  # noqa: BLE001 - keep the daemon alive; retry with backoff
-            failures += 1
-            timeout = min(30.0, 0.2 * 2 ** min(failures, 8))
-            logger.warning("reconcile of Target %s/%s failed (%r); retrying in %.1fs", namespace, name, exc, timeout)
-            rec.last_status = None
-        await _sleep(wake, stopped, timeout)
+    key = (namespace, name)
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                await sweep_schedulers(rt, schedulers)
+                deadline = await rec.reconcile(body, list(runs_by_target.get(key) or []),
+                                               list(jobs_by_target.get(key) or []))
+                failures = 0
+                timeout = max(0.0, (deadline - rt.clock()).total_seconds()) + 0.01 if deadline else None
+            except Exception as exc:  # noqa: BLE001 - keep the daemon alive; retry with backoff
+                failures += 1
+                timeout = min(30.0, 0.2 * 2 ** min(failures, 8))
+                logger.warning("reconcile of Target %s/%s failed (%r); retrying in %.1fs", namespace, name, exc, timeout)
+                rec.last_status = None
+            await _sleep(wake, stopped, timeout)
+    finally:
+        # Stopped: the Target is gone, or this replica was paused by peering. Either way its numbers are no
+        # longer this replica's to report (a standby exports no Target series rather than stale ones).
+        rt.view.targets.pop(key, None)
 
 
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:

@@ -4,18 +4,22 @@
 own stop flag, so the process they exercise is the one production runs. Peering: with ``--peering NAME`` (the
 default when the chart runs two replicas) kopf elects one active replica through a KopfPeering object and pauses
 the other — every handler, index-driven daemon and write stops on the standby; ``--standalone`` disables it.
+kopf pauses *all* replicas that share the highest priority, so replicas of one Deployment must not share it:
+without ``--priority`` each process picks a random one (the highest live one acts; when it goes, the next resumes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import random
 from typing import Any
 
 HANDLERS_MODULE = "outrider.operator.handlers"
 
 
-def _kwargs(namespace: str | None, liveness: str | None, peering: str | None, standalone: bool) -> dict[str, Any]:
+def _kwargs(namespace: str | None, liveness: str | None, peering: str | None, standalone: bool,
+            priority: int | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"liveness_endpoint": liveness or None}
     if namespace:
         kwargs["namespaces"] = [namespace]
@@ -25,21 +29,23 @@ def _kwargs(namespace: str | None, liveness: str | None, peering: str | None, st
         kwargs["standalone"] = True
     elif peering:
         kwargs["peering_name"] = peering
+        kwargs["priority"] = priority if priority is not None else random.randint(1, 2**31 - 1)
     return kwargs
 
 
 async def serve(*, namespace: str | None = None, liveness: str | None = None, peering: str | None = None,
-                standalone: bool = False, stop_flag: Any = None, ready_flag: Any = None) -> None:
+                standalone: bool = False, priority: int | None = None, stop_flag: Any = None,
+                ready_flag: Any = None) -> None:
     """Run the operator until ``stop_flag`` is set (or the process is signalled)."""
     import kopf
 
     importlib.import_module(HANDLERS_MODULE)  # registers the handlers, like `kopf run -m`
     await kopf.operator(memo=kopf.Memo(), stop_flag=stop_flag, ready_flag=ready_flag,
-                        **_kwargs(namespace, liveness, peering, standalone))
+                        **_kwargs(namespace, liveness, peering, standalone, priority))
 
 
 def run(*, namespace: str | None = None, liveness: str | None = None, peering: str | None = None,
-        standalone: bool = False) -> None:
+        standalone: bool = False, priority: int | None = None) -> None:
     """The blocking entry point of ``outrider operator``."""
     import logging
 
@@ -47,4 +53,5 @@ def run(*, namespace: str | None = None, liveness: str | None = None, peering: s
 
     kopf.configure(verbose=False, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(namespace=namespace, liveness=liveness, peering=peering, standalone=standalone))
+    asyncio.run(serve(namespace=namespace, liveness=liveness, peering=peering, standalone=standalone,
+                      priority=priority))

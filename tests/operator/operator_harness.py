@@ -72,6 +72,9 @@ class Cluster:
                 emulator.resources[f"{k8s.GROUP}/{k8s.VERSION}/{plural}"] = kmock.ResourceInfo(
                     kind=kind, namespaced=True, subresources={"status"},
                     verbs={"get", "list", "watch", "patch", "create", "delete", "update"})
+            # kopf's peering resource (the chart installs its CRD when replicas > 1).
+            emulator.resources["kopf.dev/v1/clusterkopfpeerings"] = kmock.ResourceInfo(
+                kind="ClusterKopfPeering", namespaced=False, verbs={"get", "list", "watch", "patch", "create"})
             self.emulator = emulator
             self.url = str(server.url).rstrip("/")
             self._ready.set()
@@ -187,8 +190,10 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 
 class Operator:
     """The operator in a thread, started and stopped like a process (restartable)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, peering: str | None = None, priority: int | None = None) -> None:
         self.env = env
+        self.peering = peering
+        self.priority = priority
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -200,7 +205,9 @@ class Operator:
 
         def main() -> None:
             try:
-                asyncio.run(operator_main.serve(standalone=True, stop_flag=self.stop_flag, ready_flag=self.ready_flag))
+                asyncio.run(operator_main.serve(standalone=self.peering is None, peering=self.peering,
+                                                priority=self.priority, stop_flag=self.stop_flag,
+                                                ready_flag=self.ready_flag))
             except BaseException as exc:  # noqa: BLE001 - reported by the test
                 self.error = exc
 
