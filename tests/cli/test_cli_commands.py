@@ -176,3 +176,13 @@ def test_client_follows_cursors_across_pages(server: support.Server) -> None:
         assert [item["run_id"] for item in items] == ["new-fail", "new-ok", "old-ok"] and cursor is None
         items, cursor = api.pages("/v1/events", {"run_id": "new-fail"}, limit=5, page_max=2)
         assert len(items) == 5 and cursor is not None
+
+
+def test_rich_markup_in_data_is_printed_literally(server: support.Server, cli: Cli) -> None:
+    server.post(support.event("run.created", runid="r-markup", target="[bold]t[/bold]"),
+                support.event("run.failed", runid="r-markup", target="[bold]t[/bold]",
+                              data={"error_type": "Err", "message": "[red]not red[/red]"}))
+    listing = cli("runs", "list")
+    assert listing.returncode == 0 and "[bold]t[/bold]" in listing.stdout and "[red]not red[/red]" in listing.stdout
+    shown = cli("runs", "show", "r-markup")
+    assert shown.returncode == 0 and "[red]not red[/red]" in shown.stdout

@@ -75,3 +75,16 @@ def test_static_files_are_confined(server: support.Server) -> None:
         assert client.get("/console/static/console.js").status_code == 200
         for name in ("..%2F__init__.py", "router.py", ".hidden.css", "nope.css"):
             assert client.get(f"/console/static/{name}").status_code == 404
+
+
+def test_user_data_is_escaped(server: support.Server) -> None:
+    evil = "<img src=x onerror=alert(1)>"
+    server.post(support.event("run.created", runid=f"run-{evil}", target=evil),
+                support.event("run.failed", runid=f"run-{evil}", target=evil,
+                              data={"error_type": "Boom", "message": f"{evil} `rm -rf /`", "traceback": evil}),
+                support.heartbeat(), support.target_status(evil, health_reason=evil))
+    with contextlib.closing(signed_in(server)) as client:
+        for path in ("/", "/runs", f"/runs/run-{evil}", "/console/partials/status"):
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert evil not in page.text and "&lt;img src=x onerror=alert(1)&gt;" in page.text, path
