@@ -151,7 +151,11 @@ async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunIn
         await rt.client.create(kube.jobs(run.namespace), manifest)
     except kube.ApiError as exc:
         if exc.status == 409:
-            return  # created by an earlier event of ours; the job index will show it
+            existing = await rt.client.get(kube.jobs(run.namespace, run.name))
+            labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
+            if existing is None or labels.get(k8s.LABEL_RUN) == run.name:
+                return  # created by an earlier event of ours; the job index will show it
+            exc = kube.ApiError(409, f"a Job named {run.name} already exists and does not belong to this Run")
         if 400 <= exc.status < 500 and exc.status not in (401, 403, 429):
             logger.error("the API server refused the Job for Run %s/%s: %s", run.namespace, run.name, exc)
             kopf.warn(body, reason=k8s.REASON_JOB_CREATE_FAILED, message=str(exc)[:1000])
@@ -205,6 +209,12 @@ async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name:
     except kube.ApiError as exc:
         if exc.status != 409:
             raise
+        existing = await rt.client.get(kube.runs(namespace, name)) or {}
+        if (existing.get("spec") or {}).get("jobName") != name:
+            message = f"cannot adopt Job {name}: a Run of that name already exists for another Job"
+            logger.warning(message)
+            kopf.warn(body, reason="AdoptionConflict", message=message)
+            return
     await rt.client.patch(kube.jobs(namespace, name), {"metadata": {"labels": {k8s.LABEL_RUN: name}}})
     suspended = bool((body.get("spec") or {}).get("suspend"))
     message = (f"adopted Job {name} into Run {name}; " +

@@ -201,3 +201,15 @@ def test_deleting_a_job_cancels_its_run(cluster: Cluster, operator: Operator) ->
     cluster.delete(kube.jobs("default", "r1"))
     wait_for(lambda: phase(cluster, "r1") == "Cancelled")
     assert cluster.run_status("r1")["reason"] == "JobDeleted"
+
+
+def test_a_name_clash_with_someone_elses_job_fails_the_run_instead_of_hanging(cluster: Cluster, operator: Operator) -> None:
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a")
+    cluster.create(kube.jobs("default"), {"apiVersion": "batch/v1", "kind": "Job",
+                                          "metadata": {"name": "r1", "namespace": "default"}, "spec": {}})
+    operator.start()
+    cluster.run("r1", "repo-a")
+    status = wait_for(lambda: (s := cluster.run_status("r1")).get("phase") == "Failed" and s)
+    assert status["reason"] == "JobCreateFailed" and "already exists" in status["message"]
+    assert "breakerRecorded" not in status  # a Run that never ran is not an agent failure
