@@ -290,56 +290,86 @@ class Store:
 
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
         received_at = datetime.now(UTC)
-        insert = (
-            self._insert(tables.events)
-            .on_conflict_do_nothing(index_elements=["source", "event_id"])
-            .returning(tables.events.c.seq, tables.events.c.source, tables.events.c.event_id)
-        )
-        results: list[tuple[int, int]] = []
-        inserted: list[tuple[int, events.CloudEvent, dict[str, Any]]] = []
         rejections: collections.Counter[str] = collections.Counter()
-        for item in group:
+        # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
+        # every other occurrence (in the same request or a later one) is that request's duplicate.
+        received = self._time(received_at)
+        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        owner: dict[tuple[str, str], int] = {}
+        found: dict[tuple[str, str], tuple[events.CloudEvent, str]] = {}
+        for index, item in enumerate(group):
             if isinstance(item, _Rejection):
                 rejections[item.reason] += item.count
-                results.append((0, 0))
-                continue
-            if isinstance(item, _Probe):
+            elif isinstance(item, _Probe):
                 conn.execute(sa.delete(tables.store_probe))
                 conn.execute(sa.insert(tables.store_probe), {"id": 1, "written_at": received_at})
-                results.append((0, 0))
-                continue
-            rows: dict[tuple[str, str], dict[str, Any]] = {}
-            by_key: dict[tuple[str, str], events.CloudEvent] = {}
-            for event in item.events:
-                key = (event.source, event.id)
-                if key in rows:
-                    continue  # a duplicate inside one request counts as a duplicate
-                body = event.model_dump(mode="json", exclude_none=True)
-                by_key[key] = event
-                rows[key] = {
-                    "source": event.source,
-                    "event_id": event.id,
-                    "type": event.type,
-                    "time": event.time.astimezone(UTC),
-                    "target": event.target,
-                    "run_id": event.runid,
-                    "received_at": received_at,
-                    "body": json.dumps(body, separators=(",", ":")),
-                }
-            returned = conn.execute(insert, list(rows.values())).all() if rows else []
-            for seq, source, event_id in returned:
-                key = (source, event_id)
-                inserted.append((seq, by_key[key], json.loads(rows[key]["body"])))
-            results.append((len(returned), len(item.events) - len(returned)))
+            else:
+                for event in item.events:
+                    key = (event.source, event.id)
+                    if key in rows:
+                        continue
+                    body = event.model_dump_json(exclude_none=True)
+                    owner[key] = index
+                    found[key] = (event, body)
+                    rows[key] = (
+                        event.source, event.id, event.type, self._time(event.time), event.target, event.runid,
+                        received, body,
+                    )
+        returned = self._insert_events(conn, list(rows.values()))
+        accepted: collections.Counter[int] = collections.Counter()
+        inserted: list[tuple[int, events.CloudEvent, str]] = []
+        for seq, source, event_id in returned:
+            key = (source, event_id)
+            accepted[owner[key]] += 1
+            inserted.append((seq, *found[key]))
+        results = [
+            (accepted[index], len(item.events) - accepted[index]) if isinstance(item, _Submission) else (0, 0)
+            for index, item in enumerate(group)
+        ]
         inserted.sort(key=lambda entry: entry[0])
         if inserted:
             self._fold(conn, [(seq, event) for seq, event, _ in inserted])
         if rejections:
             self._bump(conn, tables.agg_rejections, ["reason"], [{"reason": r, "count": n} for r, n in rejections.items()])
-        published = [
-            {"seq": seq, "received_at": received_at.isoformat(), "event": body} for seq, _, body in inserted
-        ]
+        published = []
+        if self._subscribers:  # parsed again only when someone listens
+            published = [
+                {"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)}
+                for seq, _, body in inserted
+            ]
         return results, published
+
+    #: Columns of the events insert, in the order of the tuples ``_write`` builds.
+    EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body")
+    #: Rows per INSERT statement: 8 parameters each stays far below SQLite's and PostgreSQL's limits.
+    INSERT_CHUNK = 500
+
+    def _time(self, moment: datetime) -> Any:
+        """A timestamp as the driver takes it: SQLite gets SQLAlchemy's own text format (UTC), PostgreSQL the datetime."""
+        moment = moment.astimezone(UTC)
+        if self.dialect == "sqlite":
+            return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return moment
+
+    def _insert_events(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
+        """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones.
+
+        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING RETURNING`` in the driver's
+        own parameter style: this is the ingestion hot path, and SQLAlchemy's per-row parameter processing
+        cost more than the insert itself.
+        """
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        row_marks = "(" + ", ".join([mark] * len(self.EVENT_COLUMNS)) + ")"
+        returned: list[tuple[int, str, str]] = []
+        for start in range(0, len(rows), self.INSERT_CHUNK):
+            chunk = rows[start : start + self.INSERT_CHUNK]
+            sql = (
+                f"INSERT INTO events ({', '.join(self.EVENT_COLUMNS)}) VALUES {', '.join([row_marks] * len(chunk))} "
+                "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id"
+            )
+            flat = tuple(value for row in chunk for value in row)
+            returned.extend((int(seq), source, event_id) for seq, source, event_id in conn.exec_driver_sql(sql, flat))
+        return returned
 
     def _bump(self, conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]]) -> None:
         """Add each row's numbers to the aggregate row with the same key (insert it when new)."""
