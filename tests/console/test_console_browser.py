@@ -141,7 +141,7 @@ def test_console_pages_live_updates_and_accessibility(server: support.Server, br
     status = page.locator("#status-title")
     assert "Blocked" in status.inner_text() and "Circuit Breaker" in status.inner_text()
     assert "Circuit breaker open on payments-api after 2 consecutive failures" in page.locator(".reason").inner_text()
-    assert "Autonomy enabled" in page.get_by_label("Autonomy").inner_text()
+    assert "Autonomy enabled" in page.get_by_role("region", name="Autonomy", exact=True).inner_text()
     row = page.get_by_role("row", name="payments-api")
     assert "Open" in row.inner_text() and "left" in row.inner_text()
     page.locator("#live.connected").wait_for()
@@ -217,4 +217,29 @@ def test_console_empty_and_error_states(server: support.Server, browser: Any, ou
     assert response is not None and response.status == 404
     assert "No event has named run 'unknown-run'." in page.get_by_role("alert").inner_text()
     _check_page(page, output_dir, "run-not-found")
+    context.close()
+
+
+def test_console_max_open_prs_view(server: support.Server, browser: Any, output_dir: Path) -> None:
+    server.post(
+        support.heartbeat(enabled=False, period=30, autonomy_mode="drain", autonomy_reason="incident 42",
+                          autonomy_since=(datetime.now(UTC) - timedelta(minutes=5)).isoformat()),
+        support.target_status("web-frontend", health="Blocked", health_reason="MaxOpenPRs", open_prs=2, max_open_prs=2,
+                              pending_runs=5),
+        *support.run_events("run-pr-1", "web-frontend", prs=1),
+        *support.run_events("run-pr-2", "web-frontend", prs=1, start=datetime.now(UTC) - timedelta(minutes=3)),
+    )
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.goto(server.url + "/login")
+    page.get_by_label("API token").fill(support.TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/")
+    title = page.locator("#status-title").inner_text()
+    assert "Max PRs" in title and "Autonomy Paused" in title
+    assert "EMERGENCY STOP" in page.get_by_role("region", name="Autonomy", exact=True).inner_text()
+    assert "incident 42" in page.get_by_role("region", name="Autonomy", exact=True).inner_text()
+    assert "Max open PRs reached on web-frontend (2/2)." in page.locator(".reason").inner_text()
+    assert page.locator(".open-prs li").count() == 2  # the PRs the runs reported (both #700: one per run)
+    _check_page(page, output_dir, "dashboard-max-prs")
     context.close()

@@ -195,19 +195,43 @@ async def static(name: str) -> Response:
 # --- dashboard -----------------------------------------------------------------------------------------
 
 
-def _system(request: Request) -> tuple[schemas.SystemStatus, list[schemas.TargetState]]:
+#: How many recent runs of a Target are searched for its unmerged PRs.
+PR_SEARCH_RUNS = 200
+
+
+def _unmerged_prs(st: store.Store, target: str) -> list[dict[str, Any]]:
+    """PRs that runs of ``target`` reported created and not merged (newest runs first; closed PRs report nothing)."""
+    found = []
+    for row in st.list_runs(target=target, limit=PR_SEARCH_RUNS):
+        for pr in row.get("pull_requests") or []:
+            if not pr.get("merged"):
+                found.append({"number": pr["number"], "url": pr["url"], "run_id": row["run_id"]})
+    return found
+
+
+def _system(request: Request) -> tuple[schemas.SystemStatus, list[schemas.TargetState], dict[str, list[dict[str, Any]]]]:
     now = datetime.now(UTC)
-    inputs = status_routes.read(_store(request))
+    st = _store(request)
+    inputs = status_routes.read(st)
     targets = status.target_states(inputs.target_statuses, now)
-    return status.compute(inputs, now=now), targets
+    prs: dict[str, list[dict[str, Any]]] = {}
+    if inputs.store_error is None:
+        for t in targets:
+            if t.blocked_by == schemas.BlockedBy.MAX_OPEN_PRS:
+                try:
+                    prs[t.target] = _unmerged_prs(st, t.target)
+                except store.StoreUnavailable:
+                    prs[t.target] = []
+    return status.compute(inputs, now=now), targets, prs
 
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request) -> Response:
     if not _authenticated(request):
         return _login_redirect(request)
-    system, targets = await asyncio.to_thread(_system, request)
+    system, targets, open_prs = await asyncio.to_thread(_system, request)
     return _render(request, "dashboard.html", {"title": "Dashboard", "system": system, "targets": targets,
+                                                      "open_prs": open_prs,
                                                       "activity_types": [str(t) for t in status.ACTIVITY_TYPES],
                                                       "all_types": [t.value for t in events.EventType]})
 
@@ -217,8 +241,8 @@ async def status_partial(request: Request) -> Response:
     """The dashboard's status and targets sections alone, for the live refresh."""
     if not _authenticated(request):
         return Response(status_code=401)
-    system, targets = await asyncio.to_thread(_system, request)
-    return _render(request, "_status.html", {"system": system, "targets": targets})
+    system, targets, open_prs = await asyncio.to_thread(_system, request)
+    return _render(request, "_status.html", {"system": system, "targets": targets, "open_prs": open_prs})
 
 
 @router.get("/console/events/stream")
