@@ -188,6 +188,7 @@ class Store:
         self._writer: threading.Thread | None = None
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
+        self._statements: dict[str, Any] = {}
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
         self.last_commit_error: str | None = None
 
@@ -371,15 +372,27 @@ class Store:
             returned.extend((int(seq), source, event_id) for seq, source, event_id in conn.exec_driver_sql(sql, flat))
         return returned
 
+    _RUN_STATES = sa.select(tables.runs.c.run_id, tables.runs.c.state).where(
+        tables.runs.c.run_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    _RUN_UPDATE = (
+        sa.update(tables.runs)
+        .where(tables.runs.c.run_id == sa.bindparam("b_run_id"))
+        .values({column.name: sa.bindparam(column.name) for column in tables.runs.columns if column.name != "run_id"})
+    )
+
     def _bump(self, conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]]) -> None:
         """Add each row's numbers to the aggregate row with the same key (insert it when new)."""
         if not rows:
             return
-        stmt = self._insert(table)
-        numbers = [column.name for column in table.columns if column.name not in keys]
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in numbers}
-        )
+        stmt = self._statements.get(table.name)
+        if stmt is None:  # built once: constructing statements cost more than running them
+            stmt = self._insert(table)
+            numbers = [column.name for column in table.columns if column.name not in keys]
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in numbers}
+            )
+            self._statements[table.name] = stmt
         conn.execute(stmt, rows)
 
     def _fold(self, conn: sa.Connection, inserted: list[tuple[int, events.CloudEvent]]) -> None:
@@ -405,8 +418,7 @@ class Store:
         run_ids = list(by_run)
         for start in range(0, len(run_ids), 500):
             chunk = run_ids[start : start + 500]
-            query = sa.select(tables.runs.c.run_id, tables.runs.c.state).where(tables.runs.c.run_id.in_(chunk))
-            for run_id, state in conn.execute(query):
+            for run_id, state in conn.execute(self._RUN_STATES, {"ids": chunk}):
                 existing[run_id] = json.loads(state)
         new_rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -429,9 +441,7 @@ class Store:
         if new_rows:
             conn.execute(sa.insert(tables.runs), new_rows)
         if updates:
-            values: dict[str, Any] = {name: sa.bindparam(name) for name in updates[0] if name != "b_run_id"}
-            stmt = sa.update(tables.runs).where(tables.runs.c.run_id == sa.bindparam("b_run_id")).values(values)
-            conn.execute(stmt, updates)
+            conn.execute(self._RUN_UPDATE, updates)
         self._bump(conn, tables.agg_event_types, ["type"], [{"type": t, "count": n} for t, n in type_counts.items()])
         self._bump(
             conn,
