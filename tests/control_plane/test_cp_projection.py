@@ -159,3 +159,48 @@ def test_percentile_and_ratio_are_zero_safe() -> None:
     assert analytics.percentile([3.0], 95) == 3.0
     assert analytics.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert analytics.ratio(1, 0) is None
+
+
+KINDS = [
+    ("run.created", {}),
+    ("run.admitted", {}),
+    ("run.started", {}),
+    ("run.stage.started", {"stage": "plan"}),
+    ("run.stage.completed", {"stage": "plan"}),
+    ("run.stage.started", {"stage": "code"}),
+    ("run.stage.completed", {"stage": "code"}),
+    ("run.progress", {"stage": "code", "iteration": 1}),
+    ("run.llm_usage", {"provider": "p", "model": "m", "phase": "code", "input_tokens": 3, "output_tokens": 2, "cost_usd": 0.3}),
+    ("run.llm_usage", {"provider": "p", "model": "n", "input_tokens": 1, "output_tokens": 1}),
+    ("run.retry", {}),
+    ("run.log", {"level": "info", "message": "m"}),
+    ("run.succeeded", {}),
+    ("run.failed", {"error_type": "E", "stage": "code", "message": "bad\nworse"}),
+    ("run.cancelled", {}),
+    ("pr.created", {"number": 1, "url": "https://example.test/1"}),
+    ("pr.merged", {"number": 1, "url": "https://example.test/1b"}),
+    ("run.unknown_future_type", {"x": 1}),
+]
+
+
+def test_fold_is_order_independent_for_any_event_set() -> None:
+    """Property: for random sets of events (times with ties, several sources), every permutation folds alike."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    one = st.tuples(st.integers(0, len(KINDS) - 1), st.integers(0, 5), st.sampled_from(["/a", "/b"]), st.sampled_from(["t1", "t2", None]))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(one, min_size=1, max_size=14), st.randoms(use_true_random=False))
+    def check(specs: list[tuple[int, int, str, str | None]], rng: random.Random) -> None:
+        raw = [
+            support.event(KINDS[k][0], "r", at=float(t), data=KINDS[k][1], source=src, target=tgt, id=f"e{n}")
+            for n, (k, t, src, tgt) in enumerate(specs)
+        ]
+        items = parsed(raw)
+        expected = folded(items)
+        shuffled = items[:]
+        rng.shuffle(shuffled)
+        assert folded(shuffled) == expected
+
+    check()
