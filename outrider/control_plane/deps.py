@@ -9,11 +9,13 @@ from fastapi import Depends, Request
 from outrider.control_plane import settings, store
 
 
-def get_store(request: Request) -> store.Store:
+# ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a worker thread, and two thread hops per
+# request cost more than everything else a small ingestion request does.
+async def get_store(request: Request) -> store.Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> settings.Settings:
+async def get_settings(request: Request) -> settings.Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 

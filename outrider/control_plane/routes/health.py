@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
 
 from fastapi import APIRouter
@@ -12,7 +13,9 @@ from outrider.control_plane import deps, schemas, store
 router = APIRouter(tags=["health"])
 
 
+@functools.cache
 def _version() -> str:
+    """The installed package's version (looked up once: importlib.metadata scans every distribution)."""
     try:
         return metadata.version("outrider")
     except metadata.PackageNotFoundError:
@@ -20,7 +23,7 @@ def _version() -> str:
 
 
 @router.get("/v1/health", response_model=schemas.Health, summary="Liveness")
-def health() -> schemas.Health:
+async def health() -> schemas.Health:
     return schemas.Health(status="ok", version=_version())
 
 
