@@ -534,6 +534,23 @@ class Store:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Events in arrival order after ``after_seq``, filtered; at most ``limit``."""
+        rows = self.list_event_rows(
+            target=target, run_id=run_id, type=type, since=since, until=until, after_seq=after_seq, limit=limit
+        )
+        return [{"seq": seq, "received_at": received, "event": json.loads(body)} for seq, received, body in rows]
+
+    def list_event_rows(
+        self,
+        *,
+        target: str | None = None,
+        run_id: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[tuple[int, datetime, str]]:
+        """Like :meth:`list_events`, but each event as stored: (seq, received_at, body JSON text)."""
         e = tables.events
         query = sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq)
         if target is not None:
@@ -547,7 +564,7 @@ class Store:
         if until is not None:
             query = query.where(e.c.time < until.astimezone(UTC))
         rows = self._read(query.order_by(e.c.seq).limit(limit))
-        return [{"seq": seq, "received_at": utc(received), "event": json.loads(body)} for seq, received, body in rows]
+        return [(int(seq), utc(received), body) for seq, received, body in rows]  # type: ignore[misc]
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run record of ``run_id``, or None when no event named it."""

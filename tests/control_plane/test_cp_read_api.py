@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from outrider.control_plane import schemas
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
@@ -98,7 +99,10 @@ def test_run_without_llm_usage_has_null_usage(api: RunningServer) -> None:
 def test_event_filters(api: RunningServer) -> None:
     post(api, support.lifecycle("run-a", target="acme/web"))
     post(api, support.lifecycle("run-b", target="acme/api", fail=True, start=100))
-    every = api.client.get("/v1/events", params={"limit": 1000}).json()["items"]
+    page = api.client.get("/v1/events", params={"limit": 1000}).json()
+    schemas.Page[schemas.StoredEvent].model_validate(page)  # the hand-assembled page matches its model
+    every = page["items"]
+    assert every[0]["received_at"].endswith("Z") and every[0]["event"]["time"] == "2026-01-01T12:00:00Z"
     assert [item["seq"] for item in every] == sorted(item["seq"] for item in every)
 
     def listed(**params: Any) -> list[dict[str, Any]]:

@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from outrider.common import events
 from outrider.control_plane import auth, deps, errors, params, schemas, settings, store
@@ -156,24 +155,37 @@ def list_events(
     until: Annotated[datetime | None, Query(description="Events whose time is before this (RFC 3339).")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> Response:
     """Events in arrival order (``seq``), oldest first; follow ``next_cursor`` until it is null."""
     after = int(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
     try:
-        items = store_.list_events(
+        rows = store_.list_event_rows(
             target=target, run_id=run_id, type=type, since=params.aware(since), until=params.aware(until),
             after_seq=after, limit=limit + 1,
         )
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
-    more = len(items) > limit
-    items = items[:limit]
-    next_cursor = params.encode_cursor({"seq": items[-1]["seq"]}) if more else None
-    return {"items": items, "next_cursor": next_cursor}
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = params.encode_cursor({"seq": rows[-1][0]}) if more else None
+    # Bodies are stored as validated JSON: the page is assembled around them as text instead of parsing,
+    # validating and re-serializing up to 1000 events (the response model above still documents the shape).
+    items = ",".join(
+        f'{{"seq":{seq},"received_at":{json.dumps(_rfc3339(received))},"event":{body}}}' for seq, received, body in rows
+    )
+    cursor_json = json.dumps(next_cursor)
+    return Response(f'{{"items":[{items}],"next_cursor":{cursor_json}}}', media_type="application/json")
+
+
+def _rfc3339(moment: datetime) -> str:
+    """The form pydantic gives a UTC datetime elsewhere in the API (``…Z``)."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _sse(item: dict[str, Any]) -> str:
-    payload = json.dumps(jsonable_encoder(item), separators=(",", ":"))
+    received = item["received_at"]
+    received = _rfc3339(received) if isinstance(received, datetime) else str(received).replace("+00:00", "Z")
+    payload = json.dumps({**item, "received_at": received}, separators=(",", ":"))
     return f"id: {item['seq']}\nevent: {item['event'].get('type', 'message')}\ndata: {payload}\n\n"
 
 
