@@ -592,7 +592,7 @@ class Store:
         if before is not None:
             at, run_id = before
             at = at.astimezone(UTC)
-            query = query.where(sa.or_(r.c.created_at < at, sa.and_(r.c.created_at == at, r.c.run_id < run_id)))
+            query = query.where(sa.tuple_(r.c.created_at, r.c.run_id) < sa.tuple_(at, run_id))  # index range scan
         rows = self._read(query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).limit(limit))
         return [projection.record(run_id, json.loads(state)) for run_id, state in rows]
 

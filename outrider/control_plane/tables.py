@@ -63,9 +63,9 @@ runs = sa.Table(
     sa.Column("last_event_at", Time, nullable=True),
     sa.Column("updated_seq", sa.BigInteger(), nullable=False, comment="seq of the last event folded in."),
     sa.Column("state", sa.Text(), nullable=False, comment="projection.RunState as JSON: the mergeable fold state."),
-    sa.Index("ix_runs_target_created_at", "target", "created_at"),
-    sa.Index("ix_runs_status_created_at", "status", "created_at"),
-    sa.Index("ix_runs_created_at", "created_at"),
+    sa.Index("ix_runs_target_created_at_run_id", "target", "created_at", "run_id"),
+    sa.Index("ix_runs_status_created_at_run_id", "status", "created_at", "run_id"),
+    sa.Index("ix_runs_created_at_run_id", "created_at", "run_id"),
 )
 
 agg_event_types = sa.Table(
