@@ -1,7 +1,7 @@
 """Summaries over run rows: the figures behind ``/v1/runs/summary`` and ``/v1/analytics/errors``.
 
-Pure functions over the rows ``Store.runs_created_since`` returns (no I/O), so the arithmetic is
-tested on its own. A window covers runs *created* in it. Every ratio is null when its denominator is
+Pure functions over the aggregates ``Store.summary_facts`` and ``Store.finished_groups`` return (the
+database does the counting and summing; no I/O here), so the arithmetic is tested on its own. A window covers runs *created* in it. Every ratio is null when its denominator is
 zero; nothing is ever guessed.
 """
 
@@ -34,35 +34,26 @@ def ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def summary(rows: list[dict[str, Any]], window: str, since: datetime) -> dict[str, Any]:
-    counts = {status.value: 0 for status in schemas.RunStatus}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+def summary(facts: dict[str, Any], window: str, since: datetime) -> dict[str, Any]:
+    """The ``RunSummary`` of ``Store.summary_facts``."""
+    by_status = facts["by_status"]
+    counts = {status.value: by_status.get(status.value, {}).get("count", 0) for status in schemas.RunStatus}
     finished = sum(counts[status] for status in FINISHED)
-    durations = [row["duration_seconds"] for row in rows if row["status"] in FINISHED and row["duration_seconds"] is not None]
-    costs = [row["cost_nano_usd"] for row in rows if row["cost_nano_usd"] is not None]
-    failures = [row for row in rows if row["status"] == "failed"]
-    latest = max(failures, key=lambda row: (row["completed_at"] or row["created_at"], row["run_id"]), default=None)
+    priced = sum(group["priced"] for group in by_status.values())
+    durations = facts["durations"]
     return {
         "window": window,
         "since": since,
         "counts": counts,
-        "total": len(rows),
+        "total": sum(group["count"] for group in by_status.values()),
         "success_rate": ratio(counts["succeeded"], finished),
         "duration_p50_seconds": percentile(durations, 50),
         "duration_p95_seconds": percentile(durations, 95),
-        "input_tokens": sum(int(row["input_tokens"]) for row in rows),
-        "output_tokens": sum(int(row["output_tokens"]) for row in rows),
-        "cost_usd": sum(costs) / projection.NANO if costs else None,
-        "pr_count": sum(int(row["pr_count"]) for row in rows),
-        "latest_failure": None
-        if latest is None
-        else {
-            "run_id": latest["run_id"],
-            "target": latest["target"],
-            "completed_at": latest["completed_at"],
-            "error_summary": latest["error_summary"],
-        },
+        "input_tokens": sum(group["input_tokens"] for group in by_status.values()),
+        "output_tokens": sum(group["output_tokens"] for group in by_status.values()),
+        "cost_usd": sum(group["cost_nano_usd"] for group in by_status.values()) / projection.NANO if priced else None,
+        "pr_count": sum(group["pr_count"] for group in by_status.values()),
+        "latest_failure": facts["latest_failure"],
     }
 
 
@@ -70,27 +61,32 @@ def summary(rows: list[dict[str, Any]], window: str, since: datetime) -> dict[st
 GROUP_COLUMNS = {"target": "target", "error_type": "error_type", "stage": "error_stage"}
 
 
-def errors(rows: list[dict[str, Any]], window: str, since: datetime, by: str) -> dict[str, Any]:
-    column = GROUP_COLUMNS[by]
-    finished_rows = [row for row in rows if row["status"] in FINISHED]
-    failed_rows = [row for row in finished_rows if row["status"] == "failed"]
-    failed_by: collections.Counter[str | None] = collections.Counter(row[column] for row in failed_rows)
-    groups: list[dict[str, Any]] = []
+def errors(groups: list[tuple[str | None, str, int]], window: str, since: datetime, by: str) -> dict[str, Any]:
+    """The ``ErrorAnalytics`` of ``Store.finished_groups`` rows (key, status, count) for ``by``."""
+    finished_by: collections.Counter[str | None] = collections.Counter()
+    failed_by: collections.Counter[str | None] = collections.Counter()
+    for key, status, count in groups:
+        finished_by[key] += count
+        if status == "failed":
+            failed_by[key] += count
+    failed_total = sum(failed_by.values())
+    finished_total = sum(finished_by.values())
+    rows: list[dict[str, Any]] = []
     if by == "target":
-        finished_by: collections.Counter[str | None] = collections.Counter(row[column] for row in finished_rows)
         for key, finished in finished_by.items():
             failed = failed_by.get(key, 0)
-            groups.append({"key": key, "failed": failed, "finished": finished, "rate": ratio(failed, finished)})
+            rows.append({"key": key, "failed": failed, "finished": finished, "rate": ratio(failed, finished)})
     else:
         for key, failed in failed_by.items():
-            groups.append({"key": key, "failed": failed, "finished": None, "rate": ratio(failed, len(failed_rows))})
-    groups.sort(key=lambda group: (-group["failed"], group["key"] is None, group["key"] or ""))
+            if failed:
+                rows.append({"key": key, "failed": failed, "finished": None, "rate": ratio(failed, failed_total)})
+    rows.sort(key=lambda group: (-group["failed"], group["key"] is None, group["key"] or ""))
     return {
         "window": window,
         "since": since,
         "by": by,
-        "failed": len(failed_rows),
-        "finished": len(finished_rows),
-        "failure_rate": ratio(len(failed_rows), len(finished_rows)),
-        "groups": groups,
+        "failed": failed_total,
+        "finished": finished_total,
+        "failure_rate": ratio(failed_total, finished_total),
+        "groups": rows,
     }

@@ -596,31 +596,76 @@ class Store:
         rows = self._read(query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).limit(limit))
         return [projection.record(run_id, json.loads(state)) for run_id, state in rows]
 
-    def runs_created_since(self, since: datetime) -> list[dict[str, Any]]:
-        """The query columns of every run created at or after ``since`` (for summaries and analytics)."""
+    def summary_facts(self, since: datetime) -> dict[str, Any]:
+        """What ``GET /v1/runs/summary`` needs about runs created at or after ``since``, aggregated in SQL.
+
+        ``by_status``: status → {count, input_tokens, output_tokens, cost_nano_usd, priced, pr_count};
+        ``durations``: durations of finished runs (for percentiles); ``latest_failure``: the failed run with
+        the latest completion, or None.
+        """
         r = tables.runs
-        query = sa.select(
-            r.c.run_id,
-            r.c.target,
-            r.c.status,
-            r.c.created_at,
-            r.c.completed_at,
-            r.c.duration_seconds,
-            r.c.error_summary,
-            r.c.error_type,
-            r.c.error_stage,
-            r.c.input_tokens,
-            r.c.output_tokens,
-            r.c.cost_nano_usd,
-            r.c.pr_count,
-        ).where(r.c.created_at >= since.astimezone(UTC))
-        out = []
-        for row in self._read(query):
-            item = row._asdict()
-            item["created_at"] = utc(item["created_at"])
-            item["completed_at"] = utc(item["completed_at"])
-            out.append(item)
-        return out
+        since = since.astimezone(UTC)
+        window = r.c.created_at >= since
+        totals = (
+            sa.select(
+                r.c.status,
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(r.c.input_tokens), 0),
+                sa.func.coalesce(sa.func.sum(r.c.output_tokens), 0),
+                sa.func.coalesce(sa.func.sum(r.c.cost_nano_usd), 0),
+                sa.func.count(r.c.cost_nano_usd),
+                sa.func.coalesce(sa.func.sum(r.c.pr_count), 0),
+            )
+            .where(window)
+            .group_by(r.c.status)
+        )
+        durations = sa.select(r.c.duration_seconds).where(
+            window, r.c.status.in_(list(projection.TERMINAL)), r.c.duration_seconds.is_not(None)
+        )
+        finished_at = sa.func.coalesce(r.c.completed_at, r.c.created_at)
+        latest = (
+            sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary)
+            .where(window, r.c.status == "failed")
+            .order_by(finished_at.desc(), r.c.run_id.desc())
+            .limit(1)
+        )
+        try:
+            with self.engine.connect() as conn:
+                by_status = {
+                    status: {
+                        "count": int(count),
+                        "input_tokens": int(tokens_in),
+                        "output_tokens": int(tokens_out),
+                        "cost_nano_usd": int(cost),
+                        "priced": int(priced),
+                        "pr_count": int(prs),
+                    }
+                    for status, count, tokens_in, tokens_out, cost, priced, prs in conn.execute(totals)
+                }
+                spans = [float(value) for (value,) in conn.execute(durations)]
+                failure = conn.execute(latest).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+        latest_failure = None
+        if failure is not None:
+            latest_failure = {
+                "run_id": failure.run_id,
+                "target": failure.target,
+                "completed_at": utc(failure.completed_at),
+                "error_summary": failure.error_summary,
+            }
+        return {"by_status": by_status, "durations": spans, "latest_failure": latest_failure}
+
+    def finished_groups(self, since: datetime, column: str) -> list[tuple[str | None, str, int]]:
+        """(value of ``column``, status, count) over finished runs created at or after ``since``."""
+        r = tables.runs
+        key = r.c[column]
+        query = (
+            sa.select(key, r.c.status, sa.func.count())
+            .where(r.c.created_at >= since.astimezone(UTC), r.c.status.in_(list(projection.TERMINAL)))
+            .group_by(key, r.c.status)
+        )
+        return [(value, status, int(count)) for value, status, count in self._read(query)]
 
     def aggregates(self) -> dict[str, list[dict[str, Any]]]:
         """Everything ``/metrics`` reports from the store, from the small aggregate tables and the runs table."""

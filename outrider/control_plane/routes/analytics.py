@@ -26,7 +26,7 @@ def error_analytics(
     """Counts and rates; every rate is null when its denominator is 0."""
     since = datetime.now(UTC) - params.window(window)
     try:
-        rows = store_.runs_created_since(since)
+        groups = store_.finished_groups(since, analytics.GROUP_COLUMNS[by])
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
-    return analytics.errors(rows, window, since, by)
+    return analytics.errors(groups, window, since, by)

@@ -64,10 +64,10 @@ def summary(
 ) -> dict[str, Any]:
     since = datetime.now(UTC) - params.window(window)
     try:
-        rows = store_.runs_created_since(since)
+        facts = store_.summary_facts(since)
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
-    return analytics.summary(rows, window, since)
+    return analytics.summary(facts, window, since)
 
 
 @router.get(
