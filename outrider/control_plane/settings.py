@@ -54,6 +54,16 @@ class Settings(BaseSettings):
             "the cap bounds how long one transaction holds the write lock."
         ),
     )
+    group_commit_max_wait_seconds: float = Field(
+        default=0.005,
+        ge=0,
+        description=(
+            "Longest the writer waits for more requests before committing a group (seconds, default 0.005). It "
+            "only waits while fewer requests have arrived than were in the previous group, i.e. when other clients "
+            "are writing concurrently; a single sequential client never waits. Trades at most this much latency "
+            "for sharing one fsync among all concurrent requests. 0 disables waiting."
+        ),
+    )
     write_timeout_seconds: float = Field(
         default=30.0,
         gt=0,

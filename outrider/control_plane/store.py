@@ -39,6 +39,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -243,6 +244,8 @@ class Store:
 
     def _run_writer(self) -> None:
         cap = self.settings.group_commit_max_events
+        max_wait = self.settings.group_commit_max_wait_seconds
+        expected = 1  # requests in the previous group: how many clients are writing concurrently
         while True:
             first = self._queue.get()
             if first is _STOP:
@@ -250,9 +253,16 @@ class Store:
             group = [first]
             size = len(first.events) if isinstance(first, _Submission) else 0
             stop = False
+            # Take what is queued; while fewer requests than last time have arrived, wait briefly for the rest
+            # (they are usually being parsed right now), so concurrent clients share one fsync instead of the
+            # groups alternating between 1 and N-1. A lone sequential client (expected == 1) never waits.
+            deadline = time.monotonic() + max_wait
             while size < cap:
                 try:
-                    item = self._queue.get_nowait()
+                    if len(group) < expected:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    else:
+                        item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
@@ -260,6 +270,7 @@ class Store:
                     break
                 group.append(item)
                 size += len(item.events) if isinstance(item, _Submission) else 0
+            expected = len(group)
             self._commit_group(group)
             if stop:
                 return
