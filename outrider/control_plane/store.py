@@ -3,7 +3,8 @@
 Why one writer thread: a 2xx from ``POST /v1/events`` promises the events are committed, and a commit
 costs an fsync. Requests therefore hand their (already validated) events to :meth:`Store.submit` and
 wait; the writer takes everything queued while the previous commit ran (up to
-``group_commit_max_events``), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING
+``group_commit_max_events``; when clients write concurrently it waits up to
+``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING
 RETURNING``, folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
 request then gets its own ``{accepted, duplicates}``. If the transaction fails, the writer retries the
 group's requests one per transaction, so one request that cannot be stored does not take the others
