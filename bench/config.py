@@ -26,12 +26,16 @@ class BenchConfig:
     query_events: int = 1_000_000
     query_runs: int = 10_000
     query_targets: int = 200
-    #: Sequential requests per query endpoint (after warm-up).
+    #: Sequential requests per query endpoint (after warm-up), and the time one endpoint may take at most.
     query_samples: int = 200
-    #: Also seed and query PostgreSQL (doubles the seeding time; ingestion always covers PostgreSQL).
-    postgres_queries: bool = True
-    #: Operator benchmark sizes.
-    operator_runs: int = 1000
+    query_max_seconds: float = 15.0
+    #: Also seed and query PostgreSQL (BENCH_POSTGRES_QUERIES=1): seeding 10^6 events through the store takes
+    #: several minutes more there, beyond the ~15-minute budget; ingestion always covers PostgreSQL.
+    postgres_queries: bool = False
+    #: Operator benchmark sizes (BENCH_OPERATOR_RUNS / BENCH_OPERATOR_TARGETS). The issue asks for 1,000 Runs;
+    #: against KMock (a pure-Python emulator whose per-request cost grows with the objects it stores) that
+    #: does not finish within the bench's budget, so the default is 200 — see docs/performance.md.
+    operator_runs: int = 200
     operator_targets: int = 50
     #: Which parts to run: any of ingestion, queries, operator.
     parts: list[str] = field(default_factory=lambda: ["ingestion", "queries", "operator"])
@@ -58,9 +62,15 @@ def from_environment() -> BenchConfig:
         )
     else:
         config = BenchConfig(quick=False, repeats=3, cell_seconds=2.0, cell_max_requests=200_000, warmup_requests=64)
+    if os.environ.get("BENCH_OPERATOR_RUNS"):
+        config.operator_runs = int(os.environ["BENCH_OPERATOR_RUNS"])
+    if os.environ.get("BENCH_OPERATOR_TARGETS"):
+        config.operator_targets = int(os.environ["BENCH_OPERATOR_TARGETS"])
     parts = os.environ.get("BENCH_PARTS")
     if parts:
         config.parts = [p.strip() for p in parts.split(",") if p.strip()]
+    if os.environ.get("BENCH_POSTGRES_QUERIES") == "1":
+        config.postgres_queries = True
     if os.environ.get("BENCH_POSTGRES", "1") == "0":
         config.postgres = False
     return config

@@ -49,6 +49,31 @@ def load_average() -> list[float] | None:
         return None
 
 
+def fsync_probe(folder: Path, count: int = 50) -> dict[str, float | None]:
+    """Median and p90 of (4 KiB append + fdatasync) in ``folder``, in ms: what one durable commit costs right now.
+
+    On a shared machine this moves by an order of magnitude with the neighbours' disk traffic, and every
+    durable figure moves with it; it is measured at the start and the end of each run.
+    """
+    import statistics
+    import time
+
+    path = folder / "fsync-probe"
+    samples: list[float] = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            os.write(fd, b"x" * 4096)
+            os.fdatasync(fd)
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    ordered = sorted(samples)
+    return {"median_ms": statistics.median(ordered), "p90_ms": ordered[int(len(ordered) * 0.9) - 1]}
+
+
 def info() -> dict[str, Any]:
     """A JSON-ready description of this machine and software stack."""
     return {

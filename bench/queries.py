@@ -139,7 +139,10 @@ async def _time_queries(
             errors = 0
             error_samples: list[str] = []
             warmup = 3
+            budget_ends = time.monotonic() + config.query_max_seconds
             for i in range(-warmup, config.query_samples):
+                if i >= 0 and time.monotonic() > budget_ends:
+                    break  # a slow query gets fewer samples, never an unbounded run
                 raw = loadgen.build_request("GET", path_for(i, cursor), port, token=token)
                 started = time.perf_counter()
                 response = await conn.request(raw)

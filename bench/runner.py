@@ -52,6 +52,7 @@ def run_all(
             "figure": "median over repeats; spread_pct = (max - min) / median",
         },
     }
+    results["machine"]["fsync_at_start"] = machine.fsync_probe(workdir)
     pg: postgres.PostgresServer | None = None
     pg_reason: str | None = None
     errors: list[str] = []
@@ -79,6 +80,7 @@ def run_all(
                 "operator", errors, lambda: importlib.import_module("bench.operator_bench").run(config, workdir, log)
             )
     finally:
+        results["machine"]["fsync_at_end"] = machine.fsync_probe(workdir)
         if pg is not None:
             pg.stop()
         if keep:
