@@ -1,0 +1,149 @@
+"""``python -m bench.docs``: rewrite the figures in ``docs/performance.md`` from ``bench/results.json``.
+
+The tables between the ``BEGIN GENERATED`` and ``END GENERATED`` markers are rendered from the results
+file, so the document always shows one real run's figures (missing ones as "—"), never hand-copied
+numbers. The prose around them (method, analysis) is written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.report import DASH, fmt
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = "<!-- BEGIN GENERATED: python -m bench.docs -->"
+END = "<!-- END GENERATED -->"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Run of {results['started_at']} ({'quick' if results['quick'] else 'full'}, {results.get('duration_s')} s): "
+        f"{m['cpu_count']} × {m['cpu_model']}, {m.get('mem_total_mb')} MB, Python {m['python']}, SQLite {m['sqlite']}; "
+        f"load average {m.get('load_average_at_start')} → {m.get('load_average_at_end')}; "
+        f"4 KiB append + fdatasync median {fmt((m.get('fsync_at_start') or {}).get('median_ms'), 2)} ms at start, "
+        f"{fmt((m.get('fsync_at_end') or {}).get('median_ms'), 2)} ms at end.",
+        "",
+    ]
+    ingestion = results.get("ingestion") or {}
+    if ingestion.get("cells"):
+        ratios = {
+            (r["server"], r["workload"], r["concurrency"], r["baseline"]): r["ratio"] for r in ingestion["ratios"]
+        }
+        lines += [
+            "### Ingestion",
+            "",
+            _row(
+                [
+                    "server",
+                    "workload",
+                    "clients",
+                    "events/s (median)",
+                    "spread",
+                    "p50 ms",
+                    "p99 ms",
+                    "× no-op",
+                    "× NDJSON",
+                    "server CPU",
+                ]
+            ),
+            _row(["---"] * 2 + ["---:"] * 8),
+        ]
+        for c in ingestion["cells"]:
+            key = (c["server"], c["workload"], c["concurrency"])
+            spread = c["events_per_s"]["spread_pct"]
+            lines.append(
+                _row(
+                    [
+                        c["server"],
+                        c["workload"],
+                        str(c["concurrency"]),
+                        fmt(c["events_per_s"]["median"]),
+                        DASH if spread is None else f"{spread:.0f}%",
+                        fmt(c["p50_ms"]["median"], 2),
+                        fmt(c["p99_ms"]["median"], 2),
+                        fmt(ratios.get((*key, "noop")), 2, "×") if (*key, "noop") in ratios else "",
+                        fmt(ratios.get((*key, "ndjson")), 2, "×") if (*key, "ndjson") in ratios else "",
+                        fmt(c["server_cpu_cores"]["median"], 2),
+                    ]
+                )
+            )
+        lines.append("")
+    queries = results.get("queries") or {}
+    if queries.get("results"):
+        seed = queries.get("seed") or {}
+        for store, info in seed.items():
+            lines.append(
+                f"Seeded {store}: {info['events']:,} events, {info['runs']:,} runs, {info['targets']} targets in "
+                f"{info['seconds']:.0f} s ({fmt(info['events_per_s'])} events/s) through `Store.submit`."
+            )
+        lines += [
+            "",
+            "### Queries at scale",
+            "",
+            _row(["store", "query", "samples", "p50 ms", "p99 ms", "max ms"]),
+            _row(["---", "---", "---:", "---:", "---:", "---:"]),
+        ]
+        for q in queries["results"]:
+            lines.append(
+                _row(
+                    [
+                        q["store"],
+                        q["name"],
+                        str(q["samples"]),
+                        fmt(q["p50_ms"], 2),
+                        fmt(q["p99_ms"], 2),
+                        fmt(q["max_ms"], 2),
+                    ]
+                )
+            )
+        lines.append("")
+    operator = results.get("operator") or {}
+    if operator and not operator.get("error") and not operator.get("skipped"):
+        lines += ["### Operator (KMock)", "", _row(["figure", "value"]), _row(["---", "---:"])]
+        for key, value in operator.items():
+            lines.append(_row([key, fmt(value, 3) if isinstance(value, float) else str(value)]))
+        lines.append("")
+    elif operator:
+        lines += ["### Operator (KMock)", "", f"Not measured: {operator.get('skipped') or operator.get('error')}", ""]
+    if results.get("targets"):
+        lines += ["### Targets", "", _row(["check", "target", "measured", "met"]), _row(["---", "---", "---:", "---"])]
+        for t in results["targets"]:
+            lines.append(
+                _row(
+                    [
+                        t["name"],
+                        t["target"],
+                        fmt(t["measured"], 2),
+                        {True: "yes", False: "**no**", None: DASH}[t["met"]],
+                    ]
+                )
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    results = json.loads((ROOT / "bench" / "results.json").read_text())
+    doc = ROOT / "docs" / "performance.md"
+    text = doc.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"{doc} has no {BEGIN} … {END} block", file=sys.stderr)
+        return 1
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(f"{head}{BEGIN}\n{render(results)}\n{END}{tail}")
+    print(f"updated {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
