@@ -28,6 +28,7 @@ class EventType(enum.StrEnum):
     RUN_STAGE_COMPLETED = "run.stage.completed"
     RUN_PROGRESS = "run.progress"
     RUN_LOG = "run.log"
+    RUN_ARTIFACT = "run.artifact"
     RUN_LLM_USAGE = "run.llm_usage"
     RUN_RETRY = "run.retry"
     RUN_SUCCEEDED = "run.succeeded"
@@ -81,6 +82,16 @@ class LlmUsageData(EventData):
         default=None, ge=0, le=MAX_COST_USD, allow_inf_nan=False, description="Null when the provider did not price it."
     )
     latency_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class ArtifactData(EventData):
+    """Something a run produced and stored elsewhere (a patch, a report, a log archive): where and what."""
+
+    key: str = Field(min_length=1, max_length=512, description="Name of the artifact within the run; a later event with the same key replaces it.")
+    kind: str = Field(min_length=1, max_length=128, description="What it is, e.g. patch, report, logs, screenshot.")
+    bytes: int | None = Field(default=None, ge=0, le=2**53, description="Size in bytes, when known.")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the content, when known.")
+    url: str | None = Field(default=None, max_length=2048, description="Where to fetch it, when it is fetchable.")
 
 
 class FailedData(EventData):
@@ -137,6 +148,7 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
     EventType.RUN_PROGRESS: ProgressData,
     EventType.RUN_LOG: LogData,
     EventType.RUN_LLM_USAGE: LlmUsageData,
+    EventType.RUN_ARTIFACT: ArtifactData,
     EventType.RUN_RETRY: EmptyData,
     EventType.RUN_SUCCEEDED: EmptyData,
     EventType.RUN_FAILED: FailedData,
@@ -152,14 +164,24 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
 
 #: What each known type means, for producers and for docs/events.md.
 DESCRIPTIONS: dict[EventType, str] = {
-    EventType.RUN_CREATED: "A run was requested (its Run object exists). Status: queued.",
-    EventType.RUN_ADMITTED: "The operator admitted the run (concurrency, breaker and PR limits allow it). Status: admitted.",
+    EventType.RUN_CREATED: (
+        "A run was requested (its Run object exists). Status: queued. Optional data.task: {id, title} (the Run's "
+        "spec.task; the operator sends it) or data.task_id: the work item, which groups runs in the run graph."
+    ),
+    EventType.RUN_ADMITTED: (
+        "The operator admitted the run (concurrency, breaker and PR limits allow it). Status: admitted. "
+        "data.probe true: the run is the half-open circuit breaker's probe (a probe edge in the run graph)."
+    ),
     EventType.RUN_STARTED: "The worker started executing the run. Status: running; sets started_at.",
     EventType.RUN_STAGE_STARTED: "The run entered a stage (plan, code, test, …); opens that stage's phase timing.",
     EventType.RUN_STAGE_COMPLETED: "The run finished a stage; closes that stage's phase timing.",
     EventType.RUN_PROGRESS: "An iteration of a stage's loop (heartbeat of progress).",
     EventType.RUN_LOG: "A log line worth keeping with the run. Does not change the status.",
-    EventType.RUN_LLM_USAGE: "One LLM call: tokens, cost and latency, summed into the run's llm_usage.",
+    EventType.RUN_LLM_USAGE: (
+        "One LLM call: tokens, cost and latency, summed into the run's llm_usage. Optional data.error (a string): "
+        "the call failed; counted in GET /v1/analytics/models error_rate."
+    ),
+    EventType.RUN_ARTIFACT: "The run stored an artifact; listed in the run record's artifacts (latest event per key).",
     EventType.RUN_RETRY: "The run retried something (counted in resource_breakdown.retries).",
     EventType.RUN_SUCCEEDED: "The run ended successfully. Status: succeeded; sets completed_at.",
     EventType.RUN_FAILED: "The run ended in failure. Status: failed; sets completed_at and the error summary.",

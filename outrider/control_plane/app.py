@@ -8,8 +8,12 @@ offers ``subscribe()`` for live events) and ``metrics`` (the app's own Prometheu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 
 from fastapi import FastAPI
@@ -19,6 +23,8 @@ from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
 from outrider.control_plane.routes import events as event_routes
 from outrider.control_plane.routes import health as health_routes
+from outrider.control_plane.routes import insights as insight_routes
+from outrider.control_plane.routes import logs as log_routes
 from outrider.control_plane.routes import metrics as metrics_routes
 from outrider.control_plane.routes import runs as run_routes
 from outrider.control_plane.routes import status as status_routes
@@ -31,6 +37,23 @@ def _version() -> str:
         return "0.0.0"
 
 
+log = logging.getLogger(__name__)
+
+
+async def _retention(the_store: store.Store, config: settings.Settings) -> None:
+    """Every ``retention_sweep_interval_seconds``: delete events older than ``retention_days`` (see Store.sweep)."""
+    assert config.retention_days is not None
+    while True:
+        cutoff = datetime.now(UTC) - timedelta(days=config.retention_days)
+        try:
+            deleted = await asyncio.to_thread(the_store.sweep, cutoff)
+            if deleted:
+                log.info("retention: deleted %d events older than %s", deleted, cutoff.isoformat())
+        except store.StoreUnavailable:
+            log.warning("retention sweep failed; retrying at the next interval", exc_info=True)
+        await asyncio.sleep(config.retention_sweep_interval_seconds)
+
+
 def create_app(config: settings.Settings | None = None) -> FastAPI:
     """A new control-plane app on ``config`` (default: the environment's settings)."""
     config = config or settings.get_settings()
@@ -39,9 +62,14 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_store.open()
+        sweeper = asyncio.create_task(_retention(the_store, config)) if config.retention_days is not None else None
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             the_store.close()
 
     app = FastAPI(
@@ -59,6 +87,8 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(event_routes.router)
     app.include_router(run_routes.router)
+    app.include_router(log_routes.router)
+    app.include_router(insight_routes.router)
     app.include_router(analytics_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(status_routes.router)

@@ -17,6 +17,9 @@ Rules (also in docs/api.md):
 - ``retries``: count of ``run.retry``; ``llm_calls``: count of ``run.llm_usage``.
 - ``error_summary`` from the latest ``run.failed``, only when the status is failed.
 - pull requests from ``pr.created`` / ``pr.merged``, keyed by number.
+- ``task``: from the earliest ``run.created``'s ``data.task.id`` (``data.task.title`` as its title) or
+  ``data.task_id``; ``probe``: any ``run.admitted`` with ``data.probe`` true.
+- ``artifacts`` from ``run.artifact``, keyed by ``data.key``; the latest (time, source, id) per key wins.
 - Unknown event types change nothing, not even ``event_count``.
 """
 
@@ -80,6 +83,9 @@ def empty_state() -> RunState:
         "stages": {},  # stage -> [earliest start, latest completion]
         "prs": {},  # number -> [min key, url, created, merged]
         "event_count": 0,
+        "task": None,  # [key, task id, title] of the earliest run.created that names a task
+        "probe": False,  # admitted as the half-open breaker's probe
+        "artifacts": {},  # key -> [event key, kind, bytes, sha256, url]
     }
 
 
@@ -124,6 +130,11 @@ def merge_into(new: RunState, event: events.CloudEvent) -> bool:
             new["terminals"][status] = new["terminals"].get(status, 0) + 1
     if kind == T.RUN_CREATED:
         new["created"] = _min(new["created"], when)
+        task = task_of(data)
+        if task is not None:
+            new["task"] = _min(new.get("task"), [key, *task])
+    elif kind == T.RUN_ADMITTED:
+        new["probe"] = bool(new.get("probe")) or data.get("probe") is True
     elif kind == T.RUN_STARTED:
         new["started"] = _min(new["started"], when)
     elif kind in (T.RUN_STAGE_STARTED, T.RUN_STAGE_COMPLETED, T.RUN_PROGRESS):
@@ -150,6 +161,10 @@ def merge_into(new: RunState, event: events.CloudEvent) -> bool:
     elif kind == T.RUN_FAILED:
         message = data.get("message")
         new["failure"] = _max(new["failure"], [key, data.get("error_type"), data.get("stage"), message])
+    elif kind == T.RUN_ARTIFACT:
+        artifacts = new.setdefault("artifacts", {})
+        entry = [key, str(data["kind"]), data.get("bytes"), data.get("sha256"), data.get("url")]
+        artifacts[str(data["key"])] = _max(artifacts.get(str(data["key"])), entry)
     elif kind in (T.PR_CREATED, T.PR_MERGED):
         number = str(int(data["number"]))
         first, url, created, merged = new["prs"].get(number, [None, None, False, False])
@@ -159,6 +174,18 @@ def merge_into(new: RunState, event: events.CloudEvent) -> bool:
         merged = merged or kind == T.PR_MERGED
         new["prs"][number] = [first, url, created, merged]
     return True
+
+
+def task_of(data: dict[str, Any]) -> tuple[str, str | None] | None:
+    """(task id, title) named by a ``run.created``'s data: ``task.id`` (the operator's spec.task) or ``task_id``."""
+    task = data.get("task")
+    if isinstance(task, dict) and isinstance(task.get("id"), str) and task["id"]:
+        title = task.get("title")
+        return task["id"][:253], (title[:1024] if isinstance(title, str) else None)
+    task_id = data.get("task_id")
+    if isinstance(task_id, str) and task_id:
+        return task_id[:253], None
+    return None
 
 
 def error_summary(error_type: str | None, stage: str | None, message: str | None) -> str:
@@ -264,6 +291,13 @@ def record(run_id: str, state: RunState) -> dict[str, Any]:
         "pr_count": len(prs),
         "event_count": state["event_count"],
         "last_event_at": parse(state["latest"]),
+        "task_id": state["task"][1] if state.get("task") else None,
+        "task_title": state["task"][2] if state.get("task") else None,
+        "probe": bool(state.get("probe")),
+        "artifacts": [
+            {"key": name, "kind": kind, "bytes": size, "sha256": digest, "url": url, "reported_at": parse(entry_key[0])}
+            for name, (entry_key, kind, size, digest, url) in sorted((state.get("artifacts") or {}).items())
+        ],
     }
 
 

@@ -91,6 +91,17 @@ class PullRequest(BaseModel):
     merged: bool
 
 
+class Artifact(BaseModel):
+    """One artifact of a run, from its latest ``run.artifact`` event with this key."""
+
+    key: str
+    kind: str
+    bytes: int | None = Field(description="Size in bytes; null when the producer did not say.")
+    sha256: str | None
+    url: str | None
+    reported_at: datetime | None = Field(description="Time of the run.artifact event this entry comes from.")
+
+
 class RunRecord(BaseModel):
     """One run, folded from its events. The same events in any order or repetition give the same record."""
 
@@ -110,6 +121,10 @@ class RunRecord(BaseModel):
     pr_count: int
     event_count: int
     last_event_at: datetime | None
+    task_id: str | None = Field(default=None, description="The work item: run.created data.task.id (or data.task_id); null when none was named.")
+    task_title: str | None = Field(default=None, description="run.created data.task.title, when given.")
+    probe: bool = Field(default=False, description="Admitted as the half-open circuit breaker's probe (run.admitted data.probe).")
+    artifacts: list[Artifact] = Field(default_factory=list, description="From run.artifact events, by key (latest event per key).")
 
 
 class FailureRef(BaseModel):
@@ -259,3 +274,105 @@ class SystemStatus(BaseModel):
     active_runs: int | None
     last_execution_at: datetime | None = Field(description="Latest run.started event; null when none.")
     recent_activity: list[ActivityItem]
+
+
+# --- Insights (GET /v1/analytics/trends, /v1/analytics/models, /v1/graph/*, /v1/runs/{id}/logs) -------------
+
+
+class TrendBucket(BaseModel):
+    """One time bucket [start, end). Runs count where their started_at / completed_at falls."""
+
+    start: datetime
+    end: datetime
+    runs_started: int = Field(description="Runs whose started_at is in the bucket.")
+    runs_finished: int = Field(description="Runs whose completed_at is in the bucket (succeeded, failed or cancelled).")
+    succeeded: int
+    failed: int
+    cancelled: int
+    success_rate: float | None = Field(description="succeeded / runs_finished of this bucket; null when nothing finished.")
+    rolling_success_rate: float | None = Field(description="succeeded / finished from the first bucket to this one; null while nothing finished.")
+    tokens_per_successful_run: float | None = Field(description="(input + output tokens) of the bucket's succeeded runs / succeeded; null when none succeeded.")
+    prs: int = Field(description="Pull requests of the runs finished in the bucket.")
+    cost_usd: float | None = Field(description="Cost of the runs finished in the bucket; null when none reported a cost.")
+    cost_per_pr_usd: float | None = Field(description="cost_usd / prs; null when prs is 0 or no cost was reported.")
+    breaker_trips: int = Field(description="target.breaker.tripped events whose time is in the bucket.")
+
+
+class Trends(BaseModel):
+    window: str
+    bucket: str
+    target: str | None
+    since: datetime = Field(description="Start of the first bucket: now - window, rounded down to a multiple of bucket (UTC epoch).")
+    until: datetime = Field(description="When the answer was computed (inside the last bucket).")
+    buckets: list[TrendBucket]
+
+
+class ModelStats(BaseModel):
+    """One provider/model over the LLM calls (run.llm_usage events) whose time is in the window."""
+
+    provider: str
+    model: str
+    calls: int
+    error_calls: int = Field(description="Calls whose event carries a non-empty data.error.")
+    error_rate: float | None = Field(description="error_calls / calls.")
+    latency_samples: int = Field(description="Calls that reported latency_s.")
+    latency_p50_seconds: float | None = Field(description="Over the calls that reported latency_s (linear interpolation); null when none did.")
+    latency_p95_seconds: float | None
+    latency_p99_seconds: float | None
+    input_tokens: int
+    output_tokens: int
+    tokens_per_call: float | None = Field(description="(input + output tokens) / calls.")
+    cost_usd: float | None = Field(description="Sum of the priced calls; null when no call reported a cost.")
+    runs: int = Field(description="Distinct runs that made at least one of these calls.")
+    runs_finished: int
+    runs_succeeded: int
+    runs_failed: int
+    run_success_rate: float | None = Field(description="runs_succeeded / runs_finished (runs that used the model); null when none finished.")
+    run_failure_rate: float | None = Field(description="runs_failed / runs_finished; null when none finished.")
+
+
+class ModelAnalytics(BaseModel):
+    window: str
+    target: str | None
+    since: datetime
+    models: list[ModelStats]
+
+
+class GraphNode(BaseModel):
+    id: str = Field(description="target:<t>, task:<t>/<task id>, run:<run id> or pr:<t>#<number>.")
+    kind: str = Field(description="target | task | run | pr.")
+    label: str
+    status: str | None = Field(description="run: its status; task: its latest run's; pr: open | merged; target: null.")
+
+
+class GraphEdge(BaseModel):
+    source: str
+    target: str
+    kind: str = Field(description="task | run | pr | retry | probe (see docs/api.md).")
+
+
+class GraphNodes(BaseModel):
+    window: str
+    since: datetime
+    truncated: bool = Field(description="True when more runs than limit were created in the window (the oldest limit are shown).")
+    items: list[GraphNode]
+
+
+class GraphEdges(BaseModel):
+    window: str
+    since: datetime
+    truncated: bool
+    items: list[GraphEdge]
+
+
+class LogLine(BaseModel):
+    seq: int
+    time: datetime
+    level: str
+    message: str
+    source: str
+
+
+class LogPage(BaseModel):
+    items: list[LogLine]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null when no more lines are stored yet.")

@@ -95,6 +95,23 @@ class Settings(BaseSettings):
         ),
     )
 
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Delete events (run.log lines and every other type) whose time is older than this many days "
+            "(default: unset, keep everything). The run records (runs table: status, times, tokens, cost, PRs, "
+            "artifacts) and the counters behind /metrics are never deleted, so no total drops. After a sweep, "
+            "GET /v1/events, run logs, model analytics and breaker trips in trends no longer cover the deleted "
+            "period, and an event re-sent after its copy was swept is stored (and counted) again."
+        ),
+    )
+    retention_sweep_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often the retention sweep runs when retention_days is set (seconds, default 3600); the first runs at start.",
+    )
+
     def tokens(self) -> list[str]:
         """Every accepted token: ``api_tokens`` plus the lines of ``api_token_file`` (if it exists)."""
         found = [token.strip() for token in self.api_tokens.split(",") if token.strip()]

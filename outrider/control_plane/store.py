@@ -412,12 +412,21 @@ class Store:
         llm: dict[tuple[str, str], list[int]] = {}
         prs: collections.Counter[str] = collections.Counter()
         by_run: dict[str, list[tuple[int, events.CloudEvent]]] = collections.defaultdict(list)
+        calls: list[dict[str, Any]] = []
         for seq, event in inserted:
             type_counts[event.type] += 1
             if projection.is_run_event(event):
                 by_run[str(event.runid)].append((seq, event))
             if event.type == events.EventType.RUN_LLM_USAGE:
                 cost = event.data.get("cost_usd")
+                if event.runid:
+                    calls.append({
+                        "seq": seq, "time": event.time.astimezone(UTC), "target": event.target, "run_id": event.runid,
+                        "provider": str(event.data["provider"]), "model": str(event.data["model"]),
+                        "input_tokens": int(event.data["input_tokens"]), "output_tokens": int(event.data["output_tokens"]),
+                        "cost_nano_usd": round(float(cost) * projection.NANO) if cost is not None else None,
+                        "latency_s": event.data.get("latency_s"), "error": bool(event.data.get("error")),
+                    })
                 key = (event.target or "", str(event.data["model"]))
                 old = llm.get(key, [0, 0, 0])
                 llm[key] = [
@@ -450,6 +459,8 @@ class Store:
                 updates.append(row)
             else:
                 new_rows.append(row)
+        if calls:
+            conn.execute(sa.insert(tables.llm_calls), calls)
         if new_rows:
             conn.execute(sa.insert(tables.runs), new_rows)
         if updates:
@@ -723,3 +734,74 @@ class Store:
                 }
             )
         return out
+
+    # --- insights (trends, models, graph, logs, retention) -----------------------------------------
+
+    def trend_runs(self, since: datetime, target: str | None) -> list[tuple[datetime | None, datetime | None, str, int, int | None, int]]:
+        """(started_at, completed_at, status, tokens, cost_nano_usd, pr_count) of runs started or completed since ``since``."""
+        r = tables.runs
+        since = since.astimezone(UTC)
+        query = sa.select(
+            r.c.started_at, r.c.completed_at, r.c.status, r.c.input_tokens + r.c.output_tokens, r.c.cost_nano_usd, r.c.pr_count
+        ).where(sa.or_(r.c.started_at >= since, r.c.completed_at >= since))
+        if target is not None:
+            query = query.where(r.c.target == target)
+        return [
+            (utc(started), utc(completed), status, int(tokens or 0), None if cost is None else int(cost), int(prs or 0))
+            for started, completed, status, tokens, cost, prs in self._read(query)
+        ]
+
+    def event_times(self, kind: str, since: datetime, target: str | None) -> list[datetime]:
+        """Times of the stored events of type ``kind`` at or after ``since`` (index on (type, time))."""
+        e = tables.events
+        query = sa.select(e.c.time).where(e.c.type == kind, e.c.time >= since.astimezone(UTC))
+        if target is not None:
+            query = query.where(e.c.target == target)
+        return [utc(moment) for (moment,) in self._read(query)]  # type: ignore[misc]
+
+    def model_calls(self, since: datetime, target: str | None) -> list[tuple[Any, ...]]:
+        """(provider, model, run_id, input, output, cost_nano_usd, latency_s, error, run status) of calls since ``since``."""
+        c, r = tables.llm_calls, tables.runs
+        query = (
+            sa.select(
+                c.c.provider, c.c.model, c.c.run_id, c.c.input_tokens, c.c.output_tokens, c.c.cost_nano_usd,
+                c.c.latency_s, c.c.error, r.c.status,
+            )
+            .select_from(c.outerjoin(r, r.c.run_id == c.c.run_id))
+            .where(c.c.time >= since.astimezone(UTC))
+        )
+        if target is not None:
+            query = query.where(c.c.target == target)
+        return [tuple(row) for row in self._read(query)]
+
+    def graph_runs(self, since: datetime, target: str | None, limit: int) -> list[dict[str, Any]]:
+        """Run records created at or after ``since`` (oldest first), at most ``limit``."""
+        r = tables.runs
+        query = sa.select(r.c.run_id, r.c.state).where(r.c.created_at >= since.astimezone(UTC))
+        if target is not None:
+            query = query.where(r.c.target == target)
+        rows = self._read(query.order_by(r.c.created_at, r.c.run_id).limit(limit))
+        return [projection.record(run_id, json.loads(state)) for run_id, state in rows]
+
+    def sweep(self, before: datetime, chunk: int = 5000) -> int:
+        """Delete events (and their per-call rows) whose time is before ``before``, in chunks; how many events.
+
+        Never touches ``runs`` (the folded summaries) nor the ``agg_*`` tables behind ``/metrics``, so no
+        total drops. Each chunk is its own short transaction, so the writer is never held up for long.
+        """
+        e, c = tables.events, tables.llm_calls
+        cutoff = before.astimezone(UTC)
+        deleted = 0
+        try:
+            while True:
+                with self.engine.begin() as conn:
+                    seqs = [seq for (seq,) in conn.execute(sa.select(e.c.seq).where(e.c.time < cutoff).limit(chunk))]
+                    if not seqs:
+                        break
+                    conn.execute(sa.delete(e).where(e.c.seq.in_(seqs)))
+                    deleted += len(seqs)
+            with self.engine.begin() as conn:
+                conn.execute(sa.delete(c).where(c.c.time < cutoff))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"sweep failed: {type(exc).__name__}") from exc
+        return deleted

@@ -7,6 +7,7 @@ reattaches UTC when reading).
 
 - ``events``: every accepted event once, in arrival order (``seq``), unique on (source, event_id).
 - ``runs``: one row per run id, the projection of its events (columns for queries, ``state`` JSON for the rest).
+- ``llm_calls``: one row per LLM call (the analytics of ``/v1/analytics/models``).
 - ``agg_*``: small counters kept in the same transaction as the events, read by ``/metrics`` so a scrape
   never scans the event history.
 """
@@ -38,6 +39,7 @@ events = sa.Table(
     sa.Index("ix_events_target_seq", "target", "seq"),
     sa.Index("ix_events_type_seq", "type", "seq"),
     sa.Index("ix_events_time", "time"),
+    sa.Index("ix_events_type_time", "type", "time"),
     sqlite_autoincrement=True,
 )
 
@@ -66,6 +68,8 @@ runs = sa.Table(
     sa.Index("ix_runs_target_created_at_run_id", "target", "created_at", "run_id"),
     sa.Index("ix_runs_status_created_at_run_id", "status", "created_at", "run_id"),
     sa.Index("ix_runs_created_at_run_id", "created_at", "run_id"),
+    sa.Index("ix_runs_started_at", "started_at"),
+    sa.Index("ix_runs_completed_at", "completed_at"),
 )
 
 agg_event_types = sa.Table(
@@ -97,6 +101,25 @@ agg_prs = sa.Table(
     metadata,
     sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
     sa.Column("created", sa.BigInteger(), nullable=False),
+)
+
+llm_calls = sa.Table(
+    "llm_calls",
+    metadata,
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False, comment="seq of the run.llm_usage event."),
+    sa.Column("time", Time, nullable=False),
+    sa.Column("target", sa.String(253), nullable=True),
+    sa.Column("run_id", sa.String(253), nullable=False),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True),
+    sa.Column("latency_s", sa.Float(), nullable=True),
+    sa.Column("error", sa.Boolean(), nullable=False),
+    sa.Index("ix_llm_calls_time", "time"),
+    sa.Index("ix_llm_calls_target_time", "target", "time"),
+    comment="One row per run.llm_usage event, for /v1/analytics/models; written with the event, swept with it.",
 )
 
 store_probe = sa.Table(

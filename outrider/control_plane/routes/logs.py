@@ -1,0 +1,106 @@
+"""``/v1/runs/{run_id}/logs``: a run's ``run.log`` lines as JSON pages, or followed live as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from outrider.common import events
+from outrider.control_plane import auth, deps, errors, insights, params, schemas, store
+
+router = APIRouter(tags=["runs"], dependencies=[Depends(auth.require_token)])
+
+Level = Literal["debug", "info", "warning", "error", "critical"]
+SCAN = 1000  # stored log events read per query while filling a page
+
+
+def _page(store_: store.Store, run_id: str, level: str, after: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+    """Up to ``limit`` lines at or above ``level`` after seq ``after``; (lines, last seq scanned, more stored)."""
+    lines: list[dict[str, Any]] = []
+    scanned = after
+    while len(lines) < limit:
+        rows = store_.list_event_rows(run_id=run_id, type=events.EventType.RUN_LOG, after_seq=scanned, limit=SCAN)
+        if not rows:
+            return lines, scanned, False
+        for row in rows:
+            found = insights.log_lines([row], level)
+            scanned = row[0]
+            lines.extend(found)
+            if len(lines) >= limit:
+                return lines, scanned, True
+        if len(rows) < SCAN:
+            return lines, scanned, False
+    return lines, scanned, True
+
+
+@router.get(
+    "/v1/runs/{run_id}/logs",
+    response_model=schemas.LogPage,
+    summary="A run's log lines (run.log events), oldest first; ?follow=true streams them (SSE)",
+    responses={
+        200: {"description": "JSON LogPage, or with follow=true text/event-stream: one `event: log` per line (id = seq, data = LogLine JSON).",
+              "content": {"text/event-stream": {}}},
+        **errors.responses(401, 422, 503),
+    },
+)
+async def run_logs(
+    run_id: str,
+    store_: deps.StoreDep,
+    config: deps.SettingsDep,
+    level: Annotated[Level, Query(description="Minimum level: lines at this level or above.")] = "debug",
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    follow: Annotated[bool, Query(description="Stream: stored lines after the cursor, then new ones as they are stored.")] = False,
+) -> Any:
+    after = int(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
+    if not follow:
+        try:
+            lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, after, limit)
+        except store.StoreUnavailable as exc:
+            raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+        return {"items": lines, "next_cursor": params.encode_cursor({"seq": scanned}) if more else None}
+
+    subscription = store_.subscribe()  # before the backlog read, so nothing committed in between is missed
+
+    def sse(line: dict[str, Any]) -> str:
+        return f"id: {line['seq']}\nevent: log\ndata: {json.dumps(line, separators=(',', ':'))}\n\n"
+
+    async def generate() -> AsyncIterator[str]:
+        sent = after
+        try:
+            yield "retry: 3000\n\n"
+            while True:
+                lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, sent, 1000)
+                for line in lines:
+                    yield sse(line)
+                sent = max(sent, scanned)
+                if not more:
+                    break
+            while True:
+                try:
+                    batch = await subscription.next(timeout=config.sse_keepalive_seconds)
+                except store.SubscriberDropped:
+                    yield "event: dropped\ndata: {\"reason\": \"client too slow\"}\n\n"
+                    return
+                except store.SubscriptionEnded:
+                    yield "event: shutdown\ndata: {\"reason\": \"server stopping\"}\n\n"
+                    return
+                if not batch:
+                    yield ": keep-alive\n\n"
+                    continue
+                for item in batch:
+                    event = item["event"]
+                    if item["seq"] <= sent or event.get("runid") != run_id or event.get("type") != events.EventType.RUN_LOG:
+                        continue
+                    sent = item["seq"]
+                    for line in insights.log_lines([(item["seq"], item["received_at"], json.dumps(event))], level):
+                        yield sse(line)
+        finally:
+            store_.unsubscribe(subscription)
+
+    return StreamingResponse(generate(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
