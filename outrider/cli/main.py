@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outrider.cli import autonomy, events, runs, servers, status
+from outrider.cli import autonomy, events, insights, runs, servers, status
 
 app = typer.Typer(
     name="outrider",
@@ -23,6 +23,7 @@ servers.register(app)
 app.add_typer(runs.app, name="runs")
 events.register(app)
 status.register(app)
+insights.register(app)
 app.add_typer(autonomy.app, name="autonomy")
 
 
