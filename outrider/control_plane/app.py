@@ -19,6 +19,7 @@ from importlib import metadata
 from fastapi import FastAPI
 
 from outrider.control_plane import errors, metrics, settings, status_metrics, store
+from outrider.control_plane.console import insights as console_insight_routes
 from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
 from outrider.control_plane.routes import events as event_routes
@@ -93,4 +94,5 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.include_router(metrics_routes.router)
     app.include_router(status_routes.router)
     app.include_router(console_routes.router)
+    app.include_router(console_insight_routes.router)
     return app

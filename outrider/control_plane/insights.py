@@ -175,7 +175,9 @@ def graph(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
         run_id = node(f"run:{rec['run_id']}", "run", rec["run_id"], rec["status"])
         if rec.get("task_id"):
             task_id = f"task:{target}/{rec['task_id']}"
-            node(task_id, "task", rec.get("task_title") or rec["task_id"], rec["status"])  # a task's status: its latest run's
+            known = nodes.get(task_id)
+            title = rec.get("task_title") or (known["label"] if known else None) or rec["task_id"]
+            node(task_id, "task", title, rec["status"])  # a task's title: any run's; its status: its latest run's
             edge(target_id, task_id, "task")
             edge(task_id, run_id, "run")
             previous = last_of_task.get(task_id)
