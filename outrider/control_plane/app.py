@@ -27,6 +27,7 @@ from outrider.control_plane.routes import health as health_routes
 from outrider.control_plane.routes import insights as insight_routes
 from outrider.control_plane.routes import logs as log_routes
 from outrider.control_plane.routes import metrics as metrics_routes
+from outrider.control_plane.routes import otlp as otlp_routes
 from outrider.control_plane.routes import runs as run_routes
 from outrider.control_plane.routes import status as status_routes
 
@@ -87,6 +88,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health_routes.router)
     app.include_router(event_routes.router)
+    app.include_router(otlp_routes.router)
     app.include_router(run_routes.router)
     app.include_router(log_routes.router)
     app.include_router(insight_routes.router)

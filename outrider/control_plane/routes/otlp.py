@@ -1,0 +1,75 @@
+"""``POST /v1/otlp/v1/traces``: OTLP/HTTP JSON trace ingest; GenAI spans become ``run.llm_usage`` events.
+
+An OpenTelemetry SDK or Collector exporting with ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<control plane>/v1/otlp/v1/traces``
+(and ``OTEL_EXPORTER_OTLP_PROTOCOL=http/json``, the bearer token in ``OTEL_EXPORTER_OTLP_HEADERS``) feeds
+the same store as ``POST /v1/events``: the mapping is in ``control_plane/otlp.py``; the events go through
+the store's normal group commit. The answer follows the OTLP spec: 200 with ``{}`` when every span was
+taken, or with ``partialSuccess`` counting the rejected spans and saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from outrider.control_plane import auth, errors, otlp, settings, store
+
+router = APIRouter(tags=["otlp"], dependencies=[Depends(auth.require_token)])
+
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+MAX_REASONS = 5
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    size = 0
+    chunks: list[bytes] = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.APIError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/v1/otlp/v1/traces",
+    summary="Ingest OTLP/HTTP JSON traces (GenAI spans become run.llm_usage events)",
+    responses=errors.responses(400, 401, 413, 415, 503),
+    openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": {
+        "type": "object", "description": "An OTLP ExportTraceServiceRequest in the protobuf JSON mapping."}}}}},
+)
+async def traces(request: Request) -> dict[str, Any]:
+    """Store one ``run.llm_usage`` event per GenAI span; see docs/opentelemetry.md for the mapping."""
+    config: settings.Settings = request.app.state.settings
+    store_: store.Store = request.app.state.store
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == PROTOBUF:
+        raise errors.APIError(415, "unsupported_media_type",
+                              "OTLP/HTTP protobuf is not supported; export with OTEL_EXPORTER_OTLP_PROTOCOL=http/json")
+    if content_type != JSON:
+        raise errors.APIError(415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not {JSON}")
+    raw = await _body(request, config.max_body_bytes)
+    try:
+        document = json.loads(raw)
+        mapped = otlp.map_request(document)
+    except (ValueError, UnicodeDecodeError) as exc:  # OtlpError is a ValueError too
+        raise errors.APIError(400, "malformed_otlp", f"not an OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+    if mapped.events:
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(store_.submit(mapped.events)), timeout=config.write_timeout_seconds)
+        except (store.StoreUnavailable, TimeoutError) as exc:
+            raise errors.APIError(503, "store_unavailable", f"the spans were not stored ({exc or 'timed out'}); retry") from exc
+    if not mapped.rejected and not mapped.ignored:
+        return {}
+    notes = []
+    if mapped.rejected:
+        shown = "; ".join(mapped.reasons[:MAX_REASONS])
+        more = f" (and {len(mapped.reasons) - MAX_REASONS} more)" if len(mapped.reasons) > MAX_REASONS else ""
+        notes.append(f"{mapped.rejected} GenAI spans rejected: {shown}{more}")
+    if mapped.ignored:
+        notes.append(f"{mapped.ignored} spans without gen_ai.usage attributes ignored")
+    return {"partialSuccess": {"rejectedSpans": mapped.rejected, "errorMessage": ". ".join(notes)}}
