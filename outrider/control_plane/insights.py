@@ -94,47 +94,32 @@ def trends(
     return out
 
 
-def models(calls: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """One ``ModelStats`` per (provider, model) from ``Store.model_calls`` rows, most calls first."""
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for provider, model, run_id, tokens_in, tokens_out, cost, latency, error, status in calls:
-        group = groups.setdefault(
-            (provider, model),
-            {"calls": 0, "errors": 0, "in": 0, "out": 0, "cost": 0, "priced": 0, "latencies": [], "runs": {}},
-        )
-        group["calls"] += 1
-        group["errors"] += int(bool(error))
-        group["in"] += int(tokens_in)
-        group["out"] += int(tokens_out)
-        if cost is not None:
-            group["cost"] += int(cost)
-            group["priced"] += 1
-        if latency is not None:
-            group["latencies"].append(float(latency))
-        group["runs"][run_id] = status
+def models(facts: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``ModelStats`` per (provider, model) from ``Store.model_facts``, most calls first."""
     out = []
-    for (provider, model), group in groups.items():
-        statuses = list(group["runs"].values())
-        finished = sum(1 for status in statuses if status in projection.TERMINAL)
-        succeeded = statuses.count("succeeded")
-        failed = statuses.count("failed")
+    for (provider, model), group in facts.items():
+        runs = group["runs"]
+        finished = sum(count for status, count in runs.items() if status in projection.TERMINAL)
+        succeeded = runs.get("succeeded", 0)
+        failed = runs.get("failed", 0)
         latencies = group["latencies"]
+        calls = group["calls"]
         out.append(
             {
                 "provider": provider,
                 "model": model,
-                "calls": group["calls"],
+                "calls": calls,
                 "error_calls": group["errors"],
-                "error_rate": analytics.ratio(group["errors"], group["calls"]),
+                "error_rate": analytics.ratio(group["errors"], calls),
                 "latency_samples": len(latencies),
                 "latency_p50_seconds": analytics.percentile(latencies, 50),
                 "latency_p95_seconds": analytics.percentile(latencies, 95),
                 "latency_p99_seconds": analytics.percentile(latencies, 99),
-                "input_tokens": group["in"],
-                "output_tokens": group["out"],
-                "tokens_per_call": analytics.ratio(group["in"] + group["out"], group["calls"]),
-                "cost_usd": group["cost"] / projection.NANO if group["priced"] else None,
-                "runs": len(statuses),
+                "input_tokens": group["input_tokens"],
+                "output_tokens": group["output_tokens"],
+                "tokens_per_call": analytics.ratio(group["input_tokens"] + group["output_tokens"], calls),
+                "cost_usd": group["cost_nano_usd"] / projection.NANO if group["priced"] else None,
+                "runs": sum(runs.values()),
                 "runs_finished": finished,
                 "runs_succeeded": succeeded,
                 "runs_failed": failed,

@@ -759,20 +759,44 @@ class Store:
             query = query.where(e.c.target == target)
         return [utc(moment) for (moment,) in self._read(query)]  # type: ignore[misc]
 
-    def model_calls(self, since: datetime, target: str | None) -> list[tuple[Any, ...]]:
-        """(provider, model, run_id, input, output, cost_nano_usd, latency_s, error, run status) of calls since ``since``."""
+    def model_facts(self, since: datetime, target: str | None) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per (provider, model), over the LLM calls since ``since``, aggregated in SQL: ``calls``, ``errors``,
+        ``input_tokens``, ``output_tokens``, ``cost_nano_usd``, ``priced`` (calls with a cost), ``runs``
+        (status → distinct runs that made such a call) and ``latencies`` (every reported latency_s)."""
         c, r = tables.llm_calls, tables.runs
-        query = (
-            sa.select(
-                c.c.provider, c.c.model, c.c.run_id, c.c.input_tokens, c.c.output_tokens, c.c.cost_nano_usd,
-                c.c.latency_s, c.c.error, r.c.status,
-            )
-            .select_from(c.outerjoin(r, r.c.run_id == c.c.run_id))
-            .where(c.c.time >= since.astimezone(UTC))
-        )
+        where = [c.c.time >= since.astimezone(UTC)]
         if target is not None:
-            query = query.where(c.c.target == target)
-        return [tuple(row) for row in self._read(query)]
+            where.append(c.c.target == target)
+        key = (c.c.provider, c.c.model)
+        totals = sa.select(
+            *key, sa.func.count(), sa.func.sum(sa.case((c.c.error, 1), else_=0)), sa.func.sum(c.c.input_tokens),
+            sa.func.sum(c.c.output_tokens), sa.func.coalesce(sa.func.sum(c.c.cost_nano_usd), 0), sa.func.count(c.c.cost_nano_usd),
+        ).where(*where).group_by(*key)
+        used = sa.select(*key, c.c.run_id).where(*where).distinct().subquery()
+        runs = (
+            sa.select(used.c.provider, used.c.model, r.c.status, sa.func.count())
+            .select_from(used.outerjoin(r, r.c.run_id == used.c.run_id))
+            .group_by(used.c.provider, used.c.model, r.c.status)
+        )
+        latencies = sa.select(*key, c.c.latency_s).where(*where, c.c.latency_s.is_not(None))
+        facts: dict[tuple[str, str], dict[str, Any]] = {}
+        try:
+            with self.engine.connect() as conn:
+                for provider, model, calls, errors, tokens_in, tokens_out, cost, priced in conn.execute(totals):
+                    facts[(provider, model)] = {
+                        "calls": int(calls), "errors": int(errors or 0), "input_tokens": int(tokens_in or 0),
+                        "output_tokens": int(tokens_out or 0), "cost_nano_usd": int(cost), "priced": int(priced),
+                        "runs": {}, "latencies": [],
+                    }
+                for provider, model, status, count in conn.execute(runs):
+                    if (provider, model) in facts:
+                        facts[(provider, model)]["runs"][status] = int(count)
+                for provider, model, latency in conn.execute(latencies):
+                    if (provider, model) in facts:
+                        facts[(provider, model)]["latencies"].append(float(latency))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+        return facts
 
     def graph_runs(self, since: datetime, target: str | None, limit: int) -> list[dict[str, Any]]:
         """Run records created at or after ``since`` (oldest first), at most ``limit``."""

@@ -263,3 +263,32 @@ def test_retention_sweeps_events_but_keeps_runs_and_totals(
     record = api.client.get("/v1/runs/old").json()
     assert (record["status"], record["pr_count"], record["llm_usage"]["total"]["input_tokens"]) == ("succeeded", 1, 7)
     assert _totals(api) == before
+
+
+def test_migration_0004_backfills_llm_calls_from_stored_events(tmp_path: Any) -> None:
+    """A store created before 0004 keeps its history: the new per-call table is filled from the stored events."""
+    from importlib import resources
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from outrider.control_plane import store
+
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("outrider.control_plane") / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        body = usage("r9", datetime(2026, 1, 1, tzinfo=UTC), input_tokens=3, output_tokens=4, cost_usd=0.5, latency_s=1.25, error="boom")
+        connection.execute(
+            sa.text("INSERT INTO events (source, event_id, type, time, target, run_id, received_at, body) "
+                    "VALUES (:s, :i, 'run.llm_usage', '2026-01-01 00:00:00.000000', 'acme/web', 'r9', '2026-01-01 00:00:01.000000', :b)"),
+            {"s": body["source"], "i": body["id"], "b": json.dumps(body)},
+        )
+    store.migrate(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT run_id, provider, model, input_tokens, output_tokens, cost_nano_usd, latency_s, error FROM llm_calls")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [("r9", "anthropic", "claude", 3, 4, 500_000_000, 1.25, 1)]

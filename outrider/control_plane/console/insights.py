@@ -145,7 +145,7 @@ async def models_page(request: Request) -> Response:
     window, target, problems = _filters(request, "7d")
     since = datetime.now(UTC) - params.window(window)
     try:
-        rows = await asyncio.to_thread(console._store(request).model_calls, since, target)
+        rows = await asyncio.to_thread(console._store(request).model_facts, since, target)
     except store.StoreUnavailable as exc:
         return console._unavailable(request, exc, "Models")
     return console._render(request, "models.html", {

@@ -70,7 +70,7 @@ def trends(
 def models(store_: deps.StoreDep, window: WindowQuery = "7d", target: TargetQuery = None) -> dict[str, Any]:
     since = datetime.now(UTC) - params.window(window)
     try:
-        calls = store_.model_calls(since, target)
+        calls = store_.model_facts(since, target)
     except store.StoreUnavailable as exc:
         raise _unavailable(exc) from exc
     return {"window": window, "target": target, "since": since, "models": insights.models(calls)}
