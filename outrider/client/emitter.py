@@ -161,11 +161,11 @@ class Client:
                 self._lock.notify_all()
         return str(body["id"])
 
-    def run(self, run_id: str, target: str | None = None) -> run_module.RunReporter:
+    def run(self, run_id: str, target: str | None = None, *, include_traceback: bool = True) -> run_module.RunReporter:
         """A reporter of one run's events (stages, usage, logs, outcome); see :mod:`outrider.client.run`."""
         from outrider.client import run as run_module
 
-        return run_module.RunReporter(self, run_id, target)
+        return run_module.RunReporter(self, run_id, target, include_traceback=include_traceback)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event emitted so far is delivered (or dropped/refused); False on timeout."""
