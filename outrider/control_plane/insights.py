@@ -26,48 +26,39 @@ def bucket_start(now: datetime, window: timedelta, bucket: timedelta) -> datetim
     return epoch + timedelta(seconds=offset)
 
 
-def _index(moment: datetime | None, start: datetime, size: float, count: int) -> int | None:
-    if moment is None or moment < start:
-        return None
-    index = int((moment - start).total_seconds() // size)
-    return index if index < count else None
-
-
 def trends(
-    runs: list[tuple[datetime | None, datetime | None, str, int, int | None, int]],
+    started: dict[int, int],
+    finished: list[tuple[int, str, int, int, int, int, int]],
     trips: list[datetime],
     *,
     start: datetime,
     now: datetime,
     bucket: timedelta,
 ) -> list[dict[str, Any]]:
-    """One ``TrendBucket`` per bucket from ``start`` to the one holding ``now`` (see docs/api.md for each figure)."""
+    """One ``TrendBucket`` per bucket from ``start`` to the one holding ``now``, from ``Store.trend_cells``
+    (see docs/api.md for each figure)."""
     size = bucket.total_seconds()
     count = int((now - start).total_seconds() // size) + 1
     cells = [
-        {"started": 0, "finished": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "tokens_ok": 0, "cost": 0, "priced": 0, "prs": 0, "trips": 0}
-        for _ in range(count)
+        {"started": started.get(index, 0), "finished": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "tokens_ok": 0,
+         "cost": 0, "priced": 0, "prs": 0, "trips": 0}
+        for index in range(count)
     ]
-    for started, completed, status, tokens, cost, prs in runs:
-        at = _index(started, start, size, count)
-        if at is not None:
-            cells[at]["started"] += 1
-        at = _index(completed, start, size, count)
-        if at is None or status not in projection.TERMINAL:
+    for index, status, runs, tokens, cost, priced, prs in finished:
+        if not 0 <= index < count or status not in projection.TERMINAL:
             continue
-        cell = cells[at]
-        cell["finished"] += 1
-        cell[status] += 1
+        cell = cells[index]
+        cell["finished"] += runs
+        cell[status] += runs
         if status == "succeeded":
             cell["tokens_ok"] += tokens
-        if cost is not None:
-            cell["cost"] += cost
-            cell["priced"] += 1
+        cell["cost"] += cost
+        cell["priced"] += priced
         cell["prs"] += prs
     for moment in trips:
-        at = _index(moment, start, size, count)
-        if at is not None:
-            cells[at]["trips"] += 1
+        index = int((moment - start).total_seconds() // size)
+        if 0 <= index < count:
+            cells[index]["trips"] += 1
     out = []
     total_ok = total_finished = 0
     for index, cell in enumerate(cells):

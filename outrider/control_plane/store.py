@@ -737,19 +737,43 @@ class Store:
 
     # --- insights (trends, models, graph, logs, retention) -----------------------------------------
 
-    def trend_runs(self, since: datetime, target: str | None) -> list[tuple[datetime | None, datetime | None, str, int, int | None, int]]:
-        """(started_at, completed_at, status, tokens, cost_nano_usd, pr_count) of runs started or completed since ``since``."""
+    def _bucket(self, column: Any, start: datetime, size: int) -> Any:
+        """SQL for the bucket index of ``column``: whole seconds since ``start`` divided by ``size`` (integers, exact)."""
+        origin = int(start.timestamp())
+        if self.dialect == "postgresql":
+            seconds = sa.cast(sa.func.floor(sa.extract("epoch", column)), sa.BigInteger)
+        else:
+            seconds = sa.cast(sa.func.strftime("%s", column), sa.Integer)
+        return (seconds - origin) // size  # both operands integers and >= 0 (the WHERE clause): exact floor
+
+    def trend_cells(self, start: datetime, size: int, target: str | None) -> tuple[dict[int, int], list[tuple[int, str, int, int, int, int, int]]]:
+        """Runs bucketed in SQL from ``start`` in buckets of ``size`` seconds: started per bucket, and per
+        (bucket, status) of the finished ones: (bucket, status, count, tokens, cost_nano_usd, priced, prs)."""
         r = tables.runs
-        since = since.astimezone(UTC)
-        query = sa.select(
-            r.c.started_at, r.c.completed_at, r.c.status, r.c.input_tokens + r.c.output_tokens, r.c.cost_nano_usd, r.c.pr_count
-        ).where(sa.or_(r.c.started_at >= since, r.c.completed_at >= since))
-        if target is not None:
-            query = query.where(r.c.target == target)
-        return [
-            (utc(started), utc(completed), status, int(tokens or 0), None if cost is None else int(cost), int(prs or 0))
-            for started, completed, status, tokens, cost, prs in self._read(query)
-        ]
+        start = start.astimezone(UTC)
+        scope = [] if target is None else [r.c.target == target]
+        started_bucket = self._bucket(r.c.started_at, start, size).label("b")
+        started = sa.select(started_bucket, sa.func.count()).where(r.c.started_at >= start, *scope).group_by(started_bucket)
+        done_bucket = self._bucket(r.c.completed_at, start, size).label("b")
+        finished = (
+            sa.select(
+                done_bucket, r.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(r.c.input_tokens + r.c.output_tokens), 0),
+                sa.func.coalesce(sa.func.sum(r.c.cost_nano_usd), 0), sa.func.count(r.c.cost_nano_usd),
+                sa.func.coalesce(sa.func.sum(r.c.pr_count), 0),
+            )
+            .where(r.c.completed_at >= start, r.c.status.in_(list(projection.TERMINAL)), *scope)
+            .group_by(done_bucket, r.c.status)
+        )
+        try:
+            with self.engine.connect() as conn:
+                counts = {int(b): int(n) for b, n in conn.execute(started)}
+                cells = [
+                    (int(b), status, int(n), int(tokens), int(cost), int(priced), int(prs))
+                    for b, status, n, tokens, cost, priced, prs in conn.execute(finished)
+                ]
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+        return counts, cells
 
     def event_times(self, kind: str, since: datetime, target: str | None) -> list[datetime]:
         """Times of the stored events of type ``kind`` at or after ``since`` (index on (type, time))."""

@@ -102,10 +102,9 @@ def _trend_page(st: store.Store, window: str, bucket: str, target: str | None) -
     span, size = params.window(window), params.window(bucket)
     now = datetime.now(UTC)
     start = insights.bucket_start(now, span, size)
-    buckets = insights.trends(
-        st.trend_runs(start, target), st.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target),
-        start=start, now=now, bucket=size,
-    )
+    started, finished = st.trend_cells(start, int(size.total_seconds()), target)
+    trips = st.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target)
+    buckets = insights.trends(started, finished, trips, start=start, now=now, bucket=size)
     fmt = "%m-%d %H:%M" if size.total_seconds() < 86400 else "%m-%d"
     labels = [b["start"].strftime(fmt) for b in buckets]
     charts = [

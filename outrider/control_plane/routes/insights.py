@@ -53,11 +53,11 @@ def trends(
     now = datetime.now(UTC)
     start = insights.bucket_start(now, span, size)
     try:
-        runs = store_.trend_runs(start, target)
+        started, finished = store_.trend_cells(start, int(size.total_seconds()), target)
         trips = store_.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target)
     except store.StoreUnavailable as exc:
         raise _unavailable(exc) from exc
-    buckets = insights.trends(runs, trips, start=start, now=now, bucket=size)
+    buckets = insights.trends(started, finished, trips, start=start, now=now, bucket=size)
     return {"window": window, "bucket": bucket, "target": target, "since": start, "until": now, "buckets": buckets}
 
 
