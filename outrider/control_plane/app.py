@@ -65,9 +65,18 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_store.open()
         sweeper = asyncio.create_task(_retention(the_store, config)) if config.retention_days is not None else None
+        exporting = None
+        if config.otlp_endpoint:
+            from outrider.control_plane import otel_export  # the optional "otel" extra; only loaded when configured
+
+            exporting = asyncio.create_task(otel_export.watch(the_store, otel_export.otlp_exporter(config.otlp_endpoint)))
         try:
             yield
         finally:
+            if exporting is not None:
+                exporting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await exporting
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -112,6 +112,15 @@ class Settings(BaseSettings):
         description="How often the retention sweep runs when retention_days is set (seconds, default 3600); the first runs at start.",
     )
 
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OTLP/HTTP traces URL (e.g. http://otel-collector:4318/v1/traces). When set, every finished run is "
+            "exported as one trace (root span, a span per stage, a span per LLM call; see docs/opentelemetry.md) "
+            "by a background task; needs the otel extra. Default: unset, nothing is exported."
+        ),
+    )
+
     def tokens(self) -> list[str]:
         """Every accepted token: ``api_tokens`` plus the lines of ``api_token_file`` (if it exists)."""
         found = [token.strip() for token in self.api_tokens.split(",") if token.strip()]
