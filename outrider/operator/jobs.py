@@ -97,6 +97,7 @@ class JobState:
     finished: bool
     succeeded: bool
     failed: bool
+    failure_reason: str | None = None  # the Failed condition's reason (what the Run's status.reason becomes)
 
     @property
     def active(self) -> bool:
@@ -121,6 +122,7 @@ def state(job: dict[str, Any]) -> JobState:
         finished=complete or failed,
         succeeded=complete and not failed,
         failed=failed,
+        failure_reason=((_condition(job, "Failed") or {}).get("reason") or k8s.REASON_JOB_FAILED) if failed else None,
     )
 
 

@@ -130,13 +130,22 @@ class TargetReconciler:
             b = breaker_mod.probe_lost(b, b.probe_run)
         tripped = reset = False
         newly_recorded: list[model.RunInfo] = []
-        finished = [r for r in runs if r.phase in (k8s.PHASE_SUCCEEDED, k8s.PHASE_FAILED)
-                    and not r.status.get("breakerRecorded") and r.uid not in self.recorded
-                    and r.reason != k8s.REASON_JOB_CREATE_FAILED]
-        finished.sort(key=lambda r: (r.status.get("completionTime") or "", r.name))
-        for run in finished:
+        # A finished Run is counted from its own status or, when its Job has finished but the Run's status has
+        # not come back through the watch yet, from the Job: the slot a finished Job frees is never used by
+        # admission (step 3) before its outcome is in the breaker.
+        finished: list[tuple[str, model.RunInfo, bool, str | None]] = []
+        for r in runs:
+            if r.status.get("breakerRecorded") or r.uid in self.recorded or r.reason == k8s.REASON_JOB_CREATE_FAILED:
+                continue
+            if r.phase in (k8s.PHASE_SUCCEEDED, k8s.PHASE_FAILED):
+                finished.append((r.status.get("completionTime") or "", r, r.phase == k8s.PHASE_SUCCEEDED, r.reason))
+            elif not r.terminal and r.name in jobs_by_run and jobs_by_run[r.name].state.finished:
+                state = jobs_by_run[r.name].state
+                finished.append((breaker_mod.format_time(now) or "", r, state.succeeded, state.failure_reason))
+        finished.sort(key=lambda item: (item[0], item[1].name))
+        for _, run, succeeded, reason in finished:
             b, t = breaker_mod.record(
-                b, succeeded=run.phase == k8s.PHASE_SUCCEEDED, run=run.name, reason=run.reason,
+                b, succeeded=succeeded, run=run.name, reason=reason,
                 now=now,
                 failure_threshold=target.failure_threshold, cooldown_seconds=target.cooldown_seconds,
             )
@@ -151,7 +160,11 @@ class TargetReconciler:
                 await self._drain(job, runs_by_name.get(job.run or ""), now)
             active_jobs = []
 
-        # 3. Admission, oldest first.
+        # 3. Admission, oldest first — after the outcomes just counted are persisted in Target.status.breaker, so
+        # neither this replica nor a successor after a crash admits into a slot whose failure it has not counted.
+        if newly_recorded:
+            await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"),
+                                       {"status": {"breaker": breaker_mod.to_status(b)}})
         active = len(active_jobs) + len([n for n in self.admitted if not any(j.name == n and j.state.active for j in jobs)])
         waiting = [r for r in runs if not r.terminal and r.name in jobs_by_run and jobs_by_run[r.name].state.suspended
                    and jobs_by_run[r.name].name not in self.admitted]
@@ -222,8 +235,7 @@ class TargetReconciler:
                 data={"health": h.health, "health_reason": h.reason, "breaker_state": b.state,
                       "consecutive_failures": b.consecutive_failures, "trips": b.trips,
                       "cooldown_until": b.cooldown_until.isoformat() if b.cooldown_until else None,
-                      "active_runs": active, "pending_runs": pending, "open_prs": open_prs or 0,
-                      "open_prs_known": open_prs is not None,
+                      "active_runs": active, "pending_runs": pending, "open_prs": open_prs,
                       "max_open_prs": target.limits.max_open_prs,
                       "max_concurrent_runs": target.limits.max_concurrent_runs,
                       "paused": target.limits.paused, "namespace": self.namespace, "message": h.message},

@@ -34,7 +34,13 @@ _versions = itertools.count(1)
 class KMock(kmock.KubernetesEmulator):
     """KMock plus the fields a real API server sets on create (and generateName)."""
 
+    #: Seconds to delay requests for a resource plural (e.g. {"pods": 1.0}): widens a race window on purpose.
+    delays: dict[str, float]
+
     async def _handle(self, request: Any) -> Any:
+        delay = (getattr(self, "delays", None) or {}).get(getattr(request.resource, "plural", None) or "")
+        if delay:
+            await asyncio.sleep(delay)
         if request.resource is not None and request.action == enums.action.CREATE and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if request.namespace and not meta.get("namespace"):
@@ -52,6 +58,7 @@ class Cluster:
     """A KMock server in a background thread, and a small synchronous client for tests."""
 
     def __init__(self) -> None:
+        self.delays: dict[str, float] = {}  # see KMock.delays
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="kmock", daemon=True)
@@ -75,6 +82,7 @@ class Cluster:
             # kopf's peering resource (the chart installs its CRD when replicas > 1).
             emulator.resources["kopf.dev/v1/clusterkopfpeerings"] = kmock.ResourceInfo(
                 kind="ClusterKopfPeering", namespaced=False, verbs={"get", "list", "watch", "patch", "create"})
+            emulator.delays = self.delays
             self.emulator = emulator
             self.url = str(server.url).rstrip("/")
             self._ready.set()

@@ -97,3 +97,36 @@ def test_success_while_closed_resets_the_count(cluster: Cluster, operator: Opera
     cluster.run("f2", "repo-a")
     fail(cluster, "f2")
     assert breaker(cluster)["state"] == "Closed" and breaker(cluster)["trips"] == 0
+
+
+def test_the_slot_freed_by_a_tripping_failure_is_never_used_before_the_breaker_counts_it(
+        cluster: Cluster, operator: Operator) -> None:
+    """The demo's race: the failed Job frees the concurrency slot before its Run shows Failed.
+
+    Reading the pods of a finished Job (for its termination message) is made slow, so the Run's Failed status
+    arrives about a second after the Job's; meanwhile a new Run wakes the Target. The waiting Runs must stay
+    held until the failure is counted and the breaker opens.
+    """
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a", maxConcurrentRuns=1, circuitBreaker={"failureThreshold": 2, "cooldownSeconds": 300})
+    operator.start()
+    cluster.run("f1", "repo-a")
+    fail(cluster, "f1")
+    cluster.run("f2", "repo-a")
+    wait_for(lambda: admitted(cluster, "f2"), what="f2 admitted")
+    cluster.run("q1", "repo-a")
+    wait_for(lambda: cluster.run_status("q1").get("reason") == "ConcurrencyLimit", what="q1 held by concurrency")
+    cluster.start_job("f2")
+    wait_for(lambda: cluster.run_status("f2").get("phase") == "Running", what="f2 running")
+    cluster.delays["pods"] = 1.0
+    cluster.finish_job("f2", ok=False)
+    cluster.run("q2", "repo-a")  # wakes the Target while f2's Run still shows Running
+    wait_for(lambda: breaker(cluster).get("state") == "Open", what="breaker open")
+    cluster.delays.clear()
+    wait_for(lambda: cluster.run_status("q2").get("reason") == "CircuitOpen", what="q2 held by the breaker")
+    for run in ("q1", "q2"):
+        assert not admitted(cluster, run), f"{run} was admitted with the slot of the failure that trips the breaker"
+        assert "admittedAt" not in cluster.run_status(run)
+    assert breaker(cluster)["consecutiveFailures"] == 2
+    pod_labels = cluster.job("q1")["spec"]["template"]["metadata"]["labels"]  # what the NetworkPolicy admits
+    assert (pod_labels["outrider.dev/run"], pod_labels["outrider.dev/target"]) == ("q1", "repo-a")
