@@ -88,3 +88,21 @@ def test_termination_message_from_a_pod():
     pod = {"status": {"containerStatuses": [{"state": {"running": {}}, "lastState": {"terminated": {"message": "old"}}}]}}
     assert jobs.termination_message(pod) == "old"
     assert jobs.termination_message({"status": {}}) is None
+
+
+def test_worker_pods_carry_the_labels_the_charts_network_policy_admits():
+    """The chart's NetworkPolicy lets worker pods reach the control plane by a POD label (workerPodSelector)."""
+    from pathlib import Path
+
+    import yaml
+
+    template = run()["spec"]["template"]
+    template["spec"]["template"]["metadata"] = {"labels": {"outrider.dev/run": "spoofed", "app": "agent"}}
+    pod_labels = jobs.job_for_run(run(template=template))["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels == {"app": "agent", "outrider.dev/run": "r1", "outrider.dev/target": "repo-a"}
+    values = yaml.safe_load((Path(__file__).parents[2] / "charts/outrider/values.yaml").read_text())
+    selector = values["networkPolicy"]["workerPodSelector"]
+    for expr in selector.get("matchExpressions") or []:
+        assert expr["operator"] == "Exists" and expr["key"] in pod_labels
+    for key, value in (selector.get("matchLabels") or {}).items():
+        assert pod_labels.get(key) == value
