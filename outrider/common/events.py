@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class EventType(enum.StrEnum):
@@ -122,10 +122,18 @@ class TargetStatusData(EventData):
     cooldown_until: AwareDatetime | None = None
     active_runs: int = Field(ge=0)
     pending_runs: int = Field(ge=0)
-    open_prs: int = Field(ge=0)
+    open_prs: int | None = Field(default=None, ge=0, description="Null: nobody reports this Target's open PRs.")
     max_open_prs: int = Field(ge=0)
     max_concurrent_runs: int = Field(ge=0)
     paused: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_unknown_open_prs(cls, raw: Any) -> Any:
+        """Events from before open_prs was nullable said "unknown" as ``open_prs: 0, open_prs_known: false``."""
+        if isinstance(raw, dict) and raw.get("open_prs_known") is False:
+            return {**raw, "open_prs": None}
+        return raw
 
 
 class HeartbeatData(EventData):

@@ -220,7 +220,7 @@ class TargetState(BaseModel):
     cooldown_remaining_seconds: float | None = Field(description="Seconds until cooldown_until at checked time; null without a cooldown.")
     active_runs: int
     pending_runs: int
-    open_prs: int | None = Field(description="Null when nobody reports this Target's open PRs (operator's open_prs_known false).")
+    open_prs: int | None = Field(description="Null when nobody reports this Target's open PRs (the operator's target.status open_prs is null).")
     max_open_prs: int
     max_concurrent_runs: int
     paused: bool

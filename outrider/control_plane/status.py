@@ -93,8 +93,8 @@ def target_state(stored: schemas.StoredEvent, now: datetime) -> schemas.TargetSt
         data = events.TargetStatusData.model_validate(event.data)
     except ValidationError:
         return None
-    # The operator sends open_prs 0 with open_prs_known false when nobody reports PRs: that 0 is not a fact.
-    open_prs: int | None = None if (data.model_extra or {}).get("open_prs_known") is False else data.open_prs
+    # Null when nobody reports the Target's PRs (old events' "0 + open_prs_known: false" reads as null too).
+    open_prs = data.open_prs
     blocked_by: schemas.BlockedBy | None = None
     if data.breaker_state == "Open" or data.health == "Failed":
         blocked_by = schemas.BlockedBy.CIRCUIT_BREAKER

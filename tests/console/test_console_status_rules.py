@@ -171,6 +171,13 @@ def test_unknown_open_prs_stay_unknown() -> None:
     assert alone.open_prs is None and alone.max_open_prs is None
 
 
+def test_null_open_prs_are_unknown_and_old_placeholder_events_read_as_null() -> None:
+    assert status.target_states([target("a", open_prs=None)], NOW)[0].open_prs is None
+    old = events.TargetStatusData.model_validate({**target("a").event.data, "open_prs": 0, "open_prs_known": False})
+    assert old.open_prs is None
+    assert events.TargetStatusData.model_validate({**target("a").event.data, "open_prs": 3}).open_prs == 3
+
+
 def test_blocked_without_figures_uses_the_operator_reason() -> None:
     prs = status.target_states([target("a", health="Blocked", health_reason="MaxOpenPRs", open_prs_known=False)], NOW)
     assert prs[0].blocked_by == schemas.BlockedBy.MAX_OPEN_PRS
