@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from outrider import client
 from outrider.common import k8s
 from outrider.demo import worker
 
@@ -62,6 +63,8 @@ class Driver:
         self.namespace = namespace
         self.kube = httpx.Client(base_url=kube_url, timeout=10)
         self.api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        #: The demo workers' event emitter (the worker SDK), shared by all of them.
+        self.reporting = client.Client(api_url, token, source="/demo/workers", flush_interval=0.25)
         self.run_every, self.run_seconds, self.merge_every = run_every, run_seconds, merge_every
         self.pending_per_target = pending_per_target
         self.rng = random.Random(seed)
@@ -120,6 +123,7 @@ class Driver:
         for thread in self._workers:  # workers notice the stop within half a second
             thread.join(5)
         self.kube.close()
+        self.reporting.close(timeout=5)
         self.api.close()
 
     # --- the loop -----------------------------------------------------------------------------------------
@@ -191,7 +195,7 @@ class Driver:
             stop = threading.Event()
             watcher = threading.Thread(target=self._watch_suspend, args=(job, stop), daemon=True)
             watcher.start()
-            agent = worker.Worker(self.api, job, target, succeed=self.rng.random() < plan.success_rate,
+            agent = worker.Worker(self.reporting.run(job, target), succeed=self.rng.random() < plan.success_rate,
                                   opens_pr=plan.opens_prs, seconds=self.rng.uniform(*self.run_seconds), stop=stop,
                                   rng=random.Random(self.rng.random()))
             outcome = agent.work(next(self._next_pr))

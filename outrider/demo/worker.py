@@ -1,20 +1,17 @@
-"""A demo agent worker: posts a run's stage, LLM-usage, log and PR events through the public API.
+"""A demo agent worker: reports a run's stage, LLM-usage, log and PR events through the worker SDK.
 
-It does what a real worker does with the SDK — report what it is doing, as CloudEvents, to ``POST /v1/events``
-with a bearer token — only its "work" is a few seconds of sleep. Token counts and costs are drawn at random
-per call (this is a demo) and labelled as coming from ``/demo/workers/...``.
+It does what a real worker does — report what it is doing with ``outrider.client`` (batched CloudEvents to
+``POST /v1/events``, never blocking the work) — only its "work" is a few seconds of sleep. Token counts and
+costs are drawn at random per call (this is a demo); the driver's client labels them ``/demo/workers``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+from outrider.client import run as run_module
 
 #: Demo model prices in USD per million tokens (input, output); only used to make demo costs plausible.
 MODELS = {("anthropic", "claude-sonnet-4"): (3.0, 15.0), ("openai", "gpt-4.1-mini"): (0.4, 1.6)}
@@ -28,20 +25,15 @@ FAILURES = [
 class Worker:
     """One run's worker: :meth:`work` posts its events over ``seconds`` and returns whether it succeeded."""
 
-    def __init__(self, client: httpx.Client, run: str, target: str, *, succeed: bool, opens_pr: bool,
+    def __init__(self, reporter: run_module.RunReporter, *, succeed: bool, opens_pr: bool,
                  seconds: float, stop: threading.Event, rng: random.Random) -> None:
-        self.client, self.run, self.target = client, run, target
+        self.reporter, self.run, self.target = reporter, reporter.run_id, reporter.target
         self.succeed, self.opens_pr, self.seconds, self.stop, self.rng = succeed, opens_pr, seconds, stop, rng
-        self.source = f"/demo/workers/{run}"
         self.pr_number: int | None = None
         self.failure = rng.choice(FAILURES)
 
     def _post(self, kind: str, data: dict[str, Any] | None = None) -> None:
-        event = {"specversion": "1.0", "id": uuid.uuid4().hex, "source": self.source, "type": kind,
-                 "time": datetime.now(UTC).isoformat(), "target": self.target, "runid": self.run, "data": data or {}}
-        # A demo worker does not buffer; the operator's lifecycle events still tell the story.
-        with contextlib.suppress(httpx.HTTPError):
-            self.client.post("/v1/events", json=event, headers={"Content-Type": "application/cloudevents+json"})
+        self.reporter.emit(kind, data)  # buffered; the SDK's thread posts it
 
     def _pause(self, share: float) -> bool:
         """Sleep a share of the run's time; False when the demo is stopping or the Job was suspended."""
@@ -50,10 +42,9 @@ class Worker:
     def _llm(self, phase: str) -> None:
         (provider, model), (price_in, price_out) = self.rng.choice(list(MODELS.items()))
         tokens_in, tokens_out = self.rng.randint(800, 9000), self.rng.randint(150, 2500)
-        self._post("run.llm_usage", {
-            "provider": provider, "model": model, "phase": phase, "input_tokens": tokens_in, "output_tokens": tokens_out,
-            "cost_usd": round((tokens_in * price_in + tokens_out * price_out) / 1e6, 6),
-            "latency_s": round(self.rng.uniform(0.8, 6.0), 2)})
+        self.reporter.usage(provider, model, phase=phase, input_tokens=tokens_in, output_tokens=tokens_out,
+                            cost_usd=round((tokens_in * price_in + tokens_out * price_out) / 1e6, 6),
+                            latency_s=round(self.rng.uniform(0.8, 6.0), 2))
 
     def work(self, next_pr: int) -> bool | None:
         """Post the run's events; True/False for the outcome, None when interrupted (demo stop or drain)."""
