@@ -22,6 +22,7 @@ from outrider.control_plane import errors, metrics, settings, status_metrics, st
 from outrider.control_plane.console import insights as console_insight_routes
 from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
+from outrider.control_plane.routes import budgets as budget_routes
 from outrider.control_plane.routes import events as event_routes
 from outrider.control_plane.routes import health as health_routes
 from outrider.control_plane.routes import insights as insight_routes
@@ -102,6 +103,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.include_router(log_routes.router)
     app.include_router(insight_routes.router)
     app.include_router(analytics_routes.router)
+    app.include_router(budget_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(status_routes.router)
     app.include_router(console_routes.router)

@@ -376,3 +376,28 @@ class LogLine(BaseModel):
 class LogPage(BaseModel):
     items: list[LogLine]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null when no more lines are stored yet.")
+
+
+class BudgetWindow(BaseModel):
+    """One scope's LLM spend over one rolling window (docs/concepts/budgets.md)."""
+
+    window: str = Field(description="1h or 24h: the spend of run.llm_usage events whose time is in (now - window, now].")
+    window_seconds: int
+    limit_usd: float | None = Field(description="The limit the operator reported (or the request's override); null: none.")
+    spent_usd: float = Field(description="Sum of cost_usd of the priced LLM calls in the window.")
+    remaining_usd: float | None = Field(description="max(0, limit - spent); null without a limit.")
+    exceeded: bool | None = Field(description="spent >= limit; null without a limit.")
+    resets_at: datetime | None = Field(
+        description="When exceeded: the earliest time at which, with no new spend, the spend left in the window is "
+                    "under the limit (oldest call that must leave + window). Null otherwise.")
+
+
+class Budget(BaseModel):
+    scope: str = Field(description="'global' (every call) or a Target name.")
+    pacing: str | None = Field(description="burst or even as the operator reported it; null when unknown.")
+    windows: list[BudgetWindow]
+
+
+class BudgetsResponse(BaseModel):
+    generated_at: datetime
+    budgets: list[Budget] = Field(description="The global budget first, then one per Target.")

@@ -1,0 +1,149 @@
+"""LLM spend against budgets over rolling windows: what ``GET /v1/budgets`` and the budget metrics report.
+
+Spend is the control plane's own: the sum of ``cost_usd`` of the ``run.llm_usage`` events whose event time lies
+in the window ``(now - W, now]`` (W = 1 h or 24 h), read from the ``llm_calls`` table through its
+``(target, time)`` and ``(time)`` indexes — one indexed range sum per scope and window. Calls without a price
+count nothing. Limits are the operator's (``Target.spec.budget`` and the autonomy ConfigMap): it reports them in
+``target.status`` (``budget_usd_per_hour``/``budget_usd_per_day``/``budget_pacing``) and ``operator.heartbeat``
+(the global ones); this module takes the latest report. docs/concepts/budgets.md defines every figure:
+
+- ``exceeded``: spent ≥ limit (a budget is used up when it is reached, not only when it is passed);
+- ``resets_at``: when exceeded, the earliest moment at which enough of the spend already in the window has
+  left it for the rest to be under the limit — the time of the oldest call that must leave, plus W. Calls
+  made after ``now`` are not foreseen. Null when not exceeded or without a limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from outrider.common import events
+from outrider.control_plane import schemas, status, tables
+
+#: The rolling windows: name → length.
+WINDOWS: dict[str, timedelta] = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
+NANO = 1_000_000_000
+GLOBAL = "global"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """One scope's limits in USD (None: no limit in that window) and its pacing."""
+
+    per_hour: float | None = None
+    per_day: float | None = None
+    pacing: str | None = None
+
+    def of(self, window: str) -> float | None:
+        return self.per_hour if window == "1h" else self.per_day
+
+
+def _limit(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
+
+
+def limits_of(data: dict[str, Any]) -> Limits:
+    """The limits an operator event carries (``target.status`` or ``operator.heartbeat`` data)."""
+    pacing = data.get("budget_pacing")
+    return Limits(per_hour=_limit(data.get("budget_usd_per_hour")), per_day=_limit(data.get("budget_usd_per_day")),
+                  pacing=pacing if pacing in ("burst", "even") else None)
+
+
+def reported_limits(heartbeat: schemas.StoredEvent | None,
+                    target_statuses: list[schemas.StoredEvent]) -> tuple[Limits, dict[str, Limits]]:
+    """(global limits from the latest heartbeat, per-target limits from each target's latest status)."""
+    glob = limits_of(heartbeat.event.data) if heartbeat is not None else Limits()
+    per_target = {s.event.target: limits_of(s.event.data) for s in target_statuses if s.event.target}
+    return glob, per_target
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _where(target: str | None, since: datetime, now: datetime) -> list[Any]:
+    c = tables.llm_calls
+    where = [c.c.time > since, c.c.time <= now, c.c.cost_nano_usd.is_not(None)]
+    if target is not None:
+        where.append(c.c.target == target)
+    return where
+
+
+def spent_nano(conn: sa.Connection, target: str | None, since: datetime, now: datetime) -> int:
+    """Nano-USD spent in ``(since, now]``; ``target`` None: every call (the global scope)."""
+    c = tables.llm_calls
+    value = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(c.c.cost_nano_usd), 0))
+                         .where(*_where(target, since, now))).scalar()
+    return int(value or 0)
+
+
+def resets_at(conn: sa.Connection, target: str | None, since: datetime, now: datetime, window: timedelta,
+              spent: int, limit: int) -> datetime | None:
+    """When the spend in the window first drops under ``limit`` if nothing more is spent (see module doc)."""
+    if spent < limit:
+        return None
+    c = tables.llm_calls
+    rows = conn.execute(sa.select(c.c.time, c.c.cost_nano_usd).where(*_where(target, since, now))
+                        .order_by(c.c.time)).yield_per(500)
+    remaining = spent
+    for moment, cost in rows:
+        remaining -= int(cost or 0)
+        if remaining < limit:
+            return _utc(moment) + window
+    return None  # only if the rows changed between the two reads: unknown rather than guessed
+
+
+def window_of(conn: sa.Connection, target: str | None, name: str, limit_usd: float | None,
+              now: datetime) -> schemas.BudgetWindow:
+    window = WINDOWS[name]
+    since = now - window
+    spent = spent_nano(conn, target, since, now)
+    limit = round(limit_usd * NANO) if limit_usd is not None else None
+    return schemas.BudgetWindow(
+        window=name, window_seconds=int(window.total_seconds()), limit_usd=limit_usd, spent_usd=spent / NANO,
+        remaining_usd=max(0, limit - spent) / NANO if limit is not None else None,
+        exceeded=spent >= limit if limit is not None else None,
+        resets_at=resets_at(conn, target, since, now, window, spent, limit) if limit is not None else None,
+    )
+
+
+def budget_of(conn: sa.Connection, scope: str, limits: Limits, now: datetime) -> schemas.Budget:
+    target = None if scope == GLOBAL else scope
+    return schemas.Budget(scope=scope, pacing=limits.pacing,
+                          windows=[window_of(conn, target, name, limits.of(name), now) for name in WINDOWS])
+
+
+def spending_targets(conn: sa.Connection, since: datetime, now: datetime) -> list[str]:
+    c = tables.llm_calls
+    rows = conn.execute(sa.select(c.c.target).where(*_where(None, since, now), c.c.target.is_not(None)).distinct())
+    return [str(t) for (t,) in rows]
+
+
+def read(conn: sa.Connection, *, now: datetime | None = None, target: str | None = None,
+         overrides: Limits | None = None) -> schemas.BudgetsResponse:
+    """The global budget and one per target (those with reported limits or spend in 24 h; or just ``target``).
+
+    ``overrides`` replace the reported limits of ``target`` (or of the global scope when ``target`` is None):
+    the operator asks with the limits it enforces now, which may be newer than its last ``target.status``.
+    """
+
+    moment = _utc(now or datetime.now(UTC))
+    heartbeat = status._latest_of_type(conn, events.EventType.OPERATOR_HEARTBEAT.value)
+    glob, per_target = reported_limits(heartbeat, status.latest_target_statuses(conn))
+    if overrides is not None and target is None:
+        glob = overrides
+    budgets = [budget_of(conn, GLOBAL, glob, moment)]
+    if target is not None:
+        names = [target]
+        if overrides is not None:
+            per_target[target] = overrides
+    else:
+        names = sorted(set(per_target) | set(spending_targets(conn, moment - WINDOWS["24h"], moment)))
+    budgets.extend(budget_of(conn, name, per_target.get(name, Limits()), moment) for name in names)
+    return schemas.BudgetsResponse(generated_at=moment, budgets=budgets)

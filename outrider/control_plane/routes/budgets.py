@@ -1,0 +1,47 @@
+"""``GET /v1/budgets``: LLM spend per rolling window against the budgets the operator enforces.
+
+The spend comes from the store (priced ``run.llm_usage`` events), the limits from the operator's latest
+``target.status`` and ``operator.heartbeat`` reports; :mod:`outrider.control_plane.budgets` defines the figures.
+The operator asks before admitting a Run of a Target with a budget, passing the limits it enforces now
+(``usd_per_hour``/``usd_per_day``), so a limit changed a moment ago is judged right away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+
+from outrider.control_plane import auth, budgets, deps, errors, schemas
+
+router = APIRouter(tags=["budgets"], dependencies=[Depends(auth.require_token)])
+
+
+@router.get(
+    "/v1/budgets",
+    response_model=schemas.BudgetsResponse,
+    summary="LLM spend over 1 h and 24 h rolling windows against the global and per-Target budgets",
+    responses=errors.responses(401, 422, 503),
+)
+async def read_budgets(
+    store_: deps.StoreDep,
+    target: Annotated[str | None, Query(min_length=1, max_length=253, description="Only this Target (and global).")] = None,
+    usd_per_hour: Annotated[float | None, Query(ge=0, allow_inf_nan=False,
+                                                description="Judge against this hourly limit instead of the reported one "
+                                                            "(the target's, or global without ?target=).")] = None,
+    usd_per_day: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Same, daily.")] = None,
+) -> schemas.BudgetsResponse:
+    overrides = None
+    if usd_per_hour is not None or usd_per_day is not None:
+        overrides = budgets.Limits(per_hour=usd_per_hour, per_day=usd_per_day)
+
+    def read() -> schemas.BudgetsResponse:
+        with store_.engine.connect() as conn:
+            return budgets.read(conn, target=target, overrides=overrides)
+
+    try:
+        return await asyncio.to_thread(read)
+    except sa.exc.SQLAlchemyError as exc:
+        raise errors.APIError(503, "store_unavailable", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
