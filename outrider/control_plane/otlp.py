@@ -15,12 +15,16 @@ span. ``POST /v1/otlp/v1/traces`` (see ``routes/otlp.py``) accepts such traces i
 - ``time`` is the span's end (else its start); ``source`` is ``/otlp``; ``id`` is
   ``otlp-<traceId>-<spanId>``, so a span sent twice is stored once.
 
+OTLP/HTTP protobuf bodies are read too when ``opentelemetry-proto`` (the ``otel`` extra) is installed:
+:func:`decode_protobuf` turns them into the same JSON mapping.
+
 A GenAI span that lacks a run id, a provider, a model or a time, or whose values do not validate, is
 rejected with a reason; the rest of the request is still stored (OTLP partial success).
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +38,42 @@ STATUS_ERROR = 2
 
 class OtlpError(ValueError):
     """The request is not an OTLP ExportTraceServiceRequest at all (answered with 400)."""
+
+
+class ProtobufUnavailable(RuntimeError):
+    """opentelemetry-proto (the ``otel`` extra) is not installed: protobuf bodies cannot be read."""
+
+
+def decode_protobuf(raw: bytes) -> dict[str, Any]:
+    """An OTLP/HTTP protobuf ExportTraceServiceRequest as the JSON mapping :func:`map_request` reads."""
+    try:
+        from google.protobuf import json_format, message
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    except ImportError as exc:
+        raise ProtobufUnavailable(str(exc)) from exc
+    try:
+        request = trace_service_pb2.ExportTraceServiceRequest.FromString(raw)
+    except message.DecodeError as exc:
+        raise OtlpError(f"not a protobuf ExportTraceServiceRequest: {exc}") from exc
+    document: dict[str, Any] = json_format.MessageToDict(request)
+    for resource_spans in document.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                for key in ("traceId", "spanId"):  # bytes come out as base64; OTLP/JSON writes them in hex
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    return document
+
+
+def encode_protobuf_response(rejected: int, message: str | None) -> bytes:
+    """The protobuf ExportTraceServiceResponse (partial success when ``message`` is set)."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    if message is not None:
+        response.partial_success.rejected_spans = rejected
+        response.partial_success.error_message = message
+    return bytes(response.SerializeToString())
 
 
 @dataclass
@@ -87,6 +127,10 @@ def _nanos(value: Any) -> int | None:
     return nanos if nanos > 0 else None
 
 
+def _hex(text: str, digits: int) -> bool:
+    return len(text) == digits and all(char in "0123456789abcdefABCDEF" for char in text)
+
+
 def _list(document: dict[str, Any], key: str) -> list[Any]:
     value = document.get(key) or []
     if not isinstance(value, list):
@@ -99,8 +143,8 @@ def span_event(span: dict[str, Any], resource: dict[str, Any]) -> tuple[events.C
     attrs = attributes(span.get("attributes"))
     trace_id, span_id = str(span.get("traceId") or ""), str(span.get("spanId") or "")
     where = f"span {span_id or '?'} of trace {trace_id or '?'}"
-    if not trace_id or not span_id:
-        return None, f"{where}: traceId and spanId are required (they make the event id)"
+    if not _hex(trace_id, 32) or not _hex(span_id, 16):
+        return None, f"{where}: traceId (32 hex digits) and spanId (16 hex digits) are required (they make the event id)"
     run_id = attrs.get("outrider.run_id") or resource.get("outrider.run_id")
     target = attrs.get("outrider.target") or resource.get("outrider.target")
     provider = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")
@@ -132,12 +176,16 @@ def span_event(span: dict[str, Any], resource: dict[str, Any]) -> tuple[events.C
         data["error"] = str(status.get("message") or attrs.get("error.type") or "error")
     if resource.get("service.name"):
         data["service"] = str(resource["service.name"])
+    try:
+        when = datetime.fromtimestamp(moment / 1e9, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None, f"{where}: the span's time is out of range"
     raw: dict[str, Any] = {
         "specversion": "1.0",
-        "id": f"otlp-{trace_id}-{span_id}",
+        "id": f"otlp-{trace_id.lower()}-{span_id.lower()}",
         "source": SOURCE,
         "type": events.EventType.RUN_LLM_USAGE.value,
-        "time": datetime.fromtimestamp(moment / 1e9, UTC).isoformat(),
+        "time": when,
         "runid": str(run_id),
         "data": data,
     }
@@ -157,7 +205,10 @@ def map_request(document: Any) -> Mapped:
     for resource_spans in _list(document, "resourceSpans"):
         if not isinstance(resource_spans, dict):
             raise OtlpError("resourceSpans items must be objects")
-        resource = attributes((resource_spans.get("resource") or {}).get("attributes"))
+        resource_part = resource_spans.get("resource") or {}
+        if not isinstance(resource_part, dict):
+            raise OtlpError("resource must be an object")
+        resource = attributes(resource_part.get("attributes"))
         for scope_spans in _list(resource_spans, "scopeSpans"):
             if not isinstance(scope_spans, dict):
                 raise OtlpError("scopeSpans items must be objects")

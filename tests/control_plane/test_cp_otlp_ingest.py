@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
 START = 1_767_268_800_000_000_000  # 2026-01-01T12:00:00Z in ns
@@ -100,10 +101,47 @@ def test_bad_spans_are_rejected_and_the_rest_stored(api: RunningServer) -> None:
 
 def test_refusals(api: RunningServer) -> None:
     assert api.anonymous.post("/v1/otlp/v1/traces", json=request([])).status_code == 401
-    protobuf = api.client.post("/v1/otlp/v1/traces", content=b"\x0a\x00", headers={"Content-Type": "application/x-protobuf"})
-    assert protobuf.status_code == 415 and "http/json" in protobuf.json()["message"]
+    protobuf = api.client.post("/v1/otlp/v1/traces", content=b"\xff\xff", headers={"Content-Type": "application/x-protobuf"})
+    assert protobuf.status_code == 400 and protobuf.json()["error"] == "malformed_otlp"
+    text = api.client.post("/v1/otlp/v1/traces", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415
     malformed = api.client.post("/v1/otlp/v1/traces", content=b"{", headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_otlp"
-    wrong = api.client.post("/v1/otlp/v1/traces", json={"resourceSpans": "x"})
-    assert wrong.status_code == 400
+    for wrong in ({"resourceSpans": "x"}, {"resourceSpans": [{"resource": "x"}]}, [1]):
+        assert api.client.post("/v1/otlp/v1/traces", json=wrong).status_code == 400
+    odd = request([span("not-hex", **GENAI), {**span("ddddddddddddddd1", **GENAI), "endTimeUnixNano": "9" * 30}],
+                  **{"outrider.run_id": "run-otel-4"})
+    answer = api.client.post("/v1/otlp/v1/traces", json=odd).json()["partialSuccess"]
+    assert answer["rejectedSpans"] == 2 and "hex" in answer["errorMessage"] and "out of range" in answer["errorMessage"]
     assert api.client.post("/v1/otlp/v1/traces", json={}).json() == {}
+
+
+def test_the_opentelemetry_sdk_exports_to_it_over_protobuf(api: RunningServer) -> None:
+    """Interoperability: the real OTLP/HTTP exporter of the OpenTelemetry SDK (protobuf) as the client."""
+    trace_exporter = pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    from opentelemetry.sdk import resources
+    from opentelemetry.sdk import trace as sdk_trace
+    from opentelemetry.sdk.trace import export
+
+    exporter = trace_exporter.OTLPSpanExporter(endpoint=f"{api.url}/v1/otlp/v1/traces",
+                                               headers={"Authorization": f"Bearer {support.TOKEN}"})
+    provider = sdk_trace.TracerProvider(resource=resources.Resource.create(
+        {"service.name": "agent", "outrider.run_id": "run-otel-sdk", "outrider.target": "acme/web"}))
+    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("agent")
+    with tracer.start_as_current_span("chat claude-sonnet-4") as call:
+        call.set_attributes({"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4",
+                             "gen_ai.usage.input_tokens": 700, "gen_ai.usage.output_tokens": 70,
+                             "outrider.cost_usd": 0.0032, "outrider.phase": "plan"})
+    with tracer.start_as_current_span("http GET"):
+        pass  # not an LLM call: ignored
+    provider.shutdown()
+    record = api.client.get("/v1/runs/run-otel-sdk").json()
+    assert record["target"] == "acme/web"
+    assert record["llm_usage"]["by_phase"]["plan"]["input_tokens"] == 700
+    assert record["llm_usage"]["total"]["cost_usd"] == pytest.approx(0.0032)
+    stored = api.client.get("/v1/events", params={"run_id": "run-otel-sdk"}).json()["items"]
+    assert len(stored) == 1
+    event = stored[0]["event"]
+    assert event["id"] == f"otlp-{event['data']['trace_id']}-{event['data']['span_id']}"
+    assert len(event["data"]["trace_id"]) == 32 and event["data"]["latency_s"] >= 0

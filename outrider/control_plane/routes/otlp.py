@@ -1,7 +1,7 @@
 """``POST /v1/otlp/v1/traces``: OTLP/HTTP JSON trace ingest; GenAI spans become ``run.llm_usage`` events.
 
 An OpenTelemetry SDK or Collector exporting with ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<control plane>/v1/otlp/v1/traces``
-(and ``OTEL_EXPORTER_OTLP_PROTOCOL=http/json``, the bearer token in ``OTEL_EXPORTER_OTLP_HEADERS``) feeds
+(the bearer token in ``OTEL_EXPORTER_OTLP_HEADERS``; JSON always, protobuf when the ``otel`` extra is installed) feeds
 the same store as ``POST /v1/events``: the mapping is in ``control_plane/otlp.py``; the events go through
 the store's normal group commit. The answer follows the OTLP spec: 200 with ``{}`` when every span was
 taken, or with ``partialSuccess`` counting the rejected spans and saying why.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
 
 from outrider.control_plane import auth, errors, otlp, settings, store
 
@@ -37,34 +37,49 @@ async def _body(request: Request, limit: int) -> bytes:
 
 @router.post(
     "/v1/otlp/v1/traces",
-    summary="Ingest OTLP/HTTP JSON traces (GenAI spans become run.llm_usage events)",
-    responses=errors.responses(400, 401, 413, 415, 503),
-    openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": {
-        "type": "object", "description": "An OTLP ExportTraceServiceRequest in the protobuf JSON mapping."}}}}},
+    summary="Ingest OTLP/HTTP traces (GenAI spans become run.llm_usage events)",
+    responses={
+        200: {"description": "Stored; {} or a partialSuccess, in the request's encoding (ExportTraceServiceResponse).",
+              "content": {JSON: {"schema": {"type": "object"}}, PROTOBUF: {"schema": {"type": "string", "format": "binary"}}}},
+        **errors.responses(400, 401, 413, 415, 503),
+    },
+    response_class=JSONResponse,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        JSON: {"schema": {"type": "object", "description": "An OTLP ExportTraceServiceRequest in the protobuf JSON mapping."}},
+        PROTOBUF: {"schema": {"type": "string", "format": "binary", "description": "The same, protobuf-encoded (needs the otel extra)."}},
+    }}},
 )
-async def traces(request: Request) -> dict[str, Any]:
+async def traces(request: Request) -> Response:
     """Store one ``run.llm_usage`` event per GenAI span; see docs/opentelemetry.md for the mapping."""
     config: settings.Settings = request.app.state.settings
     store_: store.Store = request.app.state.store
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == PROTOBUF:
-        raise errors.APIError(415, "unsupported_media_type",
-                              "OTLP/HTTP protobuf is not supported; export with OTEL_EXPORTER_OTLP_PROTOCOL=http/json")
-    if content_type != JSON:
-        raise errors.APIError(415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not {JSON}")
+    if content_type not in (JSON, PROTOBUF):
+        raise errors.APIError(415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not {JSON} or {PROTOBUF}")
     raw = await _body(request, config.max_body_bytes)
     try:
-        document = json.loads(raw)
+        document = otlp.decode_protobuf(raw) if content_type == PROTOBUF else json.loads(raw)
         mapped = otlp.map_request(document)
+    except otlp.ProtobufUnavailable as exc:
+        raise errors.APIError(415, "unsupported_media_type", "OTLP/HTTP protobuf needs the otel extra (opentelemetry-proto), "
+                              "which this server lacks; export with OTEL_EXPORTER_OTLP_PROTOCOL=http/json") from exc
     except (ValueError, UnicodeDecodeError) as exc:  # OtlpError is a ValueError too
-        raise errors.APIError(400, "malformed_otlp", f"not an OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+        raise errors.APIError(400, "malformed_otlp", f"not an OTLP ExportTraceServiceRequest: {exc}") from exc
     if mapped.events:
         try:
             await asyncio.wait_for(asyncio.wrap_future(store_.submit(mapped.events)), timeout=config.write_timeout_seconds)
         except (store.StoreUnavailable, TimeoutError) as exc:
             raise errors.APIError(503, "store_unavailable", f"the spans were not stored ({exc or 'timed out'}); retry") from exc
+    message = _message(mapped)
+    if content_type == PROTOBUF:  # OTLP answers in the request's encoding
+        return Response(otlp.encode_protobuf_response(mapped.rejected, message), media_type=PROTOBUF)
+    return JSONResponse({} if message is None else {"partialSuccess": {"rejectedSpans": mapped.rejected, "errorMessage": message}})
+
+
+def _message(mapped: otlp.Mapped) -> str | None:
+    """The partial-success message: the first reasons for rejected spans, and how many were ignored."""
     if not mapped.rejected and not mapped.ignored:
-        return {}
+        return None
     notes = []
     if mapped.rejected:
         shown = "; ".join(mapped.reasons[:MAX_REASONS])
@@ -72,4 +87,4 @@ async def traces(request: Request) -> dict[str, Any]:
         notes.append(f"{mapped.rejected} GenAI spans rejected: {shown}{more}")
     if mapped.ignored:
         notes.append(f"{mapped.ignored} spans without gen_ai.usage attributes ignored")
-    return {"partialSuccess": {"rejectedSpans": mapped.rejected, "errorMessage": ". ".join(notes)}}
+    return ". ".join(notes)
