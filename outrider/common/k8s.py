@@ -59,6 +59,8 @@ AUTONOMY_CONFIGMAP_DEFAULT: Final = "outrider-autonomy"
 AUTONOMY_KEY_ENABLED: Final = "enabled"  # "true" | "false"
 AUTONOMY_KEY_REASON: Final = "reason"  # free text, shown on held Runs
 AUTONOMY_KEY_MODE: Final = "mode"  # "hold" | "drain"
+AUTONOMY_KEY_BUDGET_HOUR: Final = "budgetUsdPerHour"  # global budget, USD per rolling hour (optional)
+AUTONOMY_KEY_BUDGET_DAY: Final = "budgetUsdPerDay"  # global budget, USD per rolling day (optional)
 AUTONOMY_MODE_HOLD: Final = "hold"
 AUTONOMY_MODE_DRAIN: Final = "drain"
 AUTONOMY_MODES: Final = (AUTONOMY_MODE_HOLD, AUTONOMY_MODE_DRAIN)
@@ -102,6 +104,9 @@ REASON_TARGET_NOT_FOUND: Final = "TargetNotFound"
 REASON_CIRCUIT_OPEN: Final = "CircuitOpen"
 REASON_CONCURRENCY_LIMIT: Final = "ConcurrencyLimit"
 REASON_MAX_OPEN_PRS: Final = "MaxOpenPRs"  # also a Target health reason (Blocked)
+REASON_BUDGET_EXCEEDED: Final = "BudgetExceeded"  # the Target's or the global LLM spend reached its limit
+REASON_BUDGET_UNKNOWN: Final = "BudgetUnknown"  # the spend cannot be read and the Target has a budget: fail closed
+REASON_BUDGET_PACED: Final = "BudgetPaced"  # even pacing: the next admission is not due yet
 HOLD_REASONS: Final = (
     REASON_AUTONOMY_PAUSED,
     REASON_CONFIG_MISSING,
@@ -110,6 +115,9 @@ HOLD_REASONS: Final = (
     REASON_TARGET_NOT_FOUND,
     REASON_CIRCUIT_OPEN,
     REASON_MAX_OPEN_PRS,
+    REASON_BUDGET_EXCEEDED,
+    REASON_BUDGET_UNKNOWN,
+    REASON_BUDGET_PACED,
     REASON_CONCURRENCY_LIMIT,
 )
 # Admission granted.

@@ -113,9 +113,19 @@ def window_of(conn: sa.Connection, target: str | None, name: str, limit_usd: flo
     )
 
 
+def avg_run_cost(conn: sa.Connection, target: str | None, since: datetime) -> float | None:
+    """Mean cost of the runs that finished since ``since`` with a cost (``runs`` table, completed_at index)."""
+    r = tables.runs
+    query = sa.select(sa.func.avg(r.c.cost_nano_usd)).where(r.c.completed_at > since, r.c.cost_nano_usd.is_not(None))
+    if target is not None:
+        query = query.where(r.c.target == target)
+    value = conn.execute(query).scalar()
+    return float(value) / NANO if value is not None else None
+
+
 def budget_of(conn: sa.Connection, scope: str, limits: Limits, now: datetime) -> schemas.Budget:
     target = None if scope == GLOBAL else scope
-    return schemas.Budget(scope=scope, pacing=limits.pacing,
+    return schemas.Budget(scope=scope, pacing=limits.pacing, avg_run_cost_usd=avg_run_cost(conn, target, now - WINDOWS["24h"]),
                           windows=[window_of(conn, target, name, limits.of(name), now) for name in WINDOWS])
 
 
@@ -126,11 +136,12 @@ def spending_targets(conn: sa.Connection, since: datetime, now: datetime) -> lis
 
 
 def read(conn: sa.Connection, *, now: datetime | None = None, target: str | None = None,
-         overrides: Limits | None = None) -> schemas.BudgetsResponse:
+         overrides: Limits | None = None, global_overrides: Limits | None = None) -> schemas.BudgetsResponse:
     """The global budget and one per target (those with reported limits or spend in 24 h; or just ``target``).
 
-    ``overrides`` replace the reported limits of ``target`` (or of the global scope when ``target`` is None):
-    the operator asks with the limits it enforces now, which may be newer than its last ``target.status``.
+    ``overrides`` replace the reported limits of ``target`` (or of the global scope when ``target`` is None),
+    ``global_overrides`` those of the global scope: the operator asks with the limits it enforces now, which
+    may be newer than its last report.
     """
 
     moment = _utc(now or datetime.now(UTC))
@@ -138,6 +149,8 @@ def read(conn: sa.Connection, *, now: datetime | None = None, target: str | None
     glob, per_target = reported_limits(heartbeat, status.latest_target_statuses(conn))
     if overrides is not None and target is None:
         glob = overrides
+    if global_overrides is not None:
+        glob = global_overrides
     budgets = [budget_of(conn, GLOBAL, glob, moment)]
     if target is not None:
         names = [target]

@@ -395,6 +395,9 @@ class BudgetWindow(BaseModel):
 class Budget(BaseModel):
     scope: str = Field(description="'global' (every call) or a Target name.")
     pacing: str | None = Field(description="burst or even as the operator reported it; null when unknown.")
+    avg_run_cost_usd: float | None = Field(
+        default=None, description="Average cost of the scope's runs that finished in the last 24 h with a cost "
+                                  "(the operator's even pacing); null when there is none.")
     windows: list[BudgetWindow]
 
 

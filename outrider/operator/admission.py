@@ -4,7 +4,8 @@ A Run's Job is created suspended; admission unsuspends it. The rules (docs/conce
 checked in a fixed order so each held Run shows exactly one reason: autonomy (AutonomyPaused, or
 ConfigMissing/ConfigInvalid when the ConfigMap is absent or broken), the Target (TargetNotFound,
 TargetPaused), its circuit breaker (CircuitOpen; HalfOpen admits a single probe), its open pull requests
-(MaxOpenPRs) and its concurrency (ConcurrencyLimit). Runs are considered oldest first. Pure: the caller
+(MaxOpenPRs), its budget (BudgetExceeded, BudgetUnknown, BudgetPaced — budget.py) and its concurrency
+(ConcurrencyLimit). Runs are considered oldest first. Pure: the caller
 supplies the cluster's current counts, so the same function serves the operator and its unit tests.
 """
 
@@ -16,6 +17,7 @@ import datetime as dt
 from outrider.common import k8s
 from outrider.operator import autonomy as autonomy_mod
 from outrider.operator import breaker as breaker_mod
+from outrider.operator import budget as budget_mod
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,7 @@ def decide(
     breaker: breaker_mod.Breaker,
     active: int,
     now: dt.datetime,
+    budget: budget_mod.Gate | None = None,
 ) -> list[Decision]:
     """One decision per candidate, oldest first. ``active`` counts the Target's admitted, unfinished Jobs."""
     ordered = order(candidates)
@@ -80,6 +83,13 @@ def decide(
         if target.open_prs is not None and target.open_prs >= target.max_open_prs:
             decisions.append(Decision(candidate.name, False, k8s.REASON_MAX_OPEN_PRS,
                                       f"{target.open_prs} open pull requests; the Target allows {target.max_open_prs}"))
+            continue
+        if budget is not None and budget.hold is not None:
+            decisions.append(Decision(candidate.name, False, *budget.hold))
+            continue
+        if budget is not None and budget.one_at_a_time and running > active:
+            decisions.append(Decision(candidate.name, False, k8s.REASON_BUDGET_PACED,
+                                      "even pacing: one Run admitted at a time; this one is next"))
             continue
         if running >= target.max_concurrent_runs:
             decisions.append(Decision(candidate.name, False, k8s.REASON_CONCURRENCY_LIMIT,

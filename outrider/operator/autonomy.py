@@ -9,6 +9,7 @@ Pure: no I/O, so the parsing rules are unit-tested on their own.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from outrider.common import k8s
@@ -26,6 +27,8 @@ class Autonomy:
     mode: str  # hold | drain (drain only matters while disabled)
     reason: str  # the hold reason for Runs: AutonomyPaused, ConfigMissing or ConfigInvalid ("" while enabled)
     message: str  # for people: the ConfigMap's own `reason`, or what is wrong with it
+    budget_usd_per_hour: float | None = None  # the global budget (budgetUsdPerHour); None: no limit
+    budget_usd_per_day: float | None = None
 
     @property
     def draining(self) -> bool:
@@ -58,11 +61,26 @@ def parse(configmap: dict[str, Any] | None, *, namespace: str = "", name: str = 
         mode = k8s.AUTONOMY_MODE_HOLD
     if mode not in k8s.AUTONOMY_MODES:
         return _invalid(where, f"'{k8s.AUTONOMY_KEY_MODE}' is {raw_mode!r} (expected \"hold\" or \"drain\")")
+    budget: dict[str, float | None] = {}
+    for key in (k8s.AUTONOMY_KEY_BUDGET_HOUR, k8s.AUTONOMY_KEY_BUDGET_DAY):
+        raw = data.get(key)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            budget[key] = None
+            continue
+        try:
+            value = float(raw) if isinstance(raw, str) else None
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < 0:
+            return _invalid(where, f"'{key}' is {raw!r} (expected a number of US dollars >= 0)")
+        budget[key] = value
+    hour, day = budget[k8s.AUTONOMY_KEY_BUDGET_HOUR], budget[k8s.AUTONOMY_KEY_BUDGET_DAY]
     note = data.get(k8s.AUTONOMY_KEY_REASON)
     note = note.strip() if isinstance(note, str) else ""
     if enabled:
-        return Autonomy(True, mode, "", note)
-    return Autonomy(False, mode, k8s.REASON_AUTONOMY_PAUSED, note or "autonomy is disabled in the autonomy ConfigMap")
+        return Autonomy(True, mode, "", note, hour, day)
+    return Autonomy(False, mode, k8s.REASON_AUTONOMY_PAUSED, note or "autonomy is disabled in the autonomy ConfigMap",
+                    hour, day)
 
 
 def _invalid(where: str, problem: str) -> Autonomy:

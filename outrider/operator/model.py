@@ -14,6 +14,7 @@ from typing import Any
 from outrider.common import k8s
 from outrider.operator import admission
 from outrider.operator import breaker as breaker_mod
+from outrider.operator import budget as budget_mod
 from outrider.operator import jobs as jobs_mod
 
 
@@ -111,6 +112,7 @@ class TargetInfo:
     failure_threshold: int
     cooldown_seconds: int
     generation: int
+    budget: budget_mod.Limits | None = None  # spec.budget; None: the Target has no budget of its own
 
     @classmethod
     def of(cls, body: Any) -> TargetInfo:
@@ -136,6 +138,7 @@ class TargetInfo:
             failure_threshold=_positive(cb.get("failureThreshold"), 2),
             cooldown_seconds=_positive(cb.get("cooldownSeconds"), 1800),
             generation=int(meta.get("generation") or 0),
+            budget=budget_mod.from_spec(spec.get("budget")),
         )
 
 

@@ -21,6 +21,7 @@ import kopf
 from outrider.common import events, k8s
 from outrider.operator import admission, conditions, events_client, health, kube, metrics, model
 from outrider.operator import breaker as breaker_mod
+from outrider.operator import budget as budget_mod
 from outrider.operator import runtime as runtime_mod
 
 logger = logging.getLogger("outrider.operator.reconciler")
@@ -168,8 +169,9 @@ class TargetReconciler:
         active = len(active_jobs) + len([n for n in self.admitted if not any(j.name == n and j.state.active for j in jobs)])
         waiting = [r for r in runs if not r.terminal and r.name in jobs_by_run and jobs_by_run[r.name].state.suspended
                    and jobs_by_run[r.name].name not in self.admitted]
+        gate = await self._budget_gate(target, autonomy, waiting, runs, now)
         decisions = admission.decide([admission.Candidate(r.name, r.created) for r in waiting], autonomy=autonomy,
-                                     target=target.limits, breaker=b, active=active, now=now)
+                                     target=target.limits, breaker=b, active=active, now=now, budget=gate)
         admitted_now = 0
         pending = 0
         for decision in decisions:
@@ -238,7 +240,10 @@ class TargetReconciler:
                       "active_runs": active, "pending_runs": pending, "open_prs": open_prs,
                       "max_open_prs": target.limits.max_open_prs,
                       "max_concurrent_runs": target.limits.max_concurrent_runs,
-                      "paused": target.limits.paused, "namespace": self.namespace, "message": h.message},
+                      "paused": target.limits.paused, "namespace": self.namespace, "message": h.message,
+                      "budget_usd_per_hour": target.budget.per_hour if target.budget else None,
+                      "budget_usd_per_day": target.budget.per_day if target.budget else None,
+                      "budget_pacing": target.budget.pacing if target.budget else None},
             ))
         if half_opened:
             kopf.info(target_ref, reason="CircuitHalfOpen",
@@ -269,9 +274,23 @@ class TargetReconciler:
             namespace=self.namespace, name=self.name, health=h.health, breaker_state=b.state, trips=b.trips,
             consecutive_failures=b.consecutive_failures, open_prs=open_prs, max_open_prs=target.limits.max_open_prs,
             max_concurrent_runs=target.limits.max_concurrent_runs, active=active, pending=pending)
-        if b.state == k8s.BREAKER_OPEN and b.cooldown_until is not None:
-            return b.cooldown_until
-        return None
+        wakes = [t for t in (b.cooldown_until if b.state == k8s.BREAKER_OPEN else None,
+                             gate.retry_at if gate is not None and pending else None) if t is not None]
+        return min(wakes) if wakes else None
+
+    async def _budget_gate(self, target: model.TargetInfo, autonomy: Any, waiting: list[model.RunInfo],
+                           runs: list[model.RunInfo], now: dt.datetime) -> budget_mod.Gate | None:
+        """The budget verdict, asked of the control plane only when a Run waits and a budget applies."""
+        glob = budget_mod.Limits(per_hour=autonomy.budget_usd_per_hour, per_day=autonomy.budget_usd_per_day)
+        if not waiting or not autonomy.enabled or (target.budget is None and not glob.any):
+            return None
+        spend, error = await self.rt.budgets.fetch(self.name, target.budget, glob if glob.any else None, now)
+        admitted_times = [t for t in (breaker_mod.parse_time(r.status.get("admittedAt")) for r in runs) if t]
+        admitted_times.extend(self.admitted.values())
+        return budget_mod.gate(spend, target=target.budget, glob=glob, now=now, error=error,
+                               fail_open=self.rt.settings.budget_fail_open,
+                               retry_unknown=dt.timedelta(seconds=self.rt.settings.budget_cache_seconds),
+                               last_admitted=max(admitted_times) if admitted_times else None)
 
     async def _admit(self, run: model.RunInfo, job: model.JobInfo, decision: admission.Decision, now: dt.datetime) -> None:
         stamp = breaker_mod.format_time(now)

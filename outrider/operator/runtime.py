@@ -19,6 +19,7 @@ from typing import Any
 
 from outrider.common import events
 from outrider.operator import autonomy as autonomy_mod
+from outrider.operator import budget as budget_mod
 from outrider.operator import events_client, kube, metrics
 from outrider.operator import settings as settings_mod
 
@@ -43,6 +44,8 @@ class Runtime:
         self._wakes: dict[tuple[str, str], asyncio.Event] = {}
         self.sender = events_client.EventSender(settings.url, settings.token, buffer_max=settings.events_buffer_max,
                                                 batch_max=settings.events_batch_max)
+        self.budgets = budget_mod.Client(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
+                                         cache_seconds=settings.budget_cache_seconds)
         self.view = metrics.View(events_dropped=lambda: self.sender.dropped, events_buffered=lambda: self.sender.buffered)
         self.registry = metrics.registry_for(self.view)
         self._tasks: list[asyncio.Task[None]] = []
@@ -159,7 +162,9 @@ class Runtime:
                           "autonomy_mode": self.autonomy.mode,
                           "autonomy_reason": self.autonomy.message or self.autonomy.reason or None,
                           "autonomy_since": self.autonomy_since.isoformat() if self.autonomy_since else None,
-                          "heartbeat_seconds": self.settings.heartbeat_seconds},
+                          "heartbeat_seconds": self.settings.heartbeat_seconds,
+                          "budget_usd_per_hour": self.autonomy.budget_usd_per_hour,
+                          "budget_usd_per_day": self.autonomy.budget_usd_per_day},
                 ))
                 await asyncio.sleep(self.settings.heartbeat_seconds)
             else:

@@ -42,6 +42,14 @@ class OperatorSettings(BaseSettings):
         "dropped (outrider_operator_events_dropped_total). Default 10000."))
     events_batch_max: int = Field(default=100, ge=1, description=(
         "OUTRIDER_EVENTS_BATCH_MAX: events per POST /v1/events. Default 100."))
+    budget_fail_open: bool = Field(default=False, description=(
+        "OUTRIDER_BUDGET_FAIL_OPEN: when the spend cannot be read (no OUTRIDER_URL, control plane down), admit Runs "
+        "of Targets with a budget anyway. Default false: hold them with BudgetUnknown (fail closed)."))
+    budget_timeout_seconds: float = Field(default=2.0, gt=0, description=(
+        "OUTRIDER_BUDGET_TIMEOUT_SECONDS: timeout of one GET /v1/budgets. Default 2."))
+    budget_cache_seconds: float = Field(default=5.0, ge=0, description=(
+        "OUTRIDER_BUDGET_CACHE_SECONDS: how long one spend answer is reused (never past its resets_at), and how "
+        "soon an unknown spend is asked again. Default 5."))
     metrics_port: int = Field(default=9090, ge=0, le=65535, description=(
         "OUTRIDER_METRICS_PORT: Prometheus /metrics port (the CLI's --metrics-port sets it); 0 disables. Default 9090."))
     metrics_host: str = Field(default="0.0.0.0", description=(

@@ -92,6 +92,8 @@ def test_spend_windows_limits_and_resets_at(server: RunningServer) -> None:
     judged = server.client.get("/v1/budgets", params={"target": "web", "usd_per_hour": 3, "usd_per_day": 3}).json()
     assert window(judged, "web", "1h")["exceeded"] is False and window(judged, "web", "1h")["remaining_usd"] == 2.0
     unknown = server.client.get("/v1/budgets", params={"target": "nobody"}).json()
+    glob = server.client.get("/v1/budgets", params={"target": "nobody", "global_usd_per_hour": 1.1}).json()
+    assert window(glob, "global", "1h")["exceeded"] is True and window(glob, "global", "24h")["limit_usd"] is None
     assert window(unknown, "nobody", "1h") == {"window": "1h", "window_seconds": 3600, "limit_usd": None,
                                                "spent_usd": 0.0, "remaining_usd": None, "exceeded": None,
                                                "resets_at": None}

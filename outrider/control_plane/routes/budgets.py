@@ -32,14 +32,19 @@ async def read_budgets(
                                                 description="Judge against this hourly limit instead of the reported one "
                                                             "(the target's, or global without ?target=).")] = None,
     usd_per_day: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Same, daily.")] = None,
+    global_usd_per_hour: Annotated[float | None, Query(ge=0, allow_inf_nan=False,
+                                                       description="Judge the global scope against this.")] = None,
+    global_usd_per_day: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Same, daily.")] = None,
 ) -> schemas.BudgetsResponse:
-    overrides = None
+    overrides = global_overrides = None
     if usd_per_hour is not None or usd_per_day is not None:
         overrides = budgets.Limits(per_hour=usd_per_hour, per_day=usd_per_day)
+    if global_usd_per_hour is not None or global_usd_per_day is not None:
+        global_overrides = budgets.Limits(per_hour=global_usd_per_hour, per_day=global_usd_per_day)
 
     def read() -> schemas.BudgetsResponse:
         with store_.engine.connect() as conn:
-            return budgets.read(conn, target=target, overrides=overrides)
+            return budgets.read(conn, target=target, overrides=overrides, global_overrides=global_overrides)
 
     try:
         return await asyncio.to_thread(read)
