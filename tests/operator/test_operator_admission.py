@@ -72,8 +72,8 @@ def test_each_hold_reason(cluster: Cluster, operator: Operator, configmap, targe
         expected = {"AutonomyPaused": "Paused", "ConfigMissing": "Paused", "ConfigInvalid": "Paused",
                     "TargetPaused": "Paused", "MaxOpenPRs": "Blocked"}[reason]
         assert (status["health"], status["healthReason"]) == (expected, reason)
-        events = cluster.events_about("r1")
-        assert any(e.get("reason") == reason for e in events), events
+        # kopf posts Kubernetes Events from a background queue, after the status patch: wait for it.
+        wait_for(lambda: any(e.get("reason") == reason for e in cluster.events_about("r1")), what=f"{reason} Event")
 
 
 def test_circuit_open_holds(cluster: Cluster, operator: Operator) -> None:

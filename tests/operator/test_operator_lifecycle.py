@@ -56,8 +56,9 @@ def test_job_status_flows_into_run_status(cluster: Cluster, operator: Operator) 
     status = cluster.run_status("bad")
     assert status["reason"] == "DeadlineExceeded" and status["durationSeconds"] == 300
     assert status["errorSummary"].startswith("ImportError: no module named agent")
-    reasons = {e["reason"] for e in cluster.events_about("bad")}
-    assert {"Created", "JobCreated", "Admitted", "Started", "DeadlineExceeded"} <= reasons
+    # kopf posts Kubernetes Events from a background queue, after the status patch: wait for them.
+    wanted = {"Created", "JobCreated", "Admitted", "Started", "DeadlineExceeded"}
+    wait_for(lambda: wanted <= {e["reason"] for e in cluster.events_about("bad")}, what="the Run's Events")
     assert_stored_objects_fit_the_crds(cluster)
 
 
