@@ -18,7 +18,7 @@ from importlib import metadata
 
 from fastapi import FastAPI
 
-from outrider.control_plane import errors, metrics, settings, status_metrics, store
+from outrider.control_plane import budget_metrics, errors, metrics, settings, status_metrics, store
 from outrider.control_plane.console import insights as console_insight_routes
 from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
@@ -95,6 +95,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.store = the_store
     app.state.metrics = metrics.Metrics(the_store)
     app.state.metrics.registry.register(status_metrics.StatusCollector(the_store))
+    app.state.metrics.registry.register(budget_metrics.BudgetCollector(the_store))
     errors.install(app)
     app.include_router(health_routes.router)
     app.include_router(event_routes.router)

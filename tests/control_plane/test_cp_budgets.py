@@ -104,3 +104,17 @@ def test_bad_parameters_are_specific_422s_and_a_token_is_required(server: Runnin
     for params in ({"usd_per_hour": "-1"}, {"usd_per_day": "nan"}, {"target": ""}):
         response = server.client.get("/v1/budgets", params=params)
         assert response.status_code == 422, (params, response.text)
+
+
+def test_budget_metrics_at_scrape_time(server: RunningServer) -> None:
+    now = datetime.now(UTC)
+    post(server, [target_status("web", now - timedelta(minutes=1), budget_usd_per_day=2.0),
+                  usage(now - timedelta(minutes=10), 0.25), usage(now - timedelta(hours=3), 0.5)])
+    registry = server.registry
+    assert registry.get_sample_value("outrider_budget_spent_usd", {"scope": "web", "window": "1h"}) == 0.25
+    assert registry.get_sample_value("outrider_budget_spent_usd", {"scope": "web", "window": "24h"}) == 0.75
+    assert registry.get_sample_value("outrider_budget_spent_usd", {"scope": "global", "window": "24h"}) == 0.75
+    assert registry.get_sample_value("outrider_budget_limit_usd", {"scope": "web", "window": "24h"}) == 2.0
+    assert registry.get_sample_value("outrider_budget_limit_usd", {"scope": "web", "window": "1h"}) is None
+    text = server.client.get("/metrics").text
+    assert 'outrider_budget_spent_usd{scope="web",window="1h"} 0.25' in text

@@ -1,0 +1,47 @@
+"""Budgets on ``/metrics``: spend and limits per scope and rolling window, computed at scrape time.
+
+- ``outrider_budget_spent_usd{scope,window}`` — USD of priced LLM calls in the rolling window (scope "global" or
+  a Target; window "1h" or "24h"), from the store, exactly as ``GET /v1/budgets`` reports it.
+- ``outrider_budget_limit_usd{scope,window}`` — the limit the operator last reported for that scope and window;
+  no series where there is none (absent, not 0: 0 would be a real limit).
+
+A custom collector (nothing kept in memory): a restart never shows figures the store does not hold. Scopes are
+bounded by the Targets that exist or spent in the last 24 h; never a run id. A store that cannot be read
+exports no budget series (``outrider_store_up`` says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from outrider.control_plane import budgets, store
+
+
+class BudgetCollector(Collector):
+    def __init__(self, source: store.Store) -> None:
+        self.store = source
+
+    def describe(self) -> list[Metric]:
+        return []  # data-dependent families; an empty describe keeps registration from calling collect()
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with self.store.engine.connect() as conn:
+                document = budgets.read(conn)
+        except sa.exc.SQLAlchemyError:
+            return
+        spent = GaugeMetricFamily("outrider_budget_spent_usd", "USD spent on priced LLM calls in the rolling window.",
+                                  labels=["scope", "window"])
+        limit = GaugeMetricFamily("outrider_budget_limit_usd", "The budget the operator reported for the scope and "
+                                  "window (absent: none).", labels=["scope", "window"])
+        for budget in document.budgets:
+            for window in budget.windows:
+                spent.add_metric([budget.scope, window.window], window.spent_usd)
+                if window.limit_usd is not None:
+                    limit.add_metric([budget.scope, window.window], window.limit_usd)
+        yield spent
+        yield limit
