@@ -193,6 +193,7 @@ class BlockedBy(enum.StrEnum):
     MAX_OPEN_PRS = "max_open_prs"
     CIRCUIT_BREAKER = "circuit_breaker"
     AUTONOMY_PAUSED = "autonomy_paused"
+    BUDGET = "budget"  # Runs held because LLM spend reached a budget, or cannot be read (docs/concepts/budgets.md)
 
 
 class AutonomyStatus(BaseModel):

@@ -100,6 +100,8 @@ def target_state(stored: schemas.StoredEvent, now: datetime) -> schemas.TargetSt
         blocked_by = schemas.BlockedBy.CIRCUIT_BREAKER
     elif data.health == "Blocked" and open_prs is not None and data.max_open_prs > 0 and open_prs >= data.max_open_prs:
         blocked_by = schemas.BlockedBy.MAX_OPEN_PRS
+    elif data.health == "Blocked" and data.health_reason in (k8s.REASON_BUDGET_EXCEEDED, k8s.REASON_BUDGET_UNKNOWN):
+        blocked_by = schemas.BlockedBy.BUDGET
     elif data.health == "Blocked":
         # The operator said Blocked without figures that name the cause: its reason does.
         is_prs = data.health_reason == k8s.REASON_MAX_OPEN_PRS
@@ -265,6 +267,14 @@ def _blocked_sentences(targets: list[schemas.TargetState], autonomy: schemas.Aut
         for t in full:
             reasons.append(f"Max open PRs reached on {t.target} ({t.open_prs}/{t.max_open_prs}).")
         actions.append("Merge or close open PRs to resume execution.")
+    spent = [t for t in targets if t.blocked_by == schemas.BlockedBy.BUDGET]
+    if spent:
+        causes.append(schemas.BlockedBy.BUDGET)
+        for t in spent:
+            unknown = t.health_reason == k8s.REASON_BUDGET_UNKNOWN
+            reasons.append(f"{t.target}: budget spend cannot be read, Runs held (fail closed)." if unknown
+                           else f"{t.target}: LLM budget reached, Runs held until spend leaves the window.")
+        actions.append("See `GET /v1/budgets`; raise the Target's spec.budget or wait for the window.")
     return causes, reasons, actions
 
 

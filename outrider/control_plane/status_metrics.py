@@ -6,7 +6,7 @@ state that is not in the data. Names do not clash with the operator's own gauges
 
 - ``outrider_system_state{state}`` — 1 for the current state (healthy, idle, blocked, error), 0 for the others.
 - ``outrider_system_blocked{cause}`` — 1 for each cause holding work back (max_open_prs, circuit_breaker,
-  autonomy_paused), else 0.
+  autonomy_paused, budget), else 0.
 - ``outrider_operator_heartbeat_age_seconds`` — seconds since the last operator heartbeat arrived (absent when
   none ever did, or the store cannot be read).
 """

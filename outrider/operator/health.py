@@ -2,7 +2,8 @@
 
 The rules, first match wins, are those of docs/concepts/health.md: Paused (spec.paused, or autonomy off
 — the reason says which), Failed (the breaker opened again straight after a failed half-open probe),
-Blocked (breaker Open — CircuitOpen; or open PRs at the limit — MaxOpenPRs), Idle (nothing running or
+Blocked (breaker Open — CircuitOpen; open PRs at the limit — MaxOpenPRs; Runs waiting on a budget —
+BudgetExceeded, BudgetUnknown), Idle (nothing running or
 waiting), Healthy (Runs active or waiting their turn). Pure: computed from values the caller supplies.
 """
 
@@ -34,6 +35,7 @@ def assess(
     breaker: breaker_mod.Breaker,
     active: int,
     pending: int,
+    budget_hold: tuple[str, str] | None = None,
 ) -> Health:
     if limits.paused:
         return Health(k8s.HEALTH_PAUSED, k8s.REASON_TARGET_PAUSED, "the Target has spec.paused: true")
@@ -51,6 +53,8 @@ def assess(
     if limits.open_prs is not None and limits.open_prs >= limits.max_open_prs:
         return Health(k8s.HEALTH_BLOCKED, k8s.REASON_MAX_OPEN_PRS,
                       f"{limits.open_prs} open pull requests; the Target allows {limits.max_open_prs}")
+    if pending and budget_hold is not None and budget_hold[0] in (k8s.REASON_BUDGET_EXCEEDED, k8s.REASON_BUDGET_UNKNOWN):
+        return Health(k8s.HEALTH_BLOCKED, *budget_hold)
     if active == 0 and pending == 0:
         return Health(k8s.HEALTH_IDLE, k8s.REASON_NO_RUNS, "no Run is active or waiting")
     return Health(k8s.HEALTH_HEALTHY, k8s.REASON_RUNS_ACTIVE, f"{active} active, {pending} waiting")

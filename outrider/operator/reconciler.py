@@ -203,7 +203,8 @@ class TargetReconciler:
 
         # 4. Status, Events, metrics.
         open_prs = target.limits.open_prs
-        h = health.assess(limits=target.limits, autonomy=autonomy, breaker=b, active=active, pending=pending)
+        h = health.assess(limits=target.limits, autonomy=autonomy, breaker=b, active=active, pending=pending,
+                          budget_hold=gate.hold if gate is not None else None)
         admitted_times = [t for t in (breaker_mod.parse_time(r.status.get("admittedAt")) for r in runs) if t]
         if admitted_now:
             admitted_times.append(now)

@@ -178,6 +178,15 @@ def test_null_open_prs_are_unknown_and_old_placeholder_events_read_as_null() -> 
     assert events.TargetStatusData.model_validate({**target("a").event.data, "open_prs": 3}).open_prs == 3
 
 
+def test_a_target_blocked_by_its_budget_blocks_the_system_with_cause_budget() -> None:
+    held = target("a", health="Blocked", health_reason="BudgetExceeded", pending_runs=2)
+    assert status.target_states([held], NOW)[0].blocked_by == schemas.BlockedBy.BUDGET
+    result = status.compute(status.Inputs(heartbeat=heartbeat(), target_statuses=[held]), now=NOW)
+    assert result.state == schemas.SystemState.BLOCKED and result.blocked_by == [schemas.BlockedBy.BUDGET]
+    unknown = target("a", health="Blocked", health_reason="BudgetUnknown", pending_runs=1)
+    assert "cannot be read" in (status.compute(status.Inputs(heartbeat=heartbeat(), target_statuses=[unknown]), now=NOW).reason)
+
+
 def test_blocked_without_figures_uses_the_operator_reason() -> None:
     prs = status.target_states([target("a", health="Blocked", health_reason="MaxOpenPRs", open_prs_known=False)], NOW)
     assert prs[0].blocked_by == schemas.BlockedBy.MAX_OPEN_PRS
