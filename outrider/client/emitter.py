@@ -109,6 +109,8 @@ class Client:
         self._inflight = 0
         self._last_error: str | None = None
         self._flush_requested = False
+        self._kicks = 0  # flush() and close() bump it: a retry waiting out its backoff goes at once
+        self._oldest_at = 0.0
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="outrider-client", daemon=True)
         self._thread.start()
@@ -157,7 +159,10 @@ class Client:
                 self._dropped += 1
                 self._settled += 1
             self._buffer.append(body)
-            if len(self._buffer) >= self.batch_size:
+            if len(self._buffer) == 1:
+                self._oldest_at = _now()  # the flush interval runs from the oldest buffered event
+                self._lock.notify_all()
+            elif len(self._buffer) >= self.batch_size:
                 self._lock.notify_all()
         return str(body["id"])
 
@@ -173,6 +178,7 @@ class Client:
         with self._lock:
             mark = self._emitted
             self._flush_requested = True
+            self._kicks += 1
             self._lock.notify_all()
             while self._settled < mark:
                 if not self._thread.is_alive():
@@ -189,6 +195,7 @@ class Client:
         undelivered = self.stats().pending
         with self._lock:
             self._closing = True
+            self._kicks += 1
             self._lock.notify_all()
         # A thread stuck in a post to a silent server is not waited for beyond a second (it is a daemon).
         self._thread.join(timeout=self.request_timeout + 1 if flushed else 1.0)
@@ -222,24 +229,26 @@ class Client:
     # --- the background thread ----------------------------------------------------------------------
 
     def _take(self) -> list[dict[str, Any]] | None:
-        """The next batch to send, waiting for one to be due; None when closing with nothing left."""
+        """The next batch to send, waiting until one is due; None when closing with nothing left."""
         with self._lock:
-            deadline = time.monotonic() + self.flush_interval
             while True:
                 if self._buffer and (
                     len(self._buffer) >= self.batch_size or self._flush_requested or self._closing
-                    or time.monotonic() >= deadline
+                    or _now() >= self._oldest_at + self.flush_interval
                 ):
                     break
                 if self._closing:
                     return None
                 if not self._buffer:
                     self._flush_requested = False
-                    deadline = time.monotonic() + self.flush_interval
-                self._lock.wait(max(0.0, deadline - time.monotonic()) if self._buffer else None)
+                    self._lock.wait()
+                else:
+                    self._lock.wait(max(0.0, self._oldest_at + self.flush_interval - _now()))
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             self._inflight = len(batch)
-            if not self._buffer:
+            if self._buffer:
+                self._oldest_at = _now()
+            else:
                 self._flush_requested = False
             return batch
 
@@ -288,7 +297,9 @@ class Client:
                     return False
                 (log.warning if failures == 1 else log.debug)(
                     "outrider: posting %d events failed (%s); retrying with backoff", len(batch), error)
-                self._lock.wait(delay)  # flush() and close() wake it to retry at once
+                kicks, until = self._kicks, _now() + delay
+                while self._kicks == kicks and not self._closing and _now() < until:  # only flush()/close() cut it short
+                    self._lock.wait(until - _now())
 
     def _settle(self, count: int, **counts: Any) -> None:
         with self._lock:
@@ -305,6 +316,10 @@ class Client:
         if error is not None:
             self._last_error = error
         self._lock.notify_all()
+
+
+def _now() -> float:
+    return time.monotonic()
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -199,3 +199,16 @@ def test_emit_never_waits_on_the_network(silent_server: tuple[str, socket.socket
     finally:
         if connection is not None:
             connection.close()
+
+
+def test_a_partial_batch_leaves_after_the_flush_interval_without_flush(server: Servers, token: str) -> None:
+    outrider = client.Client(server.url, token, batch_size=50, flush_interval=0.05)
+    try:
+        outrider.emit("run.started", runid="run-sdk-8", target="acme/web")
+        deadline = time.monotonic() + 30
+        while outrider.stats().delivered < 1:  # nobody calls flush(): the interval alone sends it
+            assert time.monotonic() < deadline, outrider.stats()
+            time.sleep(0.01)
+    finally:
+        outrider.close(timeout=5)
+    assert server.run("run-sdk-8")["status"] == "running"
