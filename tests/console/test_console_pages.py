@@ -88,3 +88,18 @@ def test_user_data_is_escaped(server: support.Server) -> None:
             page = client.get(path)
             assert page.status_code == 200, path
             assert evil not in page.text and "&lt;img src=x onerror=alert(1)&gt;" in page.text, path
+
+
+def test_dashboard_targets_show_budget_spend_against_limits(server: support.Server) -> None:
+    now = datetime.now(UTC)
+    usage = support.event("run.llm_usage", runid="b1", target="repo-a", at=now - timedelta(minutes=5),
+                          data={"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.9})
+    server.post(support.heartbeat(), usage,
+                support.target_status("repo-a", budget_usd_per_hour=1.0, health="Blocked", health_reason="BudgetExceeded"),
+                support.target_status("repo-b"))
+    with contextlib.closing(signed_in(server)) as client:
+        for page in (client.get("/").text, client.get("/console/partials/status").text):
+            row_a = page.split('href="/runs?target=repo-a"')[1].split("</tr>")[0]
+            assert "1h $0.90/$1.00" in row_a and "badge badge-blocked" in row_a  # no daily limit: not shown
+            row_b = page.split('href="/runs?target=repo-b"')[1].split("</tr>")[0]
+            assert "No budget; LLM spend in the last 24 h" in row_b and "$0.00/24h" in row_b

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from outrider.common import events
-from outrider.control_plane import auth, params, schemas, status, store
+from outrider.control_plane import auth, budgets, params, schemas, status, store
 from outrider.control_plane.routes import events as event_routes
 from outrider.control_plane.routes import status as status_routes
 
@@ -225,13 +225,23 @@ def _system(request: Request) -> tuple[schemas.SystemStatus, list[schemas.Target
     return status.compute(inputs, now=now), targets, prs
 
 
+def _budgets(request: Request) -> dict[str, schemas.Budget]:
+    """Spend and limits per Target (GET /v1/budgets' figures) for the targets table; empty if the store fails."""
+    try:
+        with _store(request).engine.connect() as conn:
+            return {b.scope: b for b in budgets.read(conn).budgets}
+    except Exception:  # noqa: BLE001 - the status section already says when the store cannot be read
+        return {}
+
+
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request) -> Response:
     if not _authenticated(request):
         return _login_redirect(request)
     system, targets, open_prs = await asyncio.to_thread(_system, request)
+    spend = await asyncio.to_thread(_budgets, request)
     return _render(request, "dashboard.html", {"title": "Dashboard", "system": system, "targets": targets,
-                                                      "open_prs": open_prs,
+                                                      "open_prs": open_prs, "budgets": spend,
                                                       "activity_types": [str(t) for t in status.ACTIVITY_TYPES],
                                                       "all_types": [t.value for t in events.EventType]})
 
@@ -242,7 +252,9 @@ async def status_partial(request: Request) -> Response:
     if not _authenticated(request):
         return Response(status_code=401)
     system, targets, open_prs = await asyncio.to_thread(_system, request)
-    return _render(request, "_status.html", {"system": system, "targets": targets, "open_prs": open_prs})
+    spend = await asyncio.to_thread(_budgets, request)
+    return _render(request, "_status.html", {"system": system, "targets": targets, "open_prs": open_prs,
+                                             "budgets": spend})
 
 
 @router.get("/console/events/stream")
