@@ -118,3 +118,18 @@ def test_budget_metrics_at_scrape_time(server: RunningServer) -> None:
     assert registry.get_sample_value("outrider_budget_limit_usd", {"scope": "web", "window": "1h"}) is None
     text = server.client.get("/metrics").text
     assert 'outrider_budget_spent_usd{scope="web",window="1h"} 0.25' in text
+
+
+def test_average_run_cost_for_even_pacing(server: RunningServer) -> None:
+    now = datetime.now(UTC)
+    batch = []
+    for run, cost, age in (("a1", 0.2, 30), ("a2", 0.4, 20), ("old", 9.0, 60 * 30)):  # "old" finished 30 h ago
+        start = now - timedelta(minutes=age)
+        batch += [ev("run.started", start, run=run), usage(start + timedelta(seconds=1), cost) | {"runid": run},
+                  ev("run.succeeded", start + timedelta(seconds=2), run=run)]
+    batch.append(ev("run.started", now, run="open"))  # unfinished: not averaged
+    post(server, batch)
+    doc = server.client.get("/v1/budgets", params={"target": "web"}).json()
+    (web,) = [b for b in doc["budgets"] if b["scope"] == "web"]
+    assert web["avg_run_cost_usd"] == pytest.approx(0.3)
+    assert server.client.get("/v1/budgets", params={"target": "none"}).json()["budgets"][1]["avg_run_cost_usd"] is None
