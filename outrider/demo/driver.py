@@ -199,6 +199,7 @@ class Driver:
                                   opens_pr=plan.opens_prs, seconds=self.rng.uniform(*self.run_seconds), stop=stop,
                                   rng=random.Random(self.rng.random()))
             outcome = agent.work(next(self._next_pr))
+            self.reporting.flush(timeout=5)  # like a real worker before it exits: its events land before the Job ends
             stop.set()
             if outcome is None or self._stop.is_set():
                 return  # drained (suspended) or the demo is stopping: the Job stays as it is
