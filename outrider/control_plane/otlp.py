@@ -171,7 +171,8 @@ def span_event(span: dict[str, Any], resource: dict[str, Any]) -> tuple[events.C
         data["cost_usd"] = attrs["outrider.cost_usd"]
     if start is not None and end is not None and end >= start:
         data["latency_s"] = (end - start) / 1e9
-    status = span.get("status") if isinstance(span.get("status"), dict) else {}
+    found_status = span.get("status")
+    status: dict[str, Any] = found_status if isinstance(found_status, dict) else {}
     if status.get("code") in (STATUS_ERROR, "STATUS_CODE_ERROR"):
         data["error"] = str(status.get("message") or attrs.get("error.type") or "error")
     if resource.get("service.name"):
