@@ -24,7 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 RUN set -eux; \
     wheel="$(ls /wheels/outrider-*.whl)"; \
-    pip install "${wheel}[postgres]"; \
+    pip install "${wheel}[postgres,otel]"; \
     rm -rf /wheels; \
     groupadd --system --gid 65532 outrider; \
     useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home --shell /usr/sbin/nologin outrider; \

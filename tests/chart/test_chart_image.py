@@ -34,7 +34,7 @@ def test_multi_stage_slim_non_root_with_outrider_entrypoint() -> None:
     assert final[0] == "FROM ${PYTHON_IMAGE}"
     body = " ".join(final)
     assert "COPY --from=build /wheels /wheels" in body
-    assert '[postgres]' in body and "rm -rf /wheels" in body
+    assert '[postgres,otel]' in body and "rm -rf /wheels" in body
     # No compilers or package installs in the final stage.
     assert not re.search(r"apt-get|apk add|gcc|build-essential|pip install[^;]*\bbuild\b", body)
     user = next(line for line in final if line.startswith("USER "))
