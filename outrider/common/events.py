@@ -126,9 +126,9 @@ class TargetStatusData(EventData):
     max_open_prs: int = Field(ge=0)
     max_concurrent_runs: int = Field(ge=0)
     paused: bool = False
-    budget_usd_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+    budget_usd_per_hour: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
                                               description="spec.budget.usdPerHour; null: no hourly budget.")
-    budget_usd_per_day: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+    budget_usd_per_day: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
                                              description="spec.budget.usdPerDay; null: no daily budget.")
     budget_pacing: Literal["burst", "even"] | None = None
 
@@ -149,9 +149,9 @@ class HeartbeatData(EventData):
     autonomy_reason: str | None = None
     autonomy_since: AwareDatetime | None = None
     heartbeat_seconds: float = Field(gt=0)
-    budget_usd_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+    budget_usd_per_hour: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
                                               description="The autonomy ConfigMap's budgetUsdPerHour (global); null: none.")
-    budget_usd_per_day: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+    budget_usd_per_day: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
                                              description="The autonomy ConfigMap's budgetUsdPerDay (global); null: none.")
 
 

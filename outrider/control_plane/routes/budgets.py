@@ -28,13 +28,13 @@ router = APIRouter(tags=["budgets"], dependencies=[Depends(auth.require_token)])
 async def read_budgets(
     store_: deps.StoreDep,
     target: Annotated[str | None, Query(min_length=1, max_length=253, description="Only this Target (and global).")] = None,
-    usd_per_hour: Annotated[float | None, Query(ge=0, allow_inf_nan=False,
+    usd_per_hour: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False,
                                                 description="Judge against this hourly limit instead of the reported one "
                                                             "(the target's, or global without ?target=).")] = None,
-    usd_per_day: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Same, daily.")] = None,
-    global_usd_per_hour: Annotated[float | None, Query(ge=0, allow_inf_nan=False,
+    usd_per_day: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False, description="Same, daily.")] = None,
+    global_usd_per_hour: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False,
                                                        description="Judge the global scope against this.")] = None,
-    global_usd_per_day: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Same, daily.")] = None,
+    global_usd_per_day: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False, description="Same, daily.")] = None,
 ) -> schemas.BudgetsResponse:
     overrides = global_overrides = None
     if usd_per_hour is not None or usd_per_day is not None:
