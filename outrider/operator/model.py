@@ -17,6 +17,26 @@ from outrider.operator import breaker as breaker_mod
 from outrider.operator import budget as budget_mod
 from outrider.operator import jobs as jobs_mod
 
+#: How far along a Run is; a status write never moves it down this order (terminal phases are final).
+PHASE_ORDER: dict[str | None, int] = {None: 0, k8s.PHASE_PENDING: 0, k8s.PHASE_ADMITTED: 1, k8s.PHASE_RUNNING: 2,
+                                      k8s.PHASE_SUCCEEDED: 3, k8s.PHASE_FAILED: 3, k8s.PHASE_CANCELLED: 3}
+
+
+def phase_moves_back(current: str | None, new: str | None, *, job_suspended: bool = False) -> bool:
+    """Whether writing phase ``new`` over ``current`` moves a Run backwards.
+
+    A terminal phase is final (not even another terminal phase replaces it). Otherwise the order is
+    Pending < Admitted < Running — except for a write that follows the Job being suspended (held, drained,
+    admitted again): a suspended Job really does put the Run back before Running, so only terminal is kept.
+    """
+    if new is None or new == current:
+        return False
+    if current in k8s.TERMINAL_PHASES:
+        return True
+    if job_suspended:
+        return False
+    return PHASE_ORDER.get(new, 0) < PHASE_ORDER.get(current, 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:

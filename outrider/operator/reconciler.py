@@ -44,15 +44,41 @@ def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime)
     }
 
 
-async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, status: dict[str, Any]) -> bool:
-    """Merge-patch a Run's status; False when the Run is gone."""
-    try:
-        await rt.client.patch(kube.runs(namespace, name, "status"), {"status": status})
-    except kube.ApiError as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, status: dict[str, Any], *,
+                           job_suspended: bool = False) -> bool:
+    """Merge-patch a Run's status; False when the Run is gone or the write would move its phase backwards.
+
+    Callers decide from the kopf index, which can lag the cluster (e.g. the Job mirror has just written
+    ``Running`` and the watch has not echoed it yet). So a write that sets a phase is checked against the Run
+    as the API server has it now (model.phase_moves_back), and sent with that resourceVersion as a precondition,
+    so a write landing in between makes the server answer 409 and the check runs again on the newer Run.
+    """
+    url = kube.runs(namespace, name, "status")
+    new_phase = status.get("phase")
+    for _attempt in range(5):
+        body: dict[str, Any] = {"status": status}
+        if new_phase is not None:
+            fresh = await rt.client.get(kube.runs(namespace, name))
+            if fresh is None:
+                return False
+            current = (fresh.get("status") or {}).get("phase")
+            if model.phase_moves_back(current, new_phase, job_suspended=job_suspended):
+                logger.info("not setting Run %s/%s back from %s to %s (the index lagged)", namespace, name,
+                            current, new_phase)
+                return False
+            version = (fresh.get("metadata") or {}).get("resourceVersion")
+            if version:
+                body["metadata"] = {"resourceVersion": version}
+        try:
+            await rt.client.patch(url, body)
+        except kube.ApiError as exc:
+            if exc.status == 404:
+                return False
+            if exc.status == 409 and new_phase is not None:
+                continue  # changed since we read it: check again against the newer Run
+            raise
+        return True
+    raise kube.ApiError(409, f"Run {namespace}/{name} kept changing while its status was written")
 
 
 async def hold_orphan(rt: runtime_mod.Runtime, run: model.RunInfo) -> None:
@@ -64,7 +90,8 @@ async def hold_orphan(rt: runtime_mod.Runtime, run: model.RunInfo) -> None:
                                    breaker=breaker_mod.Breaker(), active=0, now=now)
     if (run.phase, run.reason, run.message) == (k8s.PHASE_PENDING, decision.reason, decision.message):
         return
-    if await patch_run_status(rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now)):
+    if await patch_run_status(rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),
+                              job_suspended=True):
         kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason, message=decision.message)
 
 
@@ -177,7 +204,8 @@ class TargetReconciler:
         for decision in decisions:
             run = runs_by_name[decision.run]
             if decision.admit:
-                await self._admit(run, jobs_by_run[run.name], decision, now)
+                if not await self._admit(run, jobs_by_run[run.name], decision, now):
+                    continue
                 admitted_now += 1
                 if decision.probe:
                     b = breaker_mod.admit_probe(b, run.name)
@@ -293,10 +321,11 @@ class TargetReconciler:
                                retry_unknown=dt.timedelta(seconds=self.rt.settings.budget_cache_seconds),
                                last_admitted=max(admitted_times) if admitted_times else None)
 
-    async def _admit(self, run: model.RunInfo, job: model.JobInfo, decision: admission.Decision, now: dt.datetime) -> None:
+    async def _admit(self, run: model.RunInfo, job: model.JobInfo, decision: admission.Decision, now: dt.datetime) -> bool:
+        """Admit the Run and unsuspend its Job; False (the Job stays suspended) when the Run is gone or finished."""
         stamp = breaker_mod.format_time(now)
         # Run status first: if we crash before unsuspending, the Job is still suspended and simply admitted again.
-        await patch_run_status(self.rt, run.namespace, run.name, {
+        if not await patch_run_status(self.rt, run.namespace, run.name, {
             "phase": k8s.PHASE_ADMITTED,
             "reason": decision.reason,
             "message": decision.message,
@@ -307,7 +336,8 @@ class TargetReconciler:
             "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=True,
                                                    reason=decision.reason, message=decision.message, now=now,
                                                    generation=run.generation),
-        })
+        }, job_suspended=True):
+            return False
         await self.rt.client.patch(kube.jobs(job.namespace, job.name), {
             "metadata": {"annotations": {k8s.ANNOTATION_ADMITTED_AT: stamp,
                                          k8s.ANNOTATION_PROBE: "true" if decision.probe else None,
@@ -323,6 +353,7 @@ class TargetReconciler:
             target=run.target, runid=run.name, subject=f"runs/{run.namespace}/{run.name}",
             data={"job": job.name, "probe": decision.probe, "namespace": run.namespace},
         ))
+        return True
 
     async def _hold(self, run: model.RunInfo, decision: admission.Decision, now: dt.datetime) -> None:
         current = self.held.get(run.name) or (run.reason, run.message)
@@ -330,7 +361,8 @@ class TargetReconciler:
             return
         if current[0] == k8s.REASON_DRAINED and not self.rt.autonomy.enabled:
             return  # keep saying why it stopped until autonomy comes back
-        if await patch_run_status(self.rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now)):
+        if await patch_run_status(self.rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),
+                                  job_suspended=True):
             if current[0] != decision.reason:
                 kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
                           message=f"held: {decision.message}")
@@ -344,6 +376,7 @@ class TargetReconciler:
         message = f"emergency stop (autonomy mode drain): Job {job.name} suspended"
         kopf.warn(ref("Job", job.namespace, job.name), reason=k8s.REASON_DRAINED, message=message)
         if run is not None:
-            await patch_run_status(self.rt, run.namespace, run.name, held_status(run, k8s.REASON_DRAINED, message, now))
+            await patch_run_status(self.rt, run.namespace, run.name, held_status(run, k8s.REASON_DRAINED, message, now),
+                                   job_suspended=True)
             self.held[run.name] = (k8s.REASON_DRAINED, message)
             kopf.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_DRAINED, message=message)

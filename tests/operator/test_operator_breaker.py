@@ -51,7 +51,8 @@ def test_trip_cooldown_probe_success_closes(cluster: Cluster, operator: Operator
     cluster.run("p1", "repo-a")
     cluster.run("p2", "repo-a")
     wait_for(lambda: cluster.run_status("p1").get("probe") is True, what="probe admitted after cooldown")
-    assert admitted(cluster, "p1")
+    # The Run's status is written before its Job is unsuspended (a crash in between only re-admits): wait for both.
+    wait_for(lambda: admitted(cluster, "p1"), what="probe Job unsuspended")
     wait_for(lambda: cluster.run_status("p2").get("reason") == "CircuitOpen", what="second run held")
     assert not admitted(cluster, "p2")
     assert "waiting for the probe Run p1" in cluster.run_status("p2")["message"]

@@ -1,0 +1,54 @@
+"""A Run's phase never moves backwards (Pending < Admitted < Running < terminal), even when the operator's Run
+index lags the cluster: status writes are checked against the Run as the API server has it, not the index."""
+
+from __future__ import annotations
+
+import pytest
+from operator_harness import Cluster, Operator, now_text, wait_for
+
+from outrider.common import k8s
+from outrider.operator import kube, model
+
+
+def external_job(name: str) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "default", "labels": {"outrider.dev/target": "repo-a"}},
+            "spec": {"suspend": False, "template": {"spec": {"restartPolicy": "Never", "containers": []}}}}
+
+
+@pytest.mark.parametrize(("current", "new", "suspended", "back"), [
+    (None, k8s.PHASE_ADMITTED, False, False),
+    (k8s.PHASE_PENDING, k8s.PHASE_RUNNING, False, False),
+    (k8s.PHASE_RUNNING, k8s.PHASE_ADMITTED, False, True),
+    (k8s.PHASE_ADMITTED, k8s.PHASE_PENDING, False, True),
+    (k8s.PHASE_RUNNING, k8s.PHASE_PENDING, True, False),  # drained: the Job really was suspended
+    (k8s.PHASE_SUCCEEDED, k8s.PHASE_PENDING, True, True),
+    (k8s.PHASE_SUCCEEDED, k8s.PHASE_CANCELLED, False, True),
+    (k8s.PHASE_FAILED, k8s.PHASE_FAILED, False, False),
+    (k8s.PHASE_RUNNING, None, False, False),
+])
+def test_phase_order(current, new, suspended, back) -> None:
+    assert model.phase_moves_back(current, new, job_suspended=suspended) is back
+
+
+def test_a_running_adopted_run_is_not_set_back_to_admitted_by_a_stale_index(cluster: Cluster, operator: Operator) -> None:
+    """Slow Run requests let the Job mirror's ``Running`` land while the daemon still decides from an index
+    showing the adopted Run without a phase; its "created unsuspended" write used to set it back to Admitted
+    (and nothing later moved it forward again, since the Job did not change)."""
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a", maxConcurrentRuns=10)
+    operator.start()
+    cluster.delays["runs"] = 0.3
+    names = [f"team-job-{i}" for i in range(4)]
+    for name in names:
+        cluster.create(kube.jobs("default"), external_job(name))
+        cluster.job_status(name, {"active": 1, "startTime": now_text()})
+    wait_for(lambda: cluster.target_status("repo-a").get("activeRuns") == len(names), what="all counted")
+    wait_for(lambda: all(cluster.get(kube.runs("default", n)) for n in names), what="all adopted")
+    # Quiet: every write the operator was going to make has landed once the Target status says all are active
+    # and two more polls show the same phases.
+    seen: list[list[str | None]] = []
+    wait_for(lambda: seen.append([cluster.run_status(n).get("phase") for n in names]) or
+             (len(seen) > 2 and seen[-1] == seen[-2] == seen[-3] and None not in seen[-1]), timeout=15, interval=0.3,
+             what="the phases settle")
+    assert seen[-1] == ["Running"] * len(names)
