@@ -46,23 +46,27 @@ def test_trip_cooldown_probe_success_closes(cluster: Cluster, operator: Operator
     assert b["lastFailure"]["run"] == "f2" and b["lastFailure"]["reason"] == "DeadlineExceeded" and b["cooldownUntil"]
     status = cluster.target_status("repo-a")
     assert (status["health"], status["healthReason"]) == ("Blocked", "CircuitOpen")
-    assert any(e["reason"] == "CircuitOpen" and e["type"] == "Warning" for e in cluster.events_about("repo-a"))
+    # kopf posts Kubernetes Events from a background queue, after the status patch: wait for them.
+    wait_for(lambda: any(e["reason"] == "CircuitOpen" and e["type"] == "Warning" for e in cluster.events_about("repo-a")),
+             what="CircuitOpen Event")
     # While Open, new Runs wait; after the 1 s cooldown exactly one is admitted as the probe.
     cluster.run("p1", "repo-a")
     cluster.run("p2", "repo-a")
     wait_for(lambda: cluster.run_status("p1").get("probe") is True, what="probe admitted after cooldown")
     # The Run's status is written before its Job is unsuspended (a crash in between only re-admits): wait for both.
     wait_for(lambda: admitted(cluster, "p1"), what="probe Job unsuspended")
-    wait_for(lambda: cluster.run_status("p2").get("reason") == "CircuitOpen", what="second run held")
+    # p2 was already held as CircuitOpen before the cooldown ended: wait for the half-open pass's own writes.
+    wait_for(lambda: cluster.run_status("p2").get("reason") == "CircuitOpen"
+             and "waiting for the probe Run p1" in cluster.run_status("p2")["message"], what="second run held")
     assert not admitted(cluster, "p2")
-    assert "waiting for the probe Run p1" in cluster.run_status("p2")["message"]
-    assert (breaker(cluster)["state"], breaker(cluster)["probeRun"]) == ("HalfOpen", "p1")
+    wait_for(lambda: (breaker(cluster).get("state"), breaker(cluster).get("probeRun")) == ("HalfOpen", "p1"),
+             what="Target status shows the probe")
     succeed(cluster, "p1")
     wait_for(lambda: breaker(cluster).get("state") == "Closed", what="breaker closed")
     b = breaker(cluster)
     assert b["consecutiveFailures"] == 0 and b["trips"] == 1 and "cooldownUntil" not in b
     wait_for(lambda: admitted(cluster, "p2"), what="held run admitted once closed")
-    assert any(e["reason"] == "CircuitClosed" for e in cluster.events_about("repo-a"))
+    wait_for(lambda: any(e["reason"] == "CircuitClosed" for e in cluster.events_about("repo-a")), what="CircuitClosed Event")
 
 
 def test_probe_failure_reopens_and_target_is_failed(cluster: Cluster, operator: Operator) -> None:
