@@ -10,7 +10,7 @@ from tests.chart import chart_support as support
 
 DOCS = [
     "docs/operations/install.md",
-    "docs/getting-started.md",
+    "docs/getting-started/README.md",
     "docs/reference/helm-values.md",
     "docs/operations/runbooks/README.md",
     "charts/outrider/README.md",
