@@ -174,11 +174,7 @@ def status(
     token: options.Token = None,
 ) -> None:
     """Autonomy as the operator last reported it to the control plane."""
-    try:
-        with output.spinner("Fetching autonomy…"), client.Client(url, token) as api:
-            document = api.get("/v1/autonomy/status")
-    except client.CliError as error:
-        raise output.fail(error, fmt) from None
+    document = output.fetch("autonomy", "/v1/autonomy/status", url, token, fmt)
     if fmt == output.Format.JSON:
         output.print_json(document)
         return

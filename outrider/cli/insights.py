@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from outrider.cli import client, options, output
+from outrider.cli import options, output
 
 WindowOpt = Annotated[str, typer.Option("--window", "-w", help="How far back: e.g. 24h, 7d, 2w.")]
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Only this target.")]
@@ -90,11 +90,7 @@ def register(app: typer.Typer) -> None:
         token: options.Token = None,
     ) -> None:
         """Runs, success rate, tokens per successful run, cost per PR and breaker trips per time bucket."""
-        try:
-            with output.spinner("Fetching trends…"), client.Client(url, token) as api:
-                document = api.get("/v1/analytics/trends", {"window": window, "bucket": bucket, "target": target})
-        except client.CliError as error:
-            raise output.fail(error, fmt) from None
+        document = output.fetch("trends", "/v1/analytics/trends", url, token, fmt, params={"window": window, "bucket": bucket, "target": target})
         if fmt == output.Format.JSON:
             output.print_json(document)
         else:
@@ -109,11 +105,7 @@ def register(app: typer.Typer) -> None:
         token: options.Token = None,
     ) -> None:
         """Per provider/model: calls, error rate, latency percentiles, tokens per call, cost, success of its runs."""
-        try:
-            with output.spinner("Fetching model analytics…"), client.Client(url, token) as api:
-                document = api.get("/v1/analytics/models", {"window": window, "target": target})
-        except client.CliError as error:
-            raise output.fail(error, fmt) from None
+        document = output.fetch("model analytics", "/v1/analytics/models", url, token, fmt, params={"window": window, "target": target})
         if fmt == output.Format.JSON:
             output.print_json(document)
         else:

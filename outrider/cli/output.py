@@ -135,3 +135,12 @@ def stamp(value: str | None) -> str:
     """A compact UTC timestamp for tables."""
     moment = parse_time(value)
     return DASH if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fetch(what: str, path: str, url: str, token: str | None, fmt: Format, params: dict[str, Any] | None = None) -> Any:
+    """GET one control-plane document behind a spinner; any failure exits with its documented code and message."""
+    try:
+        with spinner(f"Fetching {what}…"), client.Client(url, token) as api:
+            return api.get(path, params)
+    except client.CliError as error:
+        raise fail(error, fmt) from None

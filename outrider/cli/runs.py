@@ -91,11 +91,7 @@ def show_run(
     token: options.Token = None,
 ) -> None:
     """Show one run: status, timings, stages, LLM usage, PRs and error."""
-    try:
-        with output.spinner(f"Fetching run {run_id}…"), client.Client(url, token) as api:
-            run = api.get(f"/v1/runs/{run_id}")
-    except client.CliError as error:
-        raise output.fail(error, fmt) from None
+    run = output.fetch(f"run {run_id}", f"/v1/runs/{run_id}", url, token, fmt)
     if fmt == output.Format.JSON:
         output.print_json(run)
         return

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from outrider.cli import client, options, output
+from outrider.cli import options, output
 
 
 def _autonomy_line(autonomy: dict[str, Any]) -> str:
@@ -113,11 +113,7 @@ def register(app: typer.Typer) -> None:
         token: options.Token = None,
     ) -> None:
         """The system status: healthy, idle, blocked or error, with the reason and the action to take."""
-        try:
-            with output.spinner("Fetching status…"), client.Client(url, token) as api:
-                document = api.get("/v1/status")
-        except client.CliError as error:
-            raise output.fail(error, fmt) from None
+        document = output.fetch("status", "/v1/status", url, token, fmt)
         if fmt == output.Format.JSON:
             output.print_json(document)
         else:
@@ -130,11 +126,7 @@ def register(app: typer.Typer) -> None:
         token: options.Token = None,
     ) -> None:
         """Every Target with its health, circuit breaker (and cooldown), runs and open PRs."""
-        try:
-            with output.spinner("Fetching targets…"), client.Client(url, token) as api:
-                items = api.get("/v1/targets")
-        except client.CliError as error:
-            raise output.fail(error, fmt) from None
+        items = output.fetch("targets", "/v1/targets", url, token, fmt)
         if fmt == output.Format.JSON:
             output.print_json(items)
         else:
