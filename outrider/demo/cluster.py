@@ -19,22 +19,29 @@ from outrider.common import k8s
 _versions = itertools.count(1)
 
 
+def fill_server_metadata(request: Any) -> None:
+    """On a create, set what a real API server sets (namespace, name from generateName, uid, timestamps, versions)."""
+    from kmock._internal import enums
+
+    if request.resource is None or request.action != enums.action.CREATE or not isinstance(request.data, dict):
+        return
+    meta = request.data.setdefault("metadata", {})
+    if request.namespace and not meta.get("namespace"):
+        meta["namespace"] = request.namespace
+    if not meta.get("name") and meta.get("generateName"):
+        meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+    meta.setdefault("uid", str(uuid.uuid4()))
+    meta.setdefault("creationTimestamp", dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))
+    meta.setdefault("generation", 1)
+    meta["resourceVersion"] = str(next(_versions))
+
+
 def _emulator_class() -> Any:
     import kmock
-    from kmock._internal import enums
 
     class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         async def _handle(self, request: Any) -> Any:
-            if request.resource is not None and request.action == enums.action.CREATE and isinstance(request.data, dict):
-                meta = request.data.setdefault("metadata", {})
-                if request.namespace and not meta.get("namespace"):
-                    meta["namespace"] = request.namespace
-                if not meta.get("name") and meta.get("generateName"):
-                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-                meta.setdefault("uid", str(uuid.uuid4()))
-                meta.setdefault("creationTimestamp", dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))
-                meta.setdefault("generation", 1)
-                meta["resourceVersion"] = str(next(_versions))
+            fill_server_metadata(request)
             return await super()._handle(request)
 
     return Emulator

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import kmock
-from kmock._internal import apps, enums
+from kmock._internal import apps
 
 from outrider.common import k8s
+from outrider.demo import cluster as demo_cluster
 from outrider.operator import kube
 from outrider.operator import main as operator_main
-
-_versions = itertools.count(1)
 
 
 class KMock(kmock.KubernetesEmulator):
@@ -41,16 +38,7 @@ class KMock(kmock.KubernetesEmulator):
         delay = (getattr(self, "delays", None) or {}).get(getattr(request.resource, "plural", None) or "")
         if delay:
             await asyncio.sleep(delay)
-        if request.resource is not None and request.action == enums.action.CREATE and isinstance(request.data, dict):
-            meta = request.data.setdefault("metadata", {})
-            if request.namespace and not meta.get("namespace"):
-                meta["namespace"] = request.namespace
-            if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))
-            meta.setdefault("generation", 1)
-            meta["resourceVersion"] = str(next(_versions))
+        demo_cluster.fill_server_metadata(request)
         return await super()._handle(request)
 
 
