@@ -243,8 +243,10 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
             "OUTRIDER_NAMESPACE": "default",
             "OUTRIDER_METRICS_HOST": "127.0.0.1",
         }
+        # BENCH_OPERATOR_PYTHON_ARGS goes before "-m outrider.cli.main", e.g. "-m pyinstrument -o op.txt" to profile.
         argv = [
-            sys.executable, "-m", "outrider.cli.main", "operator", "--standalone",
+            sys.executable, *os.environ.get("BENCH_OPERATOR_PYTHON_ARGS", "").split(),
+            "-m", "outrider.cli.main", "operator", "--standalone",
             "--liveness", f"http://127.0.0.1:{liveness_port}/healthz", "--metrics-port", str(metrics_port),
         ]  # fmt: skip
         with (workdir / "operator.log").open("wb") as out:
