@@ -1,7 +1,7 @@
 """A small asynchronous Kubernetes API client for the operator's own reads and writes.
 
 kopf watches and calls handlers; the handlers still need to create Jobs, patch statuses and read the autonomy
-ConfigMap. This client does that over httpx with the same credentials kopf logs in with (one
+ConfigMap. This client does that over aiohttp (kopf's own HTTP stack) with the same credentials kopf logs in with (one
 :func:`load_config` feeds both): the in-cluster service account, else ``$KUBECONFIG`` / ``~/.kube/config``
 through the kubernetes package's loader (contexts, exec plugins, client certificates).
 """
@@ -14,10 +14,10 @@ import json
 import os
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from outrider.common import k8s
 
@@ -121,37 +121,63 @@ def pods(namespace: str) -> str:
 
 
 class Client:
-    """The handful of verbs the operator uses (its RBAC in docs/concepts/rbac.md lists exactly these)."""
+    """The handful of verbs the operator uses (its RBAC in docs/concepts/rbac.md lists exactly these).
 
-    def __init__(self, config: Config, *, timeout: float = 10.0) -> None:
-        verify: Any = True
+    Over aiohttp, kopf's own HTTP stack, rather than httpx: measured against the bench's API server, httpx spent
+    ~1.2 ms of CPU per request one at a time and ~3 ms with 32 in flight (its pool grows costlier with the number
+    of waiting requests), aiohttp ~0.2 ms; with 1,000 Runs created at once the operator's handlers queued 1,000
+    requests and httpx's pool timed them all out (PoolTimeout), so no Job was created. At most ``max_in_flight``
+    requests are sent at a time; the others wait their turn outside the HTTP stack, so ``timeout`` measures the
+    request itself, never the queue in front of it.
+    """
+
+    def __init__(self, config: Config, *, timeout: float = 10.0, max_in_flight: int = 32) -> None:
+        self._ssl: ssl.SSLContext | bool = True
         if config.ca_path or (config.cert_path and config.key_path):
-            verify = ssl.create_default_context(cafile=config.ca_path)
+            context = ssl.create_default_context(cafile=config.ca_path)
             if config.insecure:
-                verify.check_hostname = False
-                verify.verify_mode = ssl.CERT_NONE
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
             if config.cert_path and config.key_path:
-                verify.load_cert_chain(config.cert_path, config.key_path)
+                context.load_cert_chain(config.cert_path, config.key_path)
+            self._ssl = context
         elif config.insecure:
-            verify = False
-        headers = {"Accept": "application/json"}
+            self._ssl = False
+        self._headers = {"Accept": "application/json"}
         if config.token:
-            headers["Authorization"] = f"Bearer {config.token}"
+            self._headers["Authorization"] = f"Bearer {config.token}"
         self.config = config
-        self._http = httpx.AsyncClient(base_url=config.server, verify=verify, headers=headers, timeout=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the running event loop
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_in_flight + 4)  # + the watches
+            self._session = aiohttp.ClientSession(self.config.server, headers=self._headers, connector=connector)
+        return self._session
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any] | None:
-        response = await self._http.request(method, url, **kwargs)
-        if response.status_code == 404 and method == "GET":
+    async def _request(self, method: str, url: str, *, params: dict[str, str] | None = None,
+                       body: Any = None) -> dict[str, Any] | None:
+        data = None if body is None else json.dumps(body)
+        headers = {}
+        if data is not None:
+            headers["Content-Type"] = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        async with self._slots, self._http().request(method, url, params=params, data=data, headers=headers,
+                                                     timeout=self._timeout) as response:
+            content = await response.read()
+            if response.status == 404 and method == "GET":
+                return None
+            if response.status >= 400:
+                raise ApiError(response.status, content.decode(errors="replace"))
+        if not content:
             return None
-        if response.status_code >= 400:
-            raise ApiError(response.status_code, response.text)
-        if not response.content:
-            return None
-        return response.json()  # type: ignore[no-any-return]
+        return json.loads(content)  # type: ignore[no-any-return]
 
     async def get(self, url: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
@@ -163,12 +189,11 @@ class Client:
         return list((result or {}).get("items") or [])
 
     async def create(self, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._request("POST", url, json=body)
+        return await self._request("POST", url, body=body)
 
     async def patch(self, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """A JSON merge patch (RFC 7386): None values delete fields."""
-        return await self._request("PATCH", url, content=json.dumps(body),
-                                   headers={"Content-Type": "application/merge-patch+json"})
+        return await self._request("PATCH", url, body=body)
 
     async def watch(self, url: str, *, field_selector: str | None = None,
                     timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -177,15 +202,26 @@ class Client:
         if field_selector:
             params["fieldSelector"] = field_selector
         query = urllib.parse.urlencode(params)
-        async with self._http.stream("GET", f"{url}?{query}", timeout=httpx.Timeout(10.0, read=timeout_seconds + 30)) as response:
-            if response.status_code >= 400:
-                raise ApiError(response.status_code, (await response.aread()).decode(errors="replace"))
-            async for line in response.aiter_lines():
-                if not line.strip():
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                yield str(event.get("type")), event.get("object") or {}
+        timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=timeout_seconds + 30)
+        async with self._http().get(f"{url}?{query}", timeout=timeout) as response:
+            if response.status >= 400:
+                raise ApiError(response.status, (await response.read()).decode(errors="replace"))
+            pending = b""
+            async for chunk in response.content.iter_any():
+                *lines, pending = (pending + chunk).split(b"\n")
+                for event in _watch_events(lines):
+                    yield event
+            for event in _watch_events([pending]):  # a last line the server did not end with a newline
+                yield event
             await asyncio.sleep(0)
+
+
+def _watch_events(lines: list[bytes]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        yield str(event.get("type")), event.get("object") or {}
