@@ -3,14 +3,15 @@
 The operator benchmark runs the API server, the operator and the measuring client as three processes, so none
 of them shares a GIL (or a core's time slice) with another and each one's CPU can be read separately.
 
-Why not KMock's own object handling: profiled under the bench (pyinstrument in this process, 100-200 Runs), KMock
-spends its CPU on bookkeeping that grows with the number of requests and objects, not on answering: every
-request is parsed into a full ``Request`` (body, text, JSON, headers, cookies) and kept forever in
-``kmock.requests``; it is then matched against every reaction filter (sorted again per request); every
-GET/PATCH/DELETE scans all stored objects of all resources for its key; a list walks every object to rediscover
-the resources; every patch deep-copies the object and appends it to a history that is never trimmed; and every
-change is serialised again for each watch stream. With thousands of Runs, Jobs and Kubernetes Events the
-emulator used ~1.7 CPU-s per Run at 200 Runs (336 CPU-s against the operator's 20), and the figures measured the emulator, not the operator.
+Why not KMock's own object handling: in the last full run KMock used ~1.7 CPU-s per Run at 200 Runs (336 CPU-s
+against the operator's 20), so the operator figures measured the emulator. Its request path (kmock/_internal:
+apps.py, k8s.py, k8s_dicts.py) does work that grows with the requests and objects it has seen, not with the
+request: every request is parsed into a full ``Request`` (body, text, JSON, headers, cookies) and kept forever in
+``kmock.requests``; it is matched against every reaction filter, re-sorted per request; every GET/PATCH/DELETE
+scans all stored objects of all resources for its key; a list walks every object to rediscover the resources;
+every patch deep-copies the object and appends it to a history that is never trimmed; and each change is
+serialised again for every watch stream. (Profiling it under the bench with pyinstrument or cProfile did not
+finish within the bench's phase timeouts even at 50-100 Runs.)
 
 ``IndexedKMock`` keeps KMock for everything that is not an object request (discovery, version, unknown paths,
 errors) and serves the object verbs of declared resources from a store indexed by (resource, namespace, name),

@@ -277,6 +277,7 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
         log(f"  admission: {phases['admission']}", highlight=False)
 
         # Phase 2: Job completion → Run status, at a steady completion rate.
+        cpu_phase2 = {"operator": servers.cpu_seconds(process.pid), "kmock": servers.cpu_seconds(kmock_process.pid)}
         completed: dict[str, float] = {}
         interval = 1.0 / COMPLETIONS_PER_S
         next_at = time.perf_counter()
@@ -289,6 +290,15 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
             api.merge_patch(kube.jobs("default", name) + "/status", _job_succeeded())
         _wait(lambda: all(n in succeeded_at for n in completed), PHASE_TIMEOUT_S, "every Run Succeeded")
         phases["job_to_status"] = _latencies(completed, succeeded_at)
+        # CPU per completion (ms) of each process over phase 2: the operator's cost of one Job → Run status, with
+        # the events and index updates it causes; independent of the other load on the machine.
+        per_completion = {
+            name: (None if before is None or after is None else (after - before) * 1000.0 / runs_n)
+            for name, before, after in (
+                ("operator", cpu_phase2["operator"], servers.cpu_seconds(process.pid)),
+                ("kmock", cpu_phase2["kmock"], servers.cpu_seconds(kmock_process.pid)),
+            )
+        }
         log(f"  Job→Run status: {phases['job_to_status']}", highlight=False)
 
         # Phase 3: autonomy off, a second set of Runs waits; autonomy on → admission after resume.
@@ -332,6 +342,8 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
             "rss_mb_at_end": memory["rss_mb"],
             "operator_cpu_s": cpu["operator"],
             "kmock_cpu_s": cpu["kmock"],
+            "operator_cpu_ms_per_completion": per_completion["operator"],
+            "kmock_cpu_ms_per_completion": per_completion["kmock"],
         }
     finally:
         for watcher in watchers:
