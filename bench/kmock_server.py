@@ -41,6 +41,7 @@ import datetime as dt
 import json
 import sys
 import types
+import uuid
 from typing import Any
 
 import aiohttp.web
@@ -265,6 +266,7 @@ class IndexedKMock(operator_harness.KMock):
     def _create(self, resource: Resource, path: parsing.ParsedPath, body: Any) -> aiohttp.web.Response:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the object must be a JSON object")
+        generated = not (body.get("metadata") or {}).get("name")
         request = types.SimpleNamespace(resource=resource, action=enums.action.CREATE, data=body,
                                         namespace=path.namespace)  # fmt: skip
         demo_cluster.fill_server_metadata(request)
@@ -274,6 +276,11 @@ class IndexedKMock(operator_harness.KMock):
         if not resource.info.namespaced:
             meta.pop("namespace", None)
         key = (meta.get("namespace"), meta["name"])
+        for _retry in range(7):  # like kube-apiserver (1.31+), draw a generated name again when it is taken
+            if not generated or key not in resource.objects:
+                break
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            key = (meta.get("namespace"), meta["name"])
         if key in resource.objects:
             raise ApiError(409, "AlreadyExists", f"{resource.kind} {key[0]}/{key[1]} already exists")
         body.setdefault("kind", resource.kind)
