@@ -19,12 +19,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from outrider.common import events
-from outrider.control_plane import projection, store
+from outrider.control_plane import projection, run_aggregates, store
 
 log = logging.getLogger(__name__)
 
-#: Run duration buckets (seconds): agent runs take from seconds to hours.
-DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0)
+#: Run duration buckets (seconds), as the store keeps them (``run_aggregates``).
+DURATION_BUCKETS = run_aggregates.DURATION_BUCKETS
 #: Every reason POST /v1/events counts a refusal under.
 REJECTION_REASONS = (
     "invalid_event",
@@ -50,7 +50,6 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily("outrider_store_up", "1 when the store answered this scrape's queries, else 0.")
         try:
             aggregates = self.store.aggregates()
-            durations = self.store.duration_buckets(DURATION_BUCKETS)
         except store.StoreUnavailable:
             log.warning("metrics scrape could not read the store", exc_info=True)
             up.add_metric([], 0)
@@ -58,7 +57,7 @@ class StoreCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        yield from self._families(aggregates, durations)
+        yield from self._families(aggregates, run_aggregates.histograms(aggregates["durations"]))
 
     def _families(self, aggregates: dict[str, list[dict[str, Any]]], durations: list[dict[str, Any]]) -> Iterator[Metric]:
         received = CounterMetricFamily(

@@ -41,7 +41,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -52,7 +52,7 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 
 from outrider.common import events
-from outrider.control_plane import projection, settings, tables
+from outrider.control_plane import projection, run_aggregates, settings, tables
 
 log = logging.getLogger(__name__)
 
@@ -443,8 +443,10 @@ class Store:
                 existing[run_id] = json.loads(state)
         new_rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
+        changed: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []  # (old, new) query columns per run
         for run_id, run_events in by_run.items():
             state = existing.get(run_id) or projection.empty_state()
+            before = projection.columns(run_id, state) if run_id in existing else None
             for _, event in run_events:
                 if event.type == events.EventType.PR_CREATED:
                     number = str(int(event.data["number"]))
@@ -452,6 +454,7 @@ class Store:
                         prs[event.target or ""] += 1  # a PR counts once per run, however often reported
                 projection.merge_into(state, event)
             row = projection.columns(run_id, state)
+            changed.append((before, row))
             row["updated_seq"] = run_events[-1][0]
             row["state"] = json.dumps(state, separators=(",", ":"))
             if run_id in existing:
@@ -476,6 +479,7 @@ class Store:
             ],
         )
         self._bump(conn, tables.agg_prs, ["target"], [{"target": t, "created": n} for t, n in prs.items()])
+        run_aggregates.apply(conn, changed, self._bump)
 
     # --- live updates ------------------------------------------------------------------------------
 
@@ -691,49 +695,21 @@ class Store:
         return [(value, status, int(count)) for value, status, count in self._read(query)]
 
     def aggregates(self) -> dict[str, list[dict[str, Any]]]:
-        """Everything ``/metrics`` reports from the store, from the small aggregate tables and the runs table."""
-        r = tables.runs
-        finished = r.c.status.in_(list(projection.TERMINAL))
+        """Everything ``/metrics`` reports from the store, read from the small ``agg_*`` tables only (finished
+        runs and duration buckets are kept there by ``run_aggregates``; rows whose count fell to zero are left out)."""
         queries: dict[str, Any] = {
             "event_types": sa.select(tables.agg_event_types),
             "rejections": sa.select(tables.agg_rejections),
             "llm": sa.select(tables.agg_llm),
             "prs": sa.select(tables.agg_prs),
-            "runs": sa.select(r.c.target, r.c.status, sa.func.count().label("count"))
-            .where(finished)
-            .group_by(r.c.target, r.c.status),
+            "runs": sa.select(tables.agg_runs).where(tables.agg_runs.c.count > 0),
+            "durations": sa.select(tables.agg_run_durations).where(tables.agg_run_durations.c.count > 0),
         }
         try:
             with self.engine.connect() as conn:
                 return {name: [row._asdict() for row in conn.execute(q)] for name, q in queries.items()}
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-
-    def duration_buckets(self, bounds: Iterable[float]) -> list[dict[str, Any]]:
-        """Per target: count of finished runs with a duration ≤ each bound, their count and duration sum."""
-        r = tables.runs
-        bounds = list(bounds)
-        columns = [
-            sa.func.sum(sa.case((r.c.duration_seconds <= bound, 1), else_=0)).label(f"le_{index}")
-            for index, bound in enumerate(bounds)
-        ]
-        query = (
-            sa.select(r.c.target, sa.func.count().label("count"), sa.func.sum(r.c.duration_seconds).label("sum"), *columns)
-            .where(r.c.status.in_(list(projection.TERMINAL)), r.c.duration_seconds.is_not(None))
-            .group_by(r.c.target)
-        )
-        out = []
-        for row in self._read(query):
-            item = row._asdict()
-            out.append(
-                {
-                    "target": item["target"],
-                    "count": int(item["count"]),
-                    "sum": float(item["sum"] or 0.0),
-                    "buckets": [int(item[f"le_{index}"] or 0) for index in range(len(bounds))],
-                }
-            )
-        return out
 
     # --- insights (trends, models, graph, logs, retention) -----------------------------------------
 

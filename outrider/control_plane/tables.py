@@ -9,7 +9,7 @@ reattaches UTC when reading).
 - ``runs``: one row per run id, the projection of its events (columns for queries, ``state`` JSON for the rest).
 - ``llm_calls``: one row per LLM call (the analytics of ``/v1/analytics/models``).
 - ``agg_*``: small counters kept in the same transaction as the events, read by ``/metrics`` so a scrape
-  never scans the event history.
+  never scans the event history (``agg_runs`` / ``agg_run_durations``: see ``run_aggregates``).
 """
 
 from __future__ import annotations
@@ -101,6 +101,26 @@ agg_prs = sa.Table(
     metadata,
     sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
     sa.Column("created", sa.BigInteger(), nullable=False),
+)
+
+agg_runs = sa.Table(
+    "agg_runs",
+    metadata,
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the run has no target."),
+    sa.Column("status", sa.String(16), primary_key=True, comment="A terminal status."),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    comment="Finished runs by target and status, kept as deltas by run_aggregates (read by /metrics).",
+)
+
+agg_run_durations = sa.Table(
+    "agg_run_durations",
+    metadata,
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the run has no target."),
+    sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False,
+              comment="Index into run_aggregates.DURATION_BUCKETS of the first bound >= the duration."),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("sum_micros", sa.BigInteger(), nullable=False, comment="Sum of the durations in microseconds (exact)."),
+    comment="Finished runs with a duration, by target and histogram bucket, kept by run_aggregates (read by /metrics).",
 )
 
 llm_calls = sa.Table(
