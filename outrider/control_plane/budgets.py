@@ -182,6 +182,8 @@ def spend_and_limits(conn: sa.Connection, *, now: datetime | None = None) -> lis
     glob, per_target = reported_limits(heartbeat, status.latest_target_statuses(conn))
     spent = {name: spent_by_target(conn, moment - length, moment) for name, length in WINDOWS.items()}
     names = sorted(set(per_target) | {str(t) for t in spent["24h"] if t is not None})
-    scopes = [(GLOBAL, glob, lambda window: sum(spent[window].values()))]
-    scopes += [(name, per_target.get(name, Limits()), lambda window, name=name: spent[window].get(name, 0)) for name in names]
-    return [(scope, {window: (of(window), limits.of(window)) for window in WINDOWS}) for scope, limits, of in scopes]
+    found = [(GLOBAL, {window: (sum(spent[window].values()), glob.of(window)) for window in WINDOWS})]
+    for name in names:
+        limits = per_target.get(name, Limits())
+        found.append((name, {window: (spent[window].get(name, 0), limits.of(window)) for window in WINDOWS}))
+    return found
