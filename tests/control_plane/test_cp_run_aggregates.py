@@ -12,6 +12,7 @@ import random
 from importlib import resources
 from typing import Any
 
+import prometheus_client
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -157,3 +158,26 @@ def test_the_migration_backfills_existing_runs(make_settings) -> None:  # type: 
         assert stored_aggregates(the_store.engine) == expected
     finally:
         the_store.engine.dispose()
+
+
+def test_exposition_equals_generate_latest(make_settings, start_server) -> None:  # type: ignore[no-untyped-def]
+    """/metrics writes the store's families as text itself; byte for byte what prometheus_client would write,
+    including label values that need escaping and values in exponent notation."""
+    server = start_server(make_settings())
+    odd = 'we"ird\\model\nname'
+    batch = messy_history() + [
+        support.event("run.llm_usage", "plain-0", at=5, target="acme/t0", data={
+            "provider": "p", "model": odd, "input_tokens": 12_345_678_901, "output_tokens": 3, "cost_usd": 987654.5,
+        }),
+        support.event("vendor.custom", None, target=None),
+    ]
+    assert server.client.post("/v1/events", json=batch, headers=support.BATCH).status_code == 202
+    metrics = server.app.state.metrics
+    # The process and GC collectors' figures move between two calls: compare with them left out.
+    for collector in [c for c in metrics.registry.collectors if type(c).__name__ in ("ProcessCollector", "GCCollector")]:
+        metrics.registry.unregister(collector)
+    ours = metrics.exposition()
+    assert ours == prometheus_client.generate_latest(metrics.registry)
+    assert b'model="we\\"ird\\\\model\\nname"' in ours and b"outrider_run_duration_seconds_bucket{le=\"+Inf\"" in ours
+    served = server.anonymous.get("/metrics")
+    assert served.status_code == 200 and "outrider_runs_total{" in served.text
