@@ -593,6 +593,47 @@ class Store:
         rows = self._read(query.order_by(e.c.seq).limit(limit))
         return [(int(seq), utc(received), body) for seq, received, body in rows]  # type: ignore[misc]
 
+    def list_event_rows_by_time(
+        self,
+        *,
+        target: str | None = None,
+        run_id: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: tuple[datetime, int] | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, datetime, datetime, str]]:
+        """Events whose time is in ``[since, until)``, ordered by (time, seq), after the ``after`` position:
+        (seq, time, received_at, body JSON text).
+
+        Why a second order: in ``seq`` order a time window is a filter over the primary key, and SQLite (which
+        keeps no range statistics) walks every row stored before the window starts — 160–220 ms for a recent
+        window at 10^6 events — while forcing the time index makes wide windows slow instead (it must collect
+        and sort the whole window to find the lowest seqs). In (time, seq) order every page is a range of
+        ``ix_events_time`` (on SQLite its entries are (time, rowid) = (time, seq)) that starts at the cursor
+        and stops after ``limit`` rows, whatever the window and however deep the page.
+        """
+        e = tables.events
+        query = sa.select(e.c.seq, e.c.time, e.c.received_at, e.c.body)
+        lower = since.astimezone(UTC) if since is not None else None
+        if after is not None:
+            at, seq = after[0].astimezone(UTC), after[1]
+            lower = at if lower is None or at > lower else lower  # the range starts at the cursor, not at ``since``
+            query = query.where(sa.or_(e.c.time > at, sa.and_(e.c.time == at, e.c.seq > seq)))
+        if lower is not None:
+            query = query.where(e.c.time >= lower)
+        if until is not None:
+            query = query.where(e.c.time < until.astimezone(UTC))
+        if target is not None:
+            query = query.where(e.c.target == target)
+        if run_id is not None:
+            query = query.where(e.c.run_id == run_id)
+        if type is not None:
+            query = query.where(e.c.type == type)
+        rows = self._read(query.order_by(e.c.time, e.c.seq).limit(limit))
+        return [(int(seq), utc(moment), utc(received), body) for seq, moment, received, body in rows]  # type: ignore[misc]
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run record of ``run_id``, or None when no event named it."""
         rows = self._read(sa.select(tables.runs.c.state).where(tables.runs.c.run_id == run_id))
