@@ -691,12 +691,14 @@ class Store:
             window, r.c.status.in_(list(projection.TERMINAL)), r.c.duration_seconds.is_not(None)
         )
         finished_at = sa.func.coalesce(r.c.completed_at, r.c.created_at)
-        latest = (
-            sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary)
+        latest_id = (  # found in the covering status index; only the one row found is read
+            sa.select(r.c.run_id)
             .where(window, r.c.status == "failed")
             .order_by(finished_at.desc(), r.c.run_id.desc())
             .limit(1)
+            .scalar_subquery()
         )
+        latest = sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary).where(r.c.run_id == latest_id)
         try:
             with self.engine.connect() as conn:
                 by_status = {

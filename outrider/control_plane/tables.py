@@ -66,7 +66,12 @@ runs = sa.Table(
     sa.Column("updated_seq", sa.BigInteger(), nullable=False, comment="seq of the last event folded in."),
     sa.Column("state", sa.Text(), nullable=False, comment="projection.RunState as JSON: the mergeable fold state."),
     sa.Index("ix_runs_target_created_at_run_id", "target", "created_at", "run_id"),
-    sa.Index("ix_runs_status_created_at_run_id", "status", "created_at", "run_id"),
+    # Also covers /v1/runs/summary (totals by status, durations, the latest failure) without reading the rows,
+    # whose state JSON makes them ~1 KB each: see migration 0005.
+    sa.Index(
+        "ix_runs_status_created_at_run_id_cover", "status", "created_at", "run_id", "duration_seconds", "input_tokens",
+        "output_tokens", "cost_nano_usd", "pr_count", "completed_at",
+    ),
     sa.Index("ix_runs_created_at_run_id", "created_at", "run_id"),
     sa.Index("ix_runs_started_at", "started_at"),
     sa.Index("ix_runs_completed_at", "completed_at"),
