@@ -384,7 +384,9 @@ class Store:
             returned.extend((int(seq), source, event_id) for seq, source, event_id in conn.exec_driver_sql(sql, flat))
         return returned
 
-    _RUN_STATES = sa.select(tables.runs.c.run_id, tables.runs.c.state).where(
+    _RUN_STATES = sa.select(
+        tables.runs.c.run_id, tables.runs.c.state, tables.runs.c.target, tables.runs.c.status, tables.runs.c.duration_seconds
+    ).where(
         tables.runs.c.run_id.in_(sa.bindparam("ids", expanding=True))
     )
     _RUN_UPDATE = (
@@ -436,17 +438,19 @@ class Store:
                 ]
 
         existing: dict[str, projection.RunState] = {}
+        previous: dict[str, dict[str, Any]] = {}  # the stored query columns run_aggregates needs (a delta's "old")
         run_ids = list(by_run)
         for start in range(0, len(run_ids), 500):
             chunk = run_ids[start : start + 500]
-            for run_id, state in conn.execute(self._RUN_STATES, {"ids": chunk}):
+            for run_id, state, *old_columns in conn.execute(self._RUN_STATES, {"ids": chunk}):
                 existing[run_id] = json.loads(state)
+                previous[run_id] = dict(zip(("target", "status", "duration_seconds"), old_columns, strict=True))
         new_rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         changed: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []  # (old, new) query columns per run
         for run_id, run_events in by_run.items():
             state = existing.get(run_id) or projection.empty_state()
-            before = projection.columns(run_id, state) if run_id in existing else None
+            before = previous.get(run_id)
             for _, event in run_events:
                 if event.type == events.EventType.PR_CREATED:
                     number = str(int(event.data["number"]))
