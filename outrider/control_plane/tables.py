@@ -142,7 +142,8 @@ llm_calls = sa.Table(
     sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True),
     sa.Column("latency_s", sa.Float(), nullable=True),
     sa.Column("error", sa.Boolean(), nullable=False),
-    sa.Index("ix_llm_calls_time", "time"),
+    # Covers the budgets' spend sums (time range, grouped by target): see migration 0005.
+    sa.Index("ix_llm_calls_time_target_cost", "time", "target", "cost_nano_usd"),
     sa.Index("ix_llm_calls_target_time", "target", "time"),
     comment="One row per run.llm_usage event, for /v1/analytics/models; written with the event, swept with it.",
 )

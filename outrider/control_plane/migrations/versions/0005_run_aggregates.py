@@ -9,7 +9,9 @@ indexes refer to.
 
 ``/v1/runs/summary`` over a wide window read every run row (~1 KB each with the state JSON) to sum a few
 columns: 36 ms at 10^4 runs. The (status, created_at, run_id) index gets those columns appended, so the
-summary's three queries read the index alone (list_runs' paging still uses its prefix).
+summary's three queries read the index alone (list_runs' paging still uses its prefix). Likewise the
+``llm_calls`` time index gets target and cost appended, so the budgets' spend per target and window (read
+on every scrape) comes from the index alone.
 
 Revision ID: 0005
 Revises: 0004
@@ -41,6 +43,8 @@ COVERED = ["status", "created_at", "run_id", "duration_seconds", "input_tokens",
 def upgrade() -> None:
     op.drop_index("ix_runs_status_created_at_run_id", table_name="runs")
     op.create_index("ix_runs_status_created_at_run_id_cover", "runs", COVERED)
+    op.drop_index("ix_llm_calls_time", table_name="llm_calls")
+    op.create_index("ix_llm_calls_time_target_cost", "llm_calls", ["time", "target", "cost_nano_usd"])
     agg_runs = op.create_table(
         "agg_runs",
         sa.Column("target", sa.String(253), primary_key=True),
@@ -77,6 +81,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_llm_calls_time_target_cost", table_name="llm_calls")
+    op.create_index("ix_llm_calls_time", "llm_calls", ["time"])
     op.drop_index("ix_runs_status_created_at_run_id_cover", table_name="runs")
     op.create_index("ix_runs_status_created_at_run_id", "runs", ["status", "created_at", "run_id"])
     op.drop_table("agg_run_durations")
