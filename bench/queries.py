@@ -99,6 +99,7 @@ def query_plan(config: config_module.BenchConfig) -> list[tuple[str, Callable[[i
     """(name, path for sample i given the previous cursor, follows cursors)."""
     runs, targets = config.query_runs, config.query_targets
     since_1h = urllib.parse.quote((datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    since_6d = urllib.parse.quote((datetime.now(UTC) - timedelta(days=6)).isoformat())
 
     def with_cursor(path: str, cursor: str | None) -> str:
         return path + (f"&cursor={cursor}" if cursor else "")
@@ -121,6 +122,8 @@ def query_plan(config: config_module.BenchConfig) -> list[tuple[str, Callable[[i
             True,
         ),
         ("/v1/events since=1h ago", lambda i, c: f"/v1/events?since={since_1h}&limit=100", False),
+        # A wide window, paged (time order, docs/api.md): must stay as fast as a recent one.
+        ("/v1/events since=6d ago, paged", lambda i, c: with_cursor(f"/v1/events?since={since_6d}&limit=100", c), True),
         ("/v1/events limit=1000, paged (export)", lambda i, c: with_cursor("/v1/events?limit=1000", c), True),
         ("/metrics", lambda i, c: "/metrics", False),
     ]

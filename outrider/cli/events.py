@@ -87,7 +87,8 @@ def register(app: typer.Typer) -> None:
                 last_seq: int | None = None
                 for stored in items:
                     _print(stored, fmt)
-                    last_seq = stored["seq"]
+                    # With --since the history comes in event-time order: resume the stream after the highest seq.
+                    last_seq = stored["seq"] if last_seq is None else max(last_seq, stored["seq"])
                 if not follow:
                     return
                 failures = 0

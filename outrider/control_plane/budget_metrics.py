@@ -31,17 +31,17 @@ class BudgetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             with self.store.engine.connect() as conn:
-                document = budgets.read(conn)
+                scopes = budgets.spend_and_limits(conn)
         except sa.exc.SQLAlchemyError:
             return
         spent = GaugeMetricFamily("outrider_budget_spent_usd", "USD spent on priced LLM calls in the rolling window.",
                                   labels=["scope", "window"])
         limit = GaugeMetricFamily("outrider_budget_limit_usd", "The budget the operator reported for the scope and "
                                   "window (absent: none).", labels=["scope", "window"])
-        for budget in document.budgets:
-            for window in budget.windows:
-                spent.add_metric([budget.scope, window.window], window.spent_usd)
-                if window.limit_usd is not None:
-                    limit.add_metric([budget.scope, window.window], window.limit_usd)
+        for scope, windows in scopes:
+            for window, (spent_nano, limit_usd) in windows.items():
+                spent.add_metric([scope, window], spent_nano / budgets.NANO)
+                if limit_usd is not None:
+                    limit.add_metric([scope, window], limit_usd)
         yield spent
         yield limit

@@ -160,3 +160,30 @@ def read(conn: sa.Connection, *, now: datetime | None = None, target: str | None
         names = sorted(set(per_target) | set(spending_targets(conn, moment - WINDOWS["24h"], moment)))
     budgets.extend(budget_of(conn, name, per_target.get(name, Limits()), moment) for name in names)
     return schemas.BudgetsResponse(generated_at=moment, budgets=budgets)
+
+
+def spent_by_target(conn: sa.Connection, since: datetime, now: datetime) -> dict[str | None, int]:
+    """Nano-USD spent in ``(since, now]`` per target (None: calls without one), in one grouped range read."""
+    c = tables.llm_calls
+    rows = conn.execute(sa.select(c.c.target, sa.func.sum(c.c.cost_nano_usd)).where(*_where(None, since, now))
+                        .group_by(c.c.target))
+    return {target: int(value or 0) for target, value in rows}
+
+
+def spend_and_limits(conn: sa.Connection, *, now: datetime | None = None) -> list[tuple[str, dict[str, tuple[int, float | None]]]]:
+    """Per scope, as :func:`read` lists them: window → (nano-USD spent, limit in USD or None).
+
+    The budget metrics need only these figures; :func:`read` also computes ``resets_at`` and the average
+    run cost with a few queries per scope (~0.7 ms each: 140 ms per scrape at 200 targets). Here the spend
+    of every scope comes from one grouped read per window.
+    """
+    moment = _utc(now or datetime.now(UTC))
+    heartbeat = status._latest_of_type(conn, events.EventType.OPERATOR_HEARTBEAT.value)
+    glob, per_target = reported_limits(heartbeat, status.latest_target_statuses(conn))
+    spent = {name: spent_by_target(conn, moment - length, moment) for name, length in WINDOWS.items()}
+    names = sorted(set(per_target) | {str(t) for t in spent["24h"] if t is not None})
+    found = [(GLOBAL, {window: (sum(spent[window].values()), glob.of(window)) for window in WINDOWS})]
+    for name in names:
+        limits = per_target.get(name, Limits())
+        found.append((name, {window: (spent[window].get(name, 0), limits.of(window)) for window in WINDOWS}))
+    return found

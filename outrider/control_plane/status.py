@@ -422,23 +422,24 @@ def recent_activity(conn: sa.Connection, limit: int = RECENT_LIMIT, target: str 
     return [_stored(row) for row in found[:limit]]
 
 
-def read_inputs(conn: sa.Connection) -> Inputs:
-    """Every input of :func:`compute`, read in one connection (sync; async stores call it via ``run_sync``)."""
+def read_inputs(conn: sa.Connection, *, recent: bool = True) -> Inputs:
+    """Every input of :func:`compute`, read in one connection (sync; async stores call it via ``run_sync``).
+    ``recent=False`` leaves out the recent activity (parsing ~20 event bodies), which only the listing uses."""
     started = _latest_of_type(conn, events.EventType.RUN_STARTED.value)
     return Inputs(
         heartbeat=_latest_of_type(conn, events.EventType.OPERATOR_HEARTBEAT.value),
         autonomy_changed=_latest_of_type(conn, events.EventType.AUTONOMY_CHANGED.value),
         target_statuses=latest_target_statuses(conn),
         last_started_at=_aware(started.event.time) if started is not None else None,
-        recent=recent_activity(conn),
+        recent=recent_activity(conn) if recent else [],
     )
 
 
-def load(engine: sa.Engine) -> Inputs:
+def load(engine: sa.Engine, *, recent: bool = True) -> Inputs:
     """:func:`read_inputs` on a fresh connection; a database error becomes ``store_error`` (state ``error``)."""
     try:
         with engine.connect() as conn:
-            return read_inputs(conn)
+            return read_inputs(conn, recent=recent)
     except sa.exc.SQLAlchemyError as exc:
         return Inputs(store_error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
 

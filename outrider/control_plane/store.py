@@ -41,7 +41,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -52,7 +52,7 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 
 from outrider.common import events
-from outrider.control_plane import projection, settings, tables
+from outrider.control_plane import projection, run_aggregates, settings, tables
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,9 @@ class Store:
             returned.extend((int(seq), source, event_id) for seq, source, event_id in conn.exec_driver_sql(sql, flat))
         return returned
 
-    _RUN_STATES = sa.select(tables.runs.c.run_id, tables.runs.c.state).where(
+    _RUN_STATES = sa.select(
+        tables.runs.c.run_id, tables.runs.c.state, tables.runs.c.target, tables.runs.c.status, tables.runs.c.duration_seconds
+    ).where(
         tables.runs.c.run_id.in_(sa.bindparam("ids", expanding=True))
     )
     _RUN_UPDATE = (
@@ -436,15 +438,19 @@ class Store:
                 ]
 
         existing: dict[str, projection.RunState] = {}
+        previous: dict[str, dict[str, Any]] = {}  # the stored query columns run_aggregates needs (a delta's "old")
         run_ids = list(by_run)
         for start in range(0, len(run_ids), 500):
             chunk = run_ids[start : start + 500]
-            for run_id, state in conn.execute(self._RUN_STATES, {"ids": chunk}):
+            for run_id, state, *old_columns in conn.execute(self._RUN_STATES, {"ids": chunk}):
                 existing[run_id] = json.loads(state)
+                previous[run_id] = dict(zip(("target", "status", "duration_seconds"), old_columns, strict=True))
         new_rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
+        changed: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []  # (old, new) query columns per run
         for run_id, run_events in by_run.items():
             state = existing.get(run_id) or projection.empty_state()
+            before = previous.get(run_id)
             for _, event in run_events:
                 if event.type == events.EventType.PR_CREATED:
                     number = str(int(event.data["number"]))
@@ -452,6 +458,7 @@ class Store:
                         prs[event.target or ""] += 1  # a PR counts once per run, however often reported
                 projection.merge_into(state, event)
             row = projection.columns(run_id, state)
+            changed.append((before, row))
             row["updated_seq"] = run_events[-1][0]
             row["state"] = json.dumps(state, separators=(",", ":"))
             if run_id in existing:
@@ -476,6 +483,7 @@ class Store:
             ],
         )
         self._bump(conn, tables.agg_prs, ["target"], [{"target": t, "created": n} for t, n in prs.items()])
+        run_aggregates.apply(conn, changed, self._bump)
 
     # --- live updates ------------------------------------------------------------------------------
 
@@ -589,6 +597,47 @@ class Store:
         rows = self._read(query.order_by(e.c.seq).limit(limit))
         return [(int(seq), utc(received), body) for seq, received, body in rows]  # type: ignore[misc]
 
+    def list_event_rows_by_time(
+        self,
+        *,
+        target: str | None = None,
+        run_id: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: tuple[datetime, int] | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, datetime, datetime, str]]:
+        """Events whose time is in ``[since, until)``, ordered by (time, seq), after the ``after`` position:
+        (seq, time, received_at, body JSON text).
+
+        Why a second order: in ``seq`` order a time window is a filter over the primary key, and SQLite (which
+        keeps no range statistics) walks every row stored before the window starts — 160–220 ms for a recent
+        window at 10^6 events — while forcing the time index makes wide windows slow instead (it must collect
+        and sort the whole window to find the lowest seqs). In (time, seq) order every page is a range of
+        ``ix_events_time`` (on SQLite its entries are (time, rowid) = (time, seq)) that starts at the cursor
+        and stops after ``limit`` rows, whatever the window and however deep the page.
+        """
+        e = tables.events
+        query = sa.select(e.c.seq, e.c.time, e.c.received_at, e.c.body)
+        lower = since.astimezone(UTC) if since is not None else None
+        if after is not None:
+            at, seq = after[0].astimezone(UTC), after[1]
+            lower = at if lower is None or at > lower else lower  # the range starts at the cursor, not at ``since``
+            query = query.where(sa.or_(e.c.time > at, sa.and_(e.c.time == at, e.c.seq > seq)))
+        if lower is not None:
+            query = query.where(e.c.time >= lower)
+        if until is not None:
+            query = query.where(e.c.time < until.astimezone(UTC))
+        if target is not None:
+            query = query.where(e.c.target == target)
+        if run_id is not None:
+            query = query.where(e.c.run_id == run_id)
+        if type is not None:
+            query = query.where(e.c.type == type)
+        rows = self._read(query.order_by(e.c.time, e.c.seq).limit(limit))
+        return [(int(seq), utc(moment), utc(received), body) for seq, moment, received, body in rows]  # type: ignore[misc]
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run record of ``run_id``, or None when no event named it."""
         rows = self._read(sa.select(tables.runs.c.state).where(tables.runs.c.run_id == run_id))
@@ -646,12 +695,14 @@ class Store:
             window, r.c.status.in_(list(projection.TERMINAL)), r.c.duration_seconds.is_not(None)
         )
         finished_at = sa.func.coalesce(r.c.completed_at, r.c.created_at)
-        latest = (
-            sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary)
+        latest_id = (  # found in the covering status index; only the one row found is read
+            sa.select(r.c.run_id)
             .where(window, r.c.status == "failed")
             .order_by(finished_at.desc(), r.c.run_id.desc())
             .limit(1)
+            .scalar_subquery()
         )
+        latest = sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary).where(r.c.run_id == latest_id)
         try:
             with self.engine.connect() as conn:
                 by_status = {
@@ -691,49 +742,21 @@ class Store:
         return [(value, status, int(count)) for value, status, count in self._read(query)]
 
     def aggregates(self) -> dict[str, list[dict[str, Any]]]:
-        """Everything ``/metrics`` reports from the store, from the small aggregate tables and the runs table."""
-        r = tables.runs
-        finished = r.c.status.in_(list(projection.TERMINAL))
+        """Everything ``/metrics`` reports from the store, read from the small ``agg_*`` tables only (finished
+        runs and duration buckets are kept there by ``run_aggregates``; rows whose count fell to zero are left out)."""
         queries: dict[str, Any] = {
             "event_types": sa.select(tables.agg_event_types),
             "rejections": sa.select(tables.agg_rejections),
             "llm": sa.select(tables.agg_llm),
             "prs": sa.select(tables.agg_prs),
-            "runs": sa.select(r.c.target, r.c.status, sa.func.count().label("count"))
-            .where(finished)
-            .group_by(r.c.target, r.c.status),
+            "runs": sa.select(tables.agg_runs).where(tables.agg_runs.c.count > 0),
+            "durations": sa.select(tables.agg_run_durations).where(tables.agg_run_durations.c.count > 0),
         }
         try:
             with self.engine.connect() as conn:
                 return {name: [row._asdict() for row in conn.execute(q)] for name, q in queries.items()}
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-
-    def duration_buckets(self, bounds: Iterable[float]) -> list[dict[str, Any]]:
-        """Per target: count of finished runs with a duration ≤ each bound, their count and duration sum."""
-        r = tables.runs
-        bounds = list(bounds)
-        columns = [
-            sa.func.sum(sa.case((r.c.duration_seconds <= bound, 1), else_=0)).label(f"le_{index}")
-            for index, bound in enumerate(bounds)
-        ]
-        query = (
-            sa.select(r.c.target, sa.func.count().label("count"), sa.func.sum(r.c.duration_seconds).label("sum"), *columns)
-            .where(r.c.status.in_(list(projection.TERMINAL)), r.c.duration_seconds.is_not(None))
-            .group_by(r.c.target)
-        )
-        out = []
-        for row in self._read(query):
-            item = row._asdict()
-            out.append(
-                {
-                    "target": item["target"],
-                    "count": int(item["count"]),
-                    "sum": float(item["sum"] or 0.0),
-                    "buckets": [int(item[f"le_{index}"] or 0) for index in range(len(bounds))],
-                }
-            )
-        return out
 
     # --- insights (trends, models, graph, logs, retention) -----------------------------------------
 

@@ -9,7 +9,7 @@ reattaches UTC when reading).
 - ``runs``: one row per run id, the projection of its events (columns for queries, ``state`` JSON for the rest).
 - ``llm_calls``: one row per LLM call (the analytics of ``/v1/analytics/models``).
 - ``agg_*``: small counters kept in the same transaction as the events, read by ``/metrics`` so a scrape
-  never scans the event history.
+  never scans the event history (``agg_runs`` / ``agg_run_durations``: see ``run_aggregates``).
 """
 
 from __future__ import annotations
@@ -66,7 +66,12 @@ runs = sa.Table(
     sa.Column("updated_seq", sa.BigInteger(), nullable=False, comment="seq of the last event folded in."),
     sa.Column("state", sa.Text(), nullable=False, comment="projection.RunState as JSON: the mergeable fold state."),
     sa.Index("ix_runs_target_created_at_run_id", "target", "created_at", "run_id"),
-    sa.Index("ix_runs_status_created_at_run_id", "status", "created_at", "run_id"),
+    # Also covers /v1/runs/summary (totals by status, durations, the latest failure) without reading the rows,
+    # whose state JSON makes them ~1 KB each: see migration 0005.
+    sa.Index(
+        "ix_runs_status_created_at_run_id_cover", "status", "created_at", "run_id", "duration_seconds", "input_tokens",
+        "output_tokens", "cost_nano_usd", "pr_count", "completed_at",
+    ),
     sa.Index("ix_runs_created_at_run_id", "created_at", "run_id"),
     sa.Index("ix_runs_started_at", "started_at"),
     sa.Index("ix_runs_completed_at", "completed_at"),
@@ -103,6 +108,26 @@ agg_prs = sa.Table(
     sa.Column("created", sa.BigInteger(), nullable=False),
 )
 
+agg_runs = sa.Table(
+    "agg_runs",
+    metadata,
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the run has no target."),
+    sa.Column("status", sa.String(16), primary_key=True, comment="A terminal status."),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    comment="Finished runs by target and status, kept as deltas by run_aggregates (read by /metrics).",
+)
+
+agg_run_durations = sa.Table(
+    "agg_run_durations",
+    metadata,
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the run has no target."),
+    sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False,
+              comment="Index into run_aggregates.DURATION_BUCKETS of the first bound >= the duration."),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("sum_micros", sa.BigInteger(), nullable=False, comment="Sum of the durations in microseconds (exact)."),
+    comment="Finished runs with a duration, by target and histogram bucket, kept by run_aggregates (read by /metrics).",
+)
+
 llm_calls = sa.Table(
     "llm_calls",
     metadata,
@@ -117,7 +142,8 @@ llm_calls = sa.Table(
     sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True),
     sa.Column("latency_s", sa.Float(), nullable=True),
     sa.Column("error", sa.Boolean(), nullable=False),
-    sa.Index("ix_llm_calls_time", "time"),
+    # Covers the budgets' spend sums (time range, grouped by target): see migration 0005.
+    sa.Index("ix_llm_calls_time_target_cost", "time", "target", "cost_nano_usd"),
     sa.Index("ix_llm_calls_target_time", "target", "time"),
     comment="One row per run.llm_usage event, for /v1/analytics/models; written with the event, swept with it.",
 )

@@ -133,3 +133,30 @@ def test_average_run_cost_for_even_pacing(server: RunningServer) -> None:
     (web,) = [b for b in doc["budgets"] if b["scope"] == "web"]
     assert web["avg_run_cost_usd"] == pytest.approx(0.3)
     assert server.client.get("/v1/budgets", params={"target": "none"}).json()["budgets"][1]["avg_run_cost_usd"] is None
+
+
+def test_budget_metrics_equal_get_budgets(server: RunningServer) -> None:
+    """The metrics read spend with one grouped query per window; every series equals what GET /v1/budgets says."""
+    now = datetime.now(UTC)
+    batch = [heartbeat(now - timedelta(minutes=1), budget_usd_per_hour=10.0),
+             target_status("limited-only", now - timedelta(minutes=2), budget_usd_per_hour=1.5),
+             usage(now - timedelta(minutes=3), 0.3, target=None), usage(now - timedelta(minutes=4), None, target="unpriced")]
+    for index in range(12):
+        name = f"t{index:02d}"
+        batch += [usage(now - timedelta(minutes=5 + index), 0.01 * (index + 1), target=name),
+                  usage(now - timedelta(hours=2 + index), 0.5, target=name)]
+        if index % 3 == 0:
+            batch.append(target_status(name, now - timedelta(minutes=1), budget_usd_per_day=1.0 + index))
+    batch.append(usage(now - timedelta(hours=30), 7.0, target="stale"))  # outside both windows: no scope
+    post(server, batch)
+    registry = server.registry
+    document = server.client.get("/v1/budgets").json()
+    scopes = {b["scope"] for b in document["budgets"]}
+    assert {"global", "limited-only", "t00", "t11"} <= scopes and "stale" not in scopes and "unpriced" not in scopes
+    for budget in document["budgets"]:
+        for found in budget["windows"]:
+            labels = {"scope": budget["scope"], "window": found["window"]}
+            assert registry.get_sample_value("outrider_budget_spent_usd", labels) == pytest.approx(found["spent_usd"]), labels
+            assert registry.get_sample_value("outrider_budget_limit_usd", labels) == found["limit_usd"], labels
+    spent_scopes = {s.labels["scope"] for m in registry.collect() if m.name == "outrider_budget_spent_usd" for s in m.samples}
+    assert spent_scopes == scopes

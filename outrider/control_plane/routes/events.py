@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -156,18 +156,31 @@ def list_events(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    """Events in arrival order (``seq``), oldest first; follow ``next_cursor`` until it is null."""
-    after = int(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
+    """Events in arrival order (``seq``), oldest first; with ``since`` or ``until``, in event-time order (ties by
+    ``seq``). Follow ``next_cursor`` until it is null."""
+    since, until = params.aware(since), params.aware(until)
+    by_time = since is not None or until is not None  # a time window pages along the time index (store docstring)
     try:
-        rows = store_.list_event_rows(
-            target=target, run_id=run_id, type=type, since=params.aware(since), until=params.aware(until),
-            after_seq=after, limit=limit + 1,
-        )
+        if by_time:
+            after = _time_position(cursor) if cursor else None
+            timed = store_.list_event_rows_by_time(
+                target=target, run_id=run_id, type=type, since=since, until=until, after=after, limit=limit + 1
+            )
+            rows = [(seq, received, body) for seq, _, received, body in timed]
+        else:
+            after_seq = _seq_position(cursor) if cursor else 0
+            rows = store_.list_event_rows(
+                target=target, run_id=run_id, type=type, after_seq=after_seq, limit=limit + 1
+            )
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = params.encode_cursor({"seq": rows[-1][0]}) if more else None
+    next_cursor = None
+    if more and by_time:
+        next_cursor = params.encode_cursor({"time": timed[limit - 1][1].isoformat(), "seq": rows[-1][0]})
+    elif more:
+        next_cursor = params.encode_cursor({"seq": rows[-1][0]})
     # Bodies are stored as validated JSON: the page is assembled around them as text instead of parsing,
     # validating and re-serializing up to 1000 events (the response model above still documents the shape).
     items = ",".join(
@@ -175,6 +188,27 @@ def list_events(
     )
     cursor_json = json.dumps(next_cursor)
     return Response(f'{{"items":[{items}],"next_cursor":{cursor_json}}}', media_type="application/json")
+
+
+def _seq_position(cursor: str) -> int:
+    position = params.decode_cursor(cursor, "seq")
+    if "time" in position:  # a time-ordered listing's cursor: it cannot continue a seq-ordered one
+        raise errors.APIError(422, "invalid_cursor", "the cursor belongs to a listing with since/until")
+    try:
+        return int(position["seq"])
+    except (TypeError, ValueError) as exc:
+        raise errors.APIError(422, "invalid_cursor", "the cursor is not one this API issued") from exc
+
+
+def _time_position(cursor: str) -> tuple[datetime, int]:
+    """The (time, seq) a time-ordered page's cursor encodes; 422 for any other cursor (e.g. one of a seq-ordered
+    listing: the two orders cannot continue each other)."""
+    position = params.decode_cursor(cursor, "time", "seq")
+    try:
+        moment = datetime.fromisoformat(position["time"])
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), int(position["seq"])
+    except (TypeError, ValueError) as exc:
+        raise errors.APIError(422, "invalid_cursor", "the cursor is not one this API issued") from exc
 
 
 def _rfc3339(moment: datetime) -> str:
