@@ -109,11 +109,14 @@ def fold(state: RunState, event: events.CloudEvent) -> RunState:
     return new
 
 
-def merge_into(new: RunState, event: events.CloudEvent) -> bool:
-    """Merge ``event`` into ``new`` in place (the store's hot path); False when the event is not a run event."""
+def merge_into(new: RunState, event: events.CloudEvent, when: str | None = None) -> bool:
+    """Merge ``event`` into ``new`` in place (the store's hot path); False when the event is not a run event.
+
+    ``when``: ``iso(event.time)`` when the caller has it already (the store computes it once per event)."""
     if not is_run_event(event):
         return False
-    when = iso(event.time)
+    if when is None:
+        when = iso(event.time)
     key = [when, event.source, event.id]
     data = event.data
     new["event_count"] += 1
