@@ -107,7 +107,8 @@ def migrate(engine: sa.Engine) -> None:
 @dataclasses.dataclass
 class _Submission:
     events: Sequence[events.CloudEvent]
-    future: concurrent.futures.Future[tuple[int, int]]
+    #: A concurrent future (:meth:`Store.submit`) or an event loop's future (:meth:`Store.submit_async`).
+    future: concurrent.futures.Future[tuple[int, int]] | asyncio.Future[tuple[int, int]]
 
 
 @dataclasses.dataclass
@@ -136,6 +137,34 @@ def _settle(future: concurrent.futures.Future[Any], result: Any = None, exceptio
             future.set_result(result)
     except concurrent.futures.InvalidStateError:
         pass
+
+
+def _answer_in_loop(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    """Settle a loop's futures (runs in that loop); a request that gave up waiting cancelled its future."""
+    for future, outcome in answers:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _resolve(answers: list[tuple[Any, Any]]) -> None:
+    """Settle requests' futures with a result or an exception: concurrent futures at once, event-loop futures
+    with ONE call into each loop for the whole group (a wake-up per request costs the loop more than the
+    request's own work when single events arrive from many clients)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for future, outcome in answers:
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        elif isinstance(outcome, BaseException):
+            _settle(future, exception=outcome)
+        else:
+            _settle(future, result=outcome)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_answer_in_loop, items)
 
 
 class Subscription:
@@ -224,6 +253,16 @@ class Store:
         self._queue.put(_Submission(batch, future))
         return future
 
+    def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[tuple[int, int]]:
+        """Like :meth:`submit`, called from the running event loop, which gets a future of its own: the
+        writer answers all of a group's requests from one loop with a single call into it."""
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        if not self.writer_alive:
+            future.set_exception(StoreUnavailable("the store writer is not running"))
+            return future
+        self._queue.put(_Submission(batch, future))
+        return future
+
     def count_rejection(self, reason: str, count: int = 1) -> concurrent.futures.Future[tuple[int, int]]:
         """Count refused events under ``reason``, committed with the next group (the future tells when)."""
         future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
@@ -291,13 +330,12 @@ class Store:
             log.exception("commit of %d queued items failed", len(group))
             self.last_commit_error = f"{type(exc).__name__}: {exc}"[:500]
             if len(group) == 1:
-                _settle(group[0].future, exception=StoreUnavailable(f"commit failed: {type(exc).__name__}"))
+                _resolve([(group[0].future, StoreUnavailable(f"commit failed: {type(exc).__name__}"))])
             return False
         self.last_commit_error = None
         if new_events:  # subscribers hear of the events no later than their posters
             self._publish(new_events)
-        for item, result in zip(group, results, strict=True):
-            _settle(item.future, result=result)
+        _resolve([(item.future, result) for item, result in zip(group, results, strict=True)])
         return True
 
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
