@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-import pydantic_core
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -74,28 +72,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-#: Numbers a JSON parser turns into ±inf or that Python refuses as int (an exponent of three digits or more,
-#: 300 digits in a row). A body with such text, even inside a string, takes the standard parser.
-_HUGE_NUMBER = re.compile(rb"[0-9][eE][+]?[0-9]{3}|[0-9]{300}")
-
-
-def _decode(raw: bytes) -> Any:
-    """The JSON document of a body. The fast parser (pydantic-core's, from the bytes, NaN and Infinity refused)
-    takes well-formed bodies; whatever it refuses, and bodies with huge numbers, go to the standard parser,
-    whose rules and error messages are the contract (it refuses NaN, Infinity and numbers out of range, and
-    accepts a few things the fast one does not, such as a UTF-8 byte order mark)."""
-    if not _HUGE_NUMBER.search(raw):
-        try:
-            return pydantic_core.from_json(raw, allow_inf_nan=False)
-        except ValueError:
-            pass
-    return json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
-
-
 def _parse(raw: bytes, content_type: str) -> list[Any]:
     """The decoded events of a body (a single event becomes a batch of one)."""
     try:
-        document = _decode(raw)
+        document = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.APIError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
     if content_type == BATCH and not isinstance(document, list):
