@@ -439,7 +439,7 @@ class Store:
                 "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id"
             )
             cursor.execute(sql, tuple(value for row in chunk for value in row))
-            returned.extend((int(seq), source, event_id) for seq, source, event_id in cursor.fetchall())
+            returned.extend(cursor.fetchall())  # (seq, source, event_id): both drivers give seq as int
         return returned
 
     def _bump(self, cursor: Any, table: str, keys: tuple[str, ...], numbers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
