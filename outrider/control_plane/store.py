@@ -383,7 +383,7 @@ class Store:
         ]
         inserted.sort(key=lambda entry: entry[0])
         if inserted:
-            self._fold(cursor, [(seq, event, when) for seq, event, _, when in inserted])
+            self._fold(conn, cursor, [(seq, event, when) for seq, event, _, when in inserted])
         if rejections:
             self._bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
         published = []
@@ -471,9 +471,12 @@ class Store:
                 loaded[run_id] = (state, projection.columns(run_id, state))
         return loaded
 
-    def _fold(self, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str]]) -> None:
+    def _fold(self, conn: sa.Connection, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str]]) -> None:
         """Fold newly inserted events (seq order; each with its ``projection.iso`` time) into their runs and
-        the aggregates. ``changes`` keeps, per run, its query columns before (None when new) and after."""
+        the aggregates, in the group's transaction (``conn``; ``cursor`` is its DBAPI cursor, for the hot
+        statements). ``changes`` lists every run the group changed with its query columns before (None when
+        the run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache
+        keeps them)."""
         text_times = self.dialect == "sqlite"
         type_counts: collections.Counter[str] = collections.Counter()
         llm: dict[tuple[str, str], list[int]] = {}
