@@ -219,6 +219,8 @@ class Store:
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
         self._statements: dict[str, Any] = {}
+        #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
         #: The writer's run cache (see ``RUN_CACHE``): run id → (fold state, its query columns).
         self._runs: collections.OrderedDict[str, tuple[projection.RunState, dict[str, Any]]] = collections.OrderedDict()
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
@@ -256,12 +258,24 @@ class Store:
     def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[tuple[int, int]]:
         """Like :meth:`submit`, called from the running event loop, which gets a future of its own: the
         writer answers all of a group's requests from one loop with a single call into it."""
-        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
-        self._queue.put(_Submission(batch, future))
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(_Submission(batch, future))
         return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue what a loop submitted since the last hand-over as ONE item (runs in that loop, soon after the
+        first of them): the writer thread wakes once for them, not once per request."""
+        submissions = self._pending.pop(loop, None)
+        if submissions:
+            self._queue.put(submissions)
 
     def count_rejection(self, reason: str, count: int = 1) -> concurrent.futures.Future[tuple[int, int]]:
         """Count refused events under ``reason``, committed with the next group (the future tells when)."""
@@ -288,8 +302,8 @@ class Store:
             first = self._queue.get()
             if first is _STOP:
                 return
-            group = [first]
-            size = len(first.events) if isinstance(first, _Submission) else 0
+            group = first if isinstance(first, list) else [first]  # a list: one loop's hand-over
+            size = sum(len(item.events) for item in group if isinstance(item, _Submission))
             stop = False
             # Take what is queued; while fewer requests than last time have arrived, wait briefly for the rest
             # (they are usually being parsed right now), so concurrent clients share one fsync instead of the
@@ -306,8 +320,9 @@ class Store:
                 if item is _STOP:
                     stop = True
                     break
-                group.append(item)
-                size += len(item.events) if isinstance(item, _Submission) else 0
+                items = item if isinstance(item, list) else [item]
+                group.extend(items)
+                size += sum(len(each.events) for each in items if isinstance(each, _Submission))
             expected = len(group)
             self._commit_group(group)
             if stop:
