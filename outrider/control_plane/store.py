@@ -429,13 +429,20 @@ class Store:
             return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return moment
 
-    def _sql(self, name: str, build: Any) -> str:
-        """A hot-path statement in the driver's parameter style, built once."""
-        sql = self._statements.get(name)
-        if sql is None:
-            sql = build().replace("?", "?" if self.dialect == "sqlite" else "%s")
-            self._statements[name] = sql
-        return sql  # type: ignore[no-any-return]
+    def _write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
+        """Run ``{head} VALUES (…) {tail}`` for each row: SQLite with ``executemany`` (one prepared statement,
+        the loop in C), PostgreSQL with multi-row VALUES in chunks (psycopg's ``executemany`` costs a
+        statement per row). Rows must not repeat a conflict key: one statement may not update a row twice."""
+        if self.dialect == "sqlite":
+            sql = self._statements.get(head)
+            if sql is None:
+                sql = self._statements[head] = f"{head} VALUES ({', '.join(['?'] * width)}) {tail}"
+            cursor.executemany(sql, rows)
+            return
+        row_marks = "(" + ", ".join(["%s"] * width) + ")"
+        for start in range(0, len(rows), self.INSERT_CHUNK):
+            chunk = rows[start : start + self.INSERT_CHUNK]
+            cursor.execute(f"{head} VALUES {', '.join([row_marks] * len(chunk))} {tail}", [value for row in chunk for value in row])
 
     def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
         """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones.
@@ -461,16 +468,12 @@ class Store:
         """Add each row's numbers (the row is keys then numbers) to the aggregate row with the same keys (insert it when new)."""
         if not rows:
             return
-
-        def build() -> str:
-            names = keys + numbers
-            return (
-                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(['?'] * len(names))}) "
-                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-                + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in numbers)
-            )
-
-        cursor.executemany(self._sql(table, build), rows)
+        names = keys + numbers
+        self._write_rows(
+            cursor, f"INSERT INTO {table} ({', '.join(names)})", len(names), rows,
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in numbers),
+        )
 
     def _load_runs(self, cursor: Any, run_ids: list[str]) -> dict[str, tuple[projection.RunState, dict[str, Any]]]:
         """(state, query columns) of the stored runs among ``run_ids`` that the cache does not hold."""
@@ -540,19 +543,12 @@ class Store:
         while len(cache) > self.RUN_CACHE:
             cache.popitem(last=False)
         if calls:
-            cursor.executemany(
-                self._sql("llm_calls", lambda: f"INSERT INTO llm_calls ({', '.join(self.CALL_COLUMNS)}) VALUES ({', '.join(['?'] * len(self.CALL_COLUMNS))})"),
-                calls,
-            )
+            self._write_rows(cursor, f"INSERT INTO llm_calls ({', '.join(self.CALL_COLUMNS)})", len(self.CALL_COLUMNS), calls)
         if run_rows:
-            cursor.executemany(
-                self._sql(
-                    "runs",
-                    lambda: f"INSERT INTO runs ({', '.join(self.RUN_COLUMNS)}) VALUES ({', '.join(['?'] * len(self.RUN_COLUMNS))}) "
-                    "ON CONFLICT (run_id) DO UPDATE SET "
-                    + ", ".join(f"{name} = excluded.{name}" for name in self.RUN_COLUMNS if name != "run_id"),
-                ),
-                run_rows,
+            self._write_rows(
+                cursor, f"INSERT INTO runs ({', '.join(self.RUN_COLUMNS)})", len(self.RUN_COLUMNS), run_rows,
+                "ON CONFLICT (run_id) DO UPDATE SET "
+                + ", ".join(f"{name} = excluded.{name}" for name in self.RUN_COLUMNS if name != "run_id"),
             )
         self._bump(cursor, "agg_event_types", ("type",), ("count",), list(type_counts.items()))
         self._bump(
