@@ -70,10 +70,14 @@ def measure(groups: int = 20, workdir: Path | None = None) -> dict[str, dict[str
 
             def commit_all(requests: list[list[events.CloudEvent]] = requests) -> None:
                 for start in range(0, len(requests), CLIENTS):
-                    group = [store._Submission(batch, concurrent.futures.Future()) for batch in requests[start : start + CLIENTS]]
-                    the_store._commit_group(group)
-                    for item in group:
-                        item.future.result(timeout=0)
+                    futures: list[concurrent.futures.Future[tuple[int, int]]] = [
+                        concurrent.futures.Future() for _ in requests[start : start + CLIENTS]
+                    ]
+                    the_store._commit_group(
+                        [store._Submission(batch, future) for batch, future in zip(requests[start : start + CLIENTS], futures, strict=True)]
+                    )
+                    for future in futures:
+                        future.result(timeout=0)
 
             figures[name] = _usage(commit_all, sum(len(batch) for batch in requests))
     finally:
