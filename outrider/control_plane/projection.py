@@ -26,7 +26,7 @@ Rules (also in docs/api.md):
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from outrider.common import events
@@ -57,8 +57,13 @@ SUMMARY_MAX = 200
 RunState = dict[str, Any]
 
 
+_ZERO = timedelta(0)
+
+
 def iso(moment: datetime) -> str:
     """A fixed-width UTC timestamp: string order equals time order, so keys compare as strings."""
+    if moment.utcoffset() == _ZERO:  # the usual case; converting a time zone object costs more than formatting
+        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "+00:00"
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -109,11 +114,14 @@ def fold(state: RunState, event: events.CloudEvent) -> RunState:
     return new
 
 
-def merge_into(new: RunState, event: events.CloudEvent) -> bool:
-    """Merge ``event`` into ``new`` in place (the store's hot path); False when the event is not a run event."""
+def merge_into(new: RunState, event: events.CloudEvent, when: str | None = None) -> bool:
+    """Merge ``event`` into ``new`` in place (the store's hot path); False when the event is not a run event.
+
+    ``when``: ``iso(event.time)`` when the caller has it already (the store computes it once per event)."""
     if not is_run_event(event):
         return False
-    when = iso(event.time)
+    if when is None:
+        when = iso(event.time)
     key = [when, event.source, event.id]
     data = event.data
     new["event_count"] += 1
@@ -152,12 +160,16 @@ def merge_into(new: RunState, event: events.CloudEvent) -> bool:
         new["llm_calls"] += 1
         cost = data.get("cost_usd")
         nano = round(float(cost) * NANO) if cost is not None else 0
-        add = [int(data["input_tokens"]), int(data["output_tokens"]), nano, int(cost is not None), 1]
+        input_tokens, output_tokens, priced = int(data["input_tokens"]), int(data["output_tokens"]), int(cost is not None)
         phase = data.get("phase") or "unknown"
         model = f"{data['provider']}/{data['model']}"
+        usage = new["usage"]
         for group, name in (("phase", phase), ("model", model)):
-            old = new["usage"][group].get(name, [0, 0, 0, 0, 0])
-            new["usage"][group][name] = [x + y for x, y in zip(old, add, strict=True)]
+            old = usage[group].get(name)
+            if old is None:
+                usage[group][name] = [input_tokens, output_tokens, nano, priced, 1]
+            else:
+                usage[group][name] = [old[0] + input_tokens, old[1] + output_tokens, old[2] + nano, old[3] + priced, old[4] + 1]
     elif kind == T.RUN_FAILED:
         message = data.get("message")
         new["failure"] = _max(new["failure"], [key, data.get("error_type"), data.get("stage"), message])
@@ -209,10 +221,14 @@ def _usage(values: list[int]) -> dict[str, Any]:
 
 
 def _sum(groups: dict[str, list[int]]) -> list[int]:
-    total = [0, 0, 0, 0, 0]
-    for values in groups.values():
-        total = [x + y for x, y in zip(total, values, strict=True)]
-    return total
+    input_tokens = output_tokens = nano = priced = calls = 0
+    for a, b, c, d, e in groups.values():
+        input_tokens += a
+        output_tokens += b
+        nano += c
+        priced += d
+        calls += e
+    return [input_tokens, output_tokens, nano, priced, calls]
 
 
 def record(run_id: str, state: RunState) -> dict[str, Any]:
@@ -302,25 +318,44 @@ def record(run_id: str, state: RunState) -> dict[str, Any]:
 
 
 def columns(run_id: str, state: RunState) -> dict[str, Any]:
-    """The ``runs`` table's query columns for a fold state (everything else stays in the state JSON)."""
-    rec = record(run_id, state)
+    """The ``runs`` table's query columns for a fold state (everything else stays in the state JSON).
+
+    The same values as the fields of :func:`record` with these names, computed without building the whole
+    record: the store calls this for every run a group commit changes."""
+    status_entry = state["status"]
+    status = status_entry[2] if status_entry else "queued"
+    created = parse(state["created"] or state["earliest"])
+    started = parse(state["started"] or state["first_activity"])
+    completed = parse(status_entry[1][0]) if status_entry and status in TERMINAL else None
+    duration = None
+    if completed is not None:
+        begin = started or created
+        if begin is not None:
+            seconds = (completed - begin).total_seconds()
+            if seconds >= 0:
+                duration = seconds
+    failure = state["failure"]
+    summary = error_type = error_stage = None
+    if status == "failed" and failure is not None:
+        _, error_type, error_stage, message = failure
+        summary = error_summary(error_type, error_stage, message)
     total = _sum(state["usage"]["model"])
     return {
         "run_id": run_id,
-        "target": rec["target"],
-        "status": rec["status"],
-        "created_at": rec["created_at"],
-        "started_at": rec["started_at"],
-        "completed_at": rec["completed_at"],
-        "duration_seconds": rec["duration_seconds"],
-        "error_summary": rec["error_summary"],
-        "error_type": rec["error_type"],
-        "error_stage": rec["error_stage"],
+        "target": state["target"][1] if state["target"] else None,
+        "status": status,
+        "created_at": created,
+        "started_at": started,
+        "completed_at": completed,
+        "duration_seconds": duration,
+        "error_summary": summary,
+        "error_type": error_type,
+        "error_stage": error_stage,
         "input_tokens": total[0],
         "output_tokens": total[1],
         "cost_nano_usd": total[2] if total[3] else None,
         "llm_calls": state["llm_calls"],
-        "pr_count": rec["pr_count"],
+        "pr_count": len(state["prs"]),
         "event_count": state["event_count"],
-        "last_event_at": rec["last_event_at"],
+        "last_event_at": parse(state["latest"]),
     }

@@ -21,8 +21,6 @@ import collections
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 from outrider.control_plane import projection, tables
 
 #: Run duration buckets (seconds): agent runs take from seconds to hours. Bucket i holds durations in
@@ -33,8 +31,9 @@ FINISHED = frozenset(projection.TERMINAL)
 
 #: The query columns of a run this module reads (a ``projection.columns`` dict, or a ``runs`` row mapping).
 Columns = Mapping[str, Any]
-#: ``bump(conn, table, key_columns, rows)``: add each row's numbers to the row with the same key (``Store._bump``).
-Bump = Callable[[sa.Connection, sa.Table, list[str], list[dict[str, Any]]], None]
+#: ``bump(cursor, table, key_columns, number_columns, rows)``: add each row's numbers (a row is its keys, then
+#: its numbers) to the row with the same keys (``Store._bump``).
+Bump = Callable[[Any, str, tuple[str, ...], tuple[str, ...], list[tuple[Any, ...]]], None]
 
 
 def bucket(duration: float) -> int:
@@ -80,13 +79,17 @@ def deltas(changes: Iterable[tuple[Columns | None, Columns]]) -> tuple[list[dict
     return run_rows, duration_rows
 
 
-def apply(conn: sa.Connection, changes: Iterable[tuple[Columns | None, Columns]], bump: Bump) -> None:
-    """Apply the deltas of ``changes`` (old query columns or None, new query columns) in ``conn``'s transaction."""
+def apply(cursor: Any, changes: Iterable[tuple[Columns | None, Columns]], bump: Bump) -> None:
+    """Apply the deltas of ``changes`` (old query columns or None, new query columns) in the writer's
+    transaction (``cursor`` is its DBAPI cursor)."""
     run_rows, duration_rows = deltas(changes)
     if run_rows:
-        bump(conn, tables.agg_runs, ["target", "status"], run_rows)
+        bump(cursor, tables.agg_runs.name, ("target", "status"), ("count",), [(r["target"], r["status"], r["count"]) for r in run_rows])
     if duration_rows:
-        bump(conn, tables.agg_run_durations, ["target", "bucket"], duration_rows)
+        bump(
+            cursor, tables.agg_run_durations.name, ("target", "bucket"), ("count", "sum_micros"),
+            [(r["target"], r["bucket"], r["count"], r["sum_micros"]) for r in duration_rows],
+        )
 
 
 def recount(rows: Iterable[Columns]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -49,7 +49,6 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.dialects import postgresql, sqlite
 
 from outrider.common import events
 from outrider.control_plane import projection, run_aggregates, settings, tables
@@ -108,7 +107,8 @@ def migrate(engine: sa.Engine) -> None:
 @dataclasses.dataclass
 class _Submission:
     events: Sequence[events.CloudEvent]
-    future: concurrent.futures.Future[tuple[int, int]]
+    #: A concurrent future (:meth:`Store.submit`) or an event loop's future (:meth:`Store.submit_async`).
+    future: concurrent.futures.Future[tuple[int, int]] | asyncio.Future[tuple[int, int]]
 
 
 @dataclasses.dataclass
@@ -137,6 +137,34 @@ def _settle(future: concurrent.futures.Future[Any], result: Any = None, exceptio
             future.set_result(result)
     except concurrent.futures.InvalidStateError:
         pass
+
+
+def _answer_in_loop(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    """Settle a loop's futures (runs in that loop); a request that gave up waiting cancelled its future."""
+    for future, outcome in answers:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _resolve(answers: list[tuple[Any, Any]]) -> None:
+    """Settle requests' futures with a result or an exception: concurrent futures at once, event-loop futures
+    with ONE call into each loop for the whole group (a wake-up per request costs the loop more than the
+    request's own work when single events arrive from many clients)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for future, outcome in answers:
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        elif isinstance(outcome, BaseException):
+            _settle(future, exception=outcome)
+        else:
+            _settle(future, result=outcome)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_answer_in_loop, items)
 
 
 class Subscription:
@@ -191,6 +219,10 @@ class Store:
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
         self._statements: dict[str, Any] = {}
+        #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
+        #: The writer's run cache (see ``RUN_CACHE``): run id → (fold state, its query columns).
+        self._runs: collections.OrderedDict[str, tuple[projection.RunState, dict[str, Any]]] = collections.OrderedDict()
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
         self.last_commit_error: str | None = None
 
@@ -223,6 +255,28 @@ class Store:
         self._queue.put(_Submission(batch, future))
         return future
 
+    def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[tuple[int, int]]:
+        """Like :meth:`submit`, called from the running event loop, which gets a future of its own: the
+        writer answers all of a group's requests from one loop with a single call into it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+        if not self.writer_alive:
+            future.set_exception(StoreUnavailable("the store writer is not running"))
+            return future
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(_Submission(batch, future))
+        return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue what a loop submitted since the last hand-over as ONE item (runs in that loop, soon after the
+        first of them): the writer thread wakes once for them, not once per request."""
+        submissions = self._pending.pop(loop, None)
+        if submissions:
+            self._queue.put(submissions)
+
     def count_rejection(self, reason: str, count: int = 1) -> concurrent.futures.Future[tuple[int, int]]:
         """Count refused events under ``reason``, committed with the next group (the future tells when)."""
         future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
@@ -240,9 +294,6 @@ class Store:
         except (StoreUnavailable, TimeoutError):
             log.warning("could not count a rejection (%s)", reason, exc_info=True)
 
-    def _insert(self, table: sa.Table) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
-
     def _run_writer(self) -> None:
         cap = self.settings.group_commit_max_events
         max_wait = self.settings.group_commit_max_wait_seconds
@@ -251,8 +302,8 @@ class Store:
             first = self._queue.get()
             if first is _STOP:
                 return
-            group = [first]
-            size = len(first.events) if isinstance(first, _Submission) else 0
+            group = first if isinstance(first, list) else [first]  # a list: one loop's hand-over
+            size = sum(len(item.events) for item in group if isinstance(item, _Submission))
             stop = False
             # Take what is queued; while fewer requests than last time have arrived, wait briefly for the rest
             # (they are usually being parsed right now), so concurrent clients share one fsync instead of the
@@ -269,8 +320,9 @@ class Store:
                 if item is _STOP:
                     stop = True
                     break
-                group.append(item)
-                size += len(item.events) if isinstance(item, _Submission) else 0
+                items = item if isinstance(item, list) else [item]
+                group.extend(items)
+                size += sum(len(each.events) for each in items if isinstance(each, _Submission))
             expected = len(group)
             self._commit_group(group)
             if stop:
@@ -289,16 +341,16 @@ class Store:
             with self.engine.begin() as conn:
                 results, new_events = self._write(conn, group)
         except Exception as exc:  # noqa: BLE001 — every waiting request must hear about any failure
+            self._runs.clear()  # states were merged in place: the rolled-back ones must be read again
             log.exception("commit of %d queued items failed", len(group))
             self.last_commit_error = f"{type(exc).__name__}: {exc}"[:500]
             if len(group) == 1:
-                _settle(group[0].future, exception=StoreUnavailable(f"commit failed: {type(exc).__name__}"))
+                _resolve([(group[0].future, StoreUnavailable(f"commit failed: {type(exc).__name__}"))])
             return False
         self.last_commit_error = None
         if new_events:  # subscribers hear of the events no later than their posters
             self._publish(new_events)
-        for item, result in zip(group, results, strict=True):
-            _settle(item.future, result=result)
+        _resolve([(item.future, result) for item, result in zip(group, results, strict=True)])
         return True
 
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
@@ -307,9 +359,10 @@ class Store:
         # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
         # every other occurrence (in the same request or a later one) is that request's duplicate.
         received = self._time(received_at)
+        text_times = self.dialect == "sqlite"
         rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         owner: dict[tuple[str, str], int] = {}
-        found: dict[tuple[str, str], tuple[events.CloudEvent, str]] = {}
+        found: dict[tuple[str, str], tuple[events.CloudEvent, str, str]] = {}
         for index, item in enumerate(group):
             if isinstance(item, _Rejection):
                 rejections[item.reason] += item.count
@@ -321,16 +374,20 @@ class Store:
                     key = (event.source, event.id)
                     if key in rows:
                         continue
+                    # The event's time once as the projection's fixed-width UTC text; SQLite's column format
+                    # ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of it, PostgreSQL takes the datetime.
+                    when = projection.iso(event.time)
                     body = event.model_dump_json(exclude_none=True)
                     owner[key] = index
-                    found[key] = (event, body)
+                    found[key] = (event, body, when)
                     rows[key] = (
-                        event.source, event.id, event.type, self._time(event.time), event.target, event.runid,
-                        received, body,
+                        event.source, event.id, event.type, f"{when[:10]} {when[11:26]}" if text_times else event.time,
+                        event.target, event.runid, received, body,
                     )
-        returned = self._insert_events(conn, list(rows.values()))
+        cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
+        returned = self._insert_events(cursor, list(rows.values()))
         accepted: collections.Counter[int] = collections.Counter()
-        inserted: list[tuple[int, events.CloudEvent, str]] = []
+        inserted: list[tuple[int, events.CloudEvent, str, str]] = []
         for seq, source, event_id in returned:
             key = (source, event_id)
             accepted[owner[key]] += 1
@@ -341,14 +398,14 @@ class Store:
         ]
         inserted.sort(key=lambda entry: entry[0])
         if inserted:
-            self._fold(conn, [(seq, event) for seq, event, _ in inserted])
+            self._fold(conn, cursor, [(seq, event, when) for seq, event, _, when in inserted])
         if rejections:
-            self._bump(conn, tables.agg_rejections, ["reason"], [{"reason": r, "count": n} for r, n in rejections.items()])
+            self._bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
         published = []
         if self._subscribers:  # parsed again only when someone listens
             published = [
                 {"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)}
-                for seq, _, body in inserted
+                for seq, _, body, _ in inserted
             ]
         return results, published
 
@@ -356,6 +413,14 @@ class Store:
     EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body")
     #: Rows per INSERT statement: 8 parameters each stays far below SQLite's and PostgreSQL's limits.
     INSERT_CHUNK = 500
+    #: Columns of the runs upsert, in the order of the tuples ``_fold`` builds.
+    RUN_COLUMNS = tuple(column.name for column in tables.runs.columns)
+    #: Columns of the llm_calls insert, in the order of the tuples ``_fold`` builds.
+    CALL_COLUMNS = tuple(column.name for column in tables.llm_calls.columns)
+    #: Run states the writer keeps in memory, least recently used first. The writer is the only writer of
+    #: ``runs`` (one control plane per database), so a cached state is the stored one; the whole cache is
+    #: dropped when a commit fails, because states are merged in place before the commit.
+    RUN_CACHE = 4096
 
     def _time(self, moment: datetime) -> Any:
         """A timestamp as the driver takes it: SQLite gets SQLAlchemy's own text format (UTC), PostgreSQL the datetime."""
@@ -364,12 +429,27 @@ class Store:
             return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return moment
 
-    def _insert_events(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
+    def _write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
+        """Run ``{head} VALUES (…) {tail}`` for each row: SQLite with ``executemany`` (one prepared statement,
+        the loop in C), PostgreSQL with multi-row VALUES in chunks (psycopg's ``executemany`` costs a
+        statement per row). Rows must not repeat a conflict key: one statement may not update a row twice."""
+        if self.dialect == "sqlite":
+            sql = self._statements.get(head)
+            if sql is None:
+                sql = self._statements[head] = f"{head} VALUES ({', '.join(['?'] * width)}) {tail}"
+            cursor.executemany(sql, rows)
+            return
+        row_marks = "(" + ", ".join(["%s"] * width) + ")"
+        for start in range(0, len(rows), self.INSERT_CHUNK):
+            chunk = rows[start : start + self.INSERT_CHUNK]
+            cursor.execute(f"{head} VALUES {', '.join([row_marks] * len(chunk))} {tail}", [value for row in chunk for value in row])
+
+    def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
         """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones.
 
-        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING RETURNING`` in the driver's
-        own parameter style: this is the ingestion hot path, and SQLAlchemy's per-row parameter processing
-        cost more than the insert itself.
+        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING RETURNING`` on the DBAPI
+        cursor: this is the ingestion hot path, and SQLAlchemy's per-row parameter processing cost more than
+        the insert itself.
         """
         mark = "?" if self.dialect == "sqlite" else "%s"
         row_marks = "(" + ", ".join([mark] * len(self.EVENT_COLUMNS)) + ")"
@@ -380,110 +460,103 @@ class Store:
                 f"INSERT INTO events ({', '.join(self.EVENT_COLUMNS)}) VALUES {', '.join([row_marks] * len(chunk))} "
                 "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id"
             )
-            flat = tuple(value for row in chunk for value in row)
-            returned.extend((int(seq), source, event_id) for seq, source, event_id in conn.exec_driver_sql(sql, flat))
+            cursor.execute(sql, tuple(value for row in chunk for value in row))
+            returned.extend(cursor.fetchall())  # (seq, source, event_id): both drivers give seq as int
         return returned
 
-    _RUN_STATES = sa.select(
-        tables.runs.c.run_id, tables.runs.c.state, tables.runs.c.target, tables.runs.c.status, tables.runs.c.duration_seconds
-    ).where(
-        tables.runs.c.run_id.in_(sa.bindparam("ids", expanding=True))
-    )
-    _RUN_UPDATE = (
-        sa.update(tables.runs)
-        .where(tables.runs.c.run_id == sa.bindparam("b_run_id"))
-        .values({column.name: sa.bindparam(column.name) for column in tables.runs.columns if column.name != "run_id"})
-    )
-
-    def _bump(self, conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]]) -> None:
-        """Add each row's numbers to the aggregate row with the same key (insert it when new)."""
+    def _bump(self, cursor: Any, table: str, keys: tuple[str, ...], numbers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Add each row's numbers (the row is keys then numbers) to the aggregate row with the same keys (insert it when new)."""
         if not rows:
             return
-        stmt = self._statements.get(table.name)
-        if stmt is None:  # built once: constructing statements cost more than running them
-            stmt = self._insert(table)
-            numbers = [column.name for column in table.columns if column.name not in keys]
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in numbers}
-            )
-            self._statements[table.name] = stmt
-        conn.execute(stmt, rows)
+        names = keys + numbers
+        self._write_rows(
+            cursor, f"INSERT INTO {table} ({', '.join(names)})", len(names), rows,
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in numbers),
+        )
 
-    def _fold(self, conn: sa.Connection, inserted: list[tuple[int, events.CloudEvent]]) -> None:
+    def _load_runs(self, cursor: Any, run_ids: list[str]) -> dict[str, tuple[projection.RunState, dict[str, Any]]]:
+        """(state, query columns) of the stored runs among ``run_ids`` that the cache does not hold."""
+        cache = self._runs
+        missing = [run_id for run_id in run_ids if run_id not in cache]
+        loaded: dict[str, tuple[projection.RunState, dict[str, Any]]] = {}
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            cursor.execute(f"SELECT run_id, state FROM runs WHERE run_id IN ({', '.join([mark] * len(chunk))})", chunk)
+            for run_id, text in cursor.fetchall():
+                state = json.loads(text)
+                loaded[run_id] = (state, projection.columns(run_id, state))
+        return loaded
+
+    def _fold(self, conn: sa.Connection, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str]]) -> None:
+        """Fold newly inserted events (seq order; each with its ``projection.iso`` time) into their runs and
+        the aggregates, in the group's transaction (``conn``; ``cursor`` is its DBAPI cursor, for the hot
+        statements). ``changes`` lists every run the group changed with its query columns before (None when
+        the run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache
+        keeps them)."""
+        text_times = self.dialect == "sqlite"
         type_counts: collections.Counter[str] = collections.Counter()
         llm: dict[tuple[str, str], list[int]] = {}
         prs: collections.Counter[str] = collections.Counter()
-        by_run: dict[str, list[tuple[int, events.CloudEvent]]] = collections.defaultdict(list)
-        calls: list[dict[str, Any]] = []
-        for seq, event in inserted:
+        by_run: dict[str, list[tuple[int, events.CloudEvent, str]]] = collections.defaultdict(list)
+        calls: list[tuple[Any, ...]] = []
+        for seq, event, when in inserted:
             type_counts[event.type] += 1
             if projection.is_run_event(event):
-                by_run[str(event.runid)].append((seq, event))
+                by_run[str(event.runid)].append((seq, event, when))
             if event.type == events.EventType.RUN_LLM_USAGE:
-                cost = event.data.get("cost_usd")
+                data = event.data
+                cost = data.get("cost_usd")
+                nano = round(float(cost) * projection.NANO) if cost is not None else None
                 if event.runid:
-                    calls.append({
-                        "seq": seq, "time": event.time.astimezone(UTC), "target": event.target, "run_id": event.runid,
-                        "provider": str(event.data["provider"]), "model": str(event.data["model"]),
-                        "input_tokens": int(event.data["input_tokens"]), "output_tokens": int(event.data["output_tokens"]),
-                        "cost_nano_usd": round(float(cost) * projection.NANO) if cost is not None else None,
-                        "latency_s": event.data.get("latency_s"), "error": bool(event.data.get("error")),
-                    })
-                key = (event.target or "", str(event.data["model"]))
+                    calls.append((
+                        seq, f"{when[:10]} {when[11:26]}" if text_times else event.time, event.target, event.runid,
+                        str(data["provider"]), str(data["model"]), int(data["input_tokens"]),
+                        int(data["output_tokens"]), nano, data.get("latency_s"), bool(data.get("error")),
+                    ))
+                key = (event.target or "", str(data["model"]))
                 old = llm.get(key, [0, 0, 0])
-                llm[key] = [
-                    old[0] + int(event.data["input_tokens"]),
-                    old[1] + int(event.data["output_tokens"]),
-                    old[2] + (round(float(cost) * projection.NANO) if cost is not None else 0),
-                ]
+                llm[key] = [old[0] + int(data["input_tokens"]), old[1] + int(data["output_tokens"]), old[2] + (nano or 0)]
 
-        existing: dict[str, projection.RunState] = {}
-        previous: dict[str, dict[str, Any]] = {}  # the stored query columns run_aggregates needs (a delta's "old")
-        run_ids = list(by_run)
-        for start in range(0, len(run_ids), 500):
-            chunk = run_ids[start : start + 500]
-            for run_id, state, *old_columns in conn.execute(self._RUN_STATES, {"ids": chunk}):
-                existing[run_id] = json.loads(state)
-                previous[run_id] = dict(zip(("target", "status", "duration_seconds"), old_columns, strict=True))
-        new_rows: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        changed: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []  # (old, new) query columns per run
+        cache = self._runs
+        loaded = self._load_runs(cursor, list(by_run))
+        changes: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = []
+        run_rows: list[tuple[Any, ...]] = []
         for run_id, run_events in by_run.items():
-            state = existing.get(run_id) or projection.empty_state()
-            before = previous.get(run_id)
-            for _, event in run_events:
+            entry = cache.pop(run_id, None) or loaded.get(run_id)
+            state, before = entry if entry is not None else (projection.empty_state(), None)
+            for _, event, when in run_events:
                 if event.type == events.EventType.PR_CREATED:
                     number = str(int(event.data["number"]))
                     if not state["prs"].get(number, [None, None, False, False])[2]:
                         prs[event.target or ""] += 1  # a PR counts once per run, however often reported
-                projection.merge_into(state, event)
-            row = projection.columns(run_id, state)
-            changed.append((before, row))
-            row["updated_seq"] = run_events[-1][0]
-            row["state"] = json.dumps(state, separators=(",", ":"))
-            if run_id in existing:
-                row["b_run_id"] = row.pop("run_id")
-                updates.append(row)
-            else:
-                new_rows.append(row)
+                projection.merge_into(state, event, when)
+            after = projection.columns(run_id, state)
+            cache[run_id] = (state, after)  # most recently used last
+            changes.append((run_id, before, after))
+            row = dict(after, updated_seq=run_events[-1][0], state=json.dumps(state, separators=(",", ":")))
+            for name in ("created_at", "started_at", "completed_at", "last_event_at"):
+                if row[name] is not None:
+                    row[name] = self._time(row[name])
+            run_rows.append(tuple(row[name] for name in self.RUN_COLUMNS))
+        while len(cache) > self.RUN_CACHE:
+            cache.popitem(last=False)
         if calls:
-            conn.execute(sa.insert(tables.llm_calls), calls)
-        if new_rows:
-            conn.execute(sa.insert(tables.runs), new_rows)
-        if updates:
-            conn.execute(self._RUN_UPDATE, updates)
-        self._bump(conn, tables.agg_event_types, ["type"], [{"type": t, "count": n} for t, n in type_counts.items()])
+            self._write_rows(cursor, f"INSERT INTO llm_calls ({', '.join(self.CALL_COLUMNS)})", len(self.CALL_COLUMNS), calls)
+        if run_rows:
+            self._write_rows(
+                cursor, f"INSERT INTO runs ({', '.join(self.RUN_COLUMNS)})", len(self.RUN_COLUMNS), run_rows,
+                "ON CONFLICT (run_id) DO UPDATE SET "
+                + ", ".join(f"{name} = excluded.{name}" for name in self.RUN_COLUMNS if name != "run_id"),
+            )
+        self._bump(cursor, "agg_event_types", ("type",), ("count",), list(type_counts.items()))
         self._bump(
-            conn,
-            tables.agg_llm,
-            ["target", "model"],
-            [
-                {"target": t, "model": m, "input_tokens": v[0], "output_tokens": v[1], "cost_nano_usd": v[2]}
-                for (t, m), v in llm.items()
-            ],
+            cursor, "agg_llm", ("target", "model"), ("input_tokens", "output_tokens", "cost_nano_usd"),
+            [(t, m, *v) for (t, m), v in llm.items()],
         )
-        self._bump(conn, tables.agg_prs, ["target"], [{"target": t, "created": n} for t, n in prs.items()])
-        run_aggregates.apply(conn, changed, self._bump)
+        self._bump(cursor, "agg_prs", ("target",), ("created",), list(prs.items()))
+        run_aggregates.apply(cursor, [(before, after) for _, before, after in changes], self._bump)
 
     # --- live updates ------------------------------------------------------------------------------
 

@@ -67,3 +67,13 @@ def test_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     names = [check["name"] for check in written["targets"]]
     assert any("single c=4 / NDJSON" in name for name in names)
     assert all(check["met"] in (True, False) for check in written["targets"])
+
+
+def test_store_cpu_measures_every_part(tmp_path: Path) -> None:
+    """``python -m bench.store_cpu`` (CPU per event of validation and the writer) runs and reports every part."""
+    from bench import store_cpu
+
+    figures = store_cpu.measure(groups=1, workdir=tmp_path)
+    assert set(figures) == {"validate batch100", "validate single", "writer 32x100", "writer 32x1"}
+    for figure in figures.values():
+        assert figure["user_us"] >= 0 and figure["system_us"] >= 0 and figure["events_per_s"] > 0

@@ -1,14 +1,19 @@
 """The store's writer on its own (no HTTP): a group whose transaction fails is retried request by request,
-so one request that cannot be stored does not take the others down, and each stays all or nothing."""
+so one request that cannot be stored does not take the others down, and each stays all or nothing; the run
+rows it keeps through its in-memory run cache agree with a full recount of the stored events, and a failed
+commit leaves nothing of itself in that cache."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from outrider.common import events
+from outrider.control_plane import projection, tables
 from outrider.control_plane import store as store_module
 from tests.control_plane import cp_support as support
 
@@ -54,3 +59,70 @@ def test_unexpected_errors_are_json_too(make_sqlite_settings, start_server) -> N
     response = server.client.get("/boom")
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "message": "unexpected error (RuntimeError); see the server log", "detail": None}
+
+
+def commit(the_store: store_module.Store, *requests: list[dict[str, Any]]) -> list[Any]:
+    """One group of requests through the writer's commit, by hand; each request's result or exception."""
+    items = [store_module._Submission([valid(raw) for raw in request], concurrent.futures.Future()) for request in requests]
+    the_store._commit_group(items)
+    return [item.future.exception(timeout=0) or item.future.result(timeout=0) for item in items]
+
+
+def recount(the_store: store_module.Store, run_id: str) -> tuple[projection.RunState, int]:
+    """The run's state folded from scratch from its stored events, and the seq of its last event."""
+    stored = the_store.list_events(run_id=run_id, limit=1000)
+    state = projection.empty_state()
+    for item in stored:
+        projection.merge_into(state, valid(item["event"]))
+    return state, max(item["seq"] for item in stored)
+
+
+def test_run_rows_agree_with_a_full_recount(make_settings) -> None:  # type: ignore[no-untyped-def]
+    config = make_settings()
+    first = store_module.Store(config)
+    store_module.migrate(first.engine)  # no writer threads: the test drives the groups by hand
+    second = store_module.Store(config)  # later groups by a restarted writer: its cache starts empty
+    runs = {f"rc-{n}": support.lifecycle(f"rc-{n}", target=f"org/t{n % 2}", fail=n == 1, start=n) for n in range(4)}
+    try:
+        length = max(len(items) for items in runs.values())
+        for k in range(length):  # group k: the k-th event of every run, one request per run
+            writer = first if k < length // 2 else second
+            results = commit(writer, *[[items[k]] for items in runs.values() if k < len(items)])
+            assert all(result == (1, 0) for result in results)
+        with second.engine.connect() as conn:
+            rows = {row.run_id: row._asdict() for row in conn.execute(sa.select(tables.runs))}
+        assert set(rows) == set(runs)
+        for run_id, row in rows.items():
+            state, last_seq = recount(second, run_id)
+            assert json.loads(row.pop("state")) == state
+            assert row.pop("updated_seq") == last_seq
+            stored = {name: store_module.utc(value) if name.endswith("_at") else value for name, value in row.items()}
+            assert stored == projection.columns(run_id, state)
+            assert second.get_run(run_id) == projection.record(run_id, state)
+    finally:
+        first.engine.dispose()
+        second.engine.dispose()
+
+
+def test_a_failed_commit_leaves_nothing_in_the_run_cache(make_settings) -> None:  # type: ignore[no-untyped-def]
+    the_store = store_module.Store(make_settings())
+    store_module.migrate(the_store.engine)
+
+    def rename(old: str, new: str) -> None:
+        with the_store.engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    try:
+        assert commit(the_store, [support.event("run.created", "rf", at=0)]) == [(1, 0)]  # the run is cached now
+        rename("agg_event_types", "agg_gone")  # the runs upsert works, the aggregates after it fail
+        [failure] = commit(the_store, [support.event("run.admitted", "rf", at=1)])
+        assert isinstance(failure, store_module.StoreUnavailable)
+        rename("agg_gone", "agg_event_types")
+        assert commit(the_store, [support.event("run.started", "rf", at=2)]) == [(1, 0)]
+        record = the_store.get_run("rf")
+        assert record is not None
+        assert record["event_count"] == 2 and record["status"] == "running"  # not 3: run.admitted was rolled back
+        state, _ = recount(the_store, "rf")
+        assert record == projection.record("rf", state)
+    finally:
+        the_store.engine.dispose()

@@ -125,6 +125,27 @@ def test_pure_fold_is_order_independent(specs: list[dict[str, Any]], order: Any)
     assert projection.record("pure-run", first) == projection.record("pure-run", second)
 
 
+@settings(max_examples=300, deadline=None)
+@given(specs=run_event_specs())
+def test_query_columns_are_the_records_fields(specs: list[dict[str, Any]]) -> None:
+    """``projection.columns`` computes the runs table's columns without building the record: same values."""
+    state = fold_all(build(specs, "cols-run"))
+    record = projection.record("cols-run", state)
+    usage = list(state["usage"]["model"].values())
+    priced = sum(values[3] for values in usage)
+    expected = {name: record[name] for name in (
+        "run_id", "target", "status", "created_at", "started_at", "completed_at", "duration_seconds",
+        "error_summary", "error_type", "error_stage", "pr_count", "event_count", "last_event_at",
+    )} | {
+        "input_tokens": sum(values[0] for values in usage),
+        "output_tokens": sum(values[1] for values in usage),
+        "cost_nano_usd": sum(values[2] for values in usage) if priced else None,
+        "llm_calls": state["llm_calls"],
+    }
+    if state["event_count"]:
+        assert projection.columns("cols-run", state) == expected
+
+
 @pytest.fixture(scope="module")
 def real_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[store.Store]:
     """One real store (SQLite file, migrations, group-commit writer) for the module's examples."""

@@ -1,0 +1,98 @@
+"""CPU per event of the ingestion path in one process, without HTTP: parse + validate, and the store's writer.
+
+The machine the bench runs on is shared, so wall-clock rates drift with other work; CPU time per event
+(user and system, from ``getrusage``) moves much less and is what an optimisation of the store should be
+judged by, before and after in the same sitting. The writer's groups are formed like the writer forms them
+under load (32 requests of 100 events, and 32 single-event requests) and committed with
+``Store._commit_group`` on a fresh SQLite file (``synchronous=FULL``), by hand: no writer thread.
+
+    python -m bench.store_cpu [groups]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import payloads
+
+CLIENTS = 32
+
+
+def _usage(action: Callable[[], Any], events: int) -> dict[str, float]:
+    """User and system CPU µs per event of ``action``, and its events per wall-clock second."""
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    action()
+    after, elapsed = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - started
+    return {
+        "user_us": (after.ru_utime - before.ru_utime) / events * 1e6,
+        "system_us": (after.ru_stime - before.ru_stime) / events * 1e6,
+        "events_per_s": events / elapsed if elapsed else 0.0,
+    }
+
+
+def measure(groups: int = 20, workdir: Path | None = None) -> dict[str, dict[str, float]]:
+    """The figures of one sitting: validation and writer, for batches of 100 and single events."""
+    from outrider.common import events
+    from outrider.control_plane import settings, store
+    from outrider.control_plane.routes import events as event_routes
+
+    stream = payloads.event_stream("store-cpu")
+    bodies = [b"[" + b",".join(itertools.islice(stream, 100)) + b"]" for _ in range(groups * CLIENTS)]
+    singles = [next(stream) for _ in range(groups * CLIENTS)]
+
+    def validate(body: bytes, content_type: str) -> list[events.CloudEvent]:
+        accepted = []
+        for index, item in enumerate(event_routes._parse(body, content_type)):
+            event, problems = events.validate_event(item, index)
+            assert event is not None, problems
+            accepted.append(event)
+        return accepted
+
+    figures: dict[str, dict[str, float]] = {}
+    batches: list[list[events.CloudEvent]] = []
+    figures["validate batch100"] = _usage(lambda: batches.extend(validate(b, event_routes.BATCH) for b in bodies), len(bodies) * 100)
+    one_each: list[list[events.CloudEvent]] = []
+    figures["validate single"] = _usage(lambda: one_each.extend(validate(b, event_routes.SINGLE) for b in singles), len(singles))
+
+    directory = workdir or Path(tempfile.mkdtemp(prefix="store-cpu-"))
+    the_store = store.Store(settings.Settings(database_url=f"sqlite:///{directory / 'store.db'}", api_tokens="bench"))
+    store.migrate(the_store.engine)
+    try:
+        for name, requests in (("writer 32x100", batches), ("writer 32x1", one_each)):
+
+            def commit_all(requests: list[list[events.CloudEvent]] = requests) -> None:
+                for start in range(0, len(requests), CLIENTS):
+                    futures: list[concurrent.futures.Future[tuple[int, int]]] = [
+                        concurrent.futures.Future() for _ in requests[start : start + CLIENTS]
+                    ]
+                    the_store._commit_group(
+                        [store._Submission(batch, future) for batch, future in zip(requests[start : start + CLIENTS], futures, strict=True)]
+                    )
+                    for future in futures:
+                        future.result(timeout=0)
+
+            figures[name] = _usage(commit_all, sum(len(batch) for batch in requests))
+    finally:
+        the_store.engine.dispose()
+    return figures
+
+
+def main() -> None:
+    groups = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    for name, figure in measure(groups).items():
+        print(
+            f"{name:18s} user {figure['user_us']:7.1f} µs/event  system {figure['system_us']:6.1f} µs/event"
+            f"  ({figure['events_per_s']:,.0f} events/s wall)"
+        )
+
+
+if __name__ == "__main__":
+    main()
