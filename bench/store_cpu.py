@@ -4,20 +4,24 @@ The machine the bench runs on is shared, so wall-clock rates drift with other wo
 (user and system, from ``getrusage``) moves much less and is what an optimisation of the store should be
 judged by, before and after in the same sitting. The writer's groups are formed like the writer forms them
 under load (32 requests of 100 events, and 32 single-event requests) and committed with
-``Store._commit_group`` on a fresh SQLite file (``synchronous=FULL``), by hand: no writer thread.
+``Store._commit_group`` on a fresh SQLite file (``synchronous=FULL``), by hand: no writer thread. ``measure_app`` drives the whole app (routing, token, validation, writer thread,
+answers) in-process over ASGI with 32 closed-loop clients posting single events: the cycle the end-to-end
+single-event cell measures, without uvicorn's HTTP parsing and without a second process's noise.
 
-    python -m bench.store_cpu [groups]
+    python -m bench.store_cpu [groups] [requests per client for the in-process app]
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import gc
 import itertools
 import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +89,85 @@ def measure(groups: int = 20, workdir: Path | None = None) -> dict[str, dict[str
     return figures
 
 
+def measure_app(requests_per_client: int = 200, workdir: Path | None = None, batch: int | None = None) -> dict[str, float]:
+    """CPU per event of the whole app posting single events (or ``batch`` events per request) from 32 concurrent
+    closed-loop clients (ASGI in-process)."""
+    from outrider.control_plane import app as app_module
+    from outrider.control_plane import settings, store
+
+    directory = workdir or Path(tempfile.mkdtemp(prefix="store-cpu-app-"))
+    config = settings.Settings(database_url=f"sqlite:///{directory / 'app.db'}", api_tokens="bench")
+    engine = store.make_engine(config.database_url)
+    store.migrate(engine)
+    engine.dispose()
+    application = app_module.create_app(config)
+    stream = payloads.event_stream("store-cpu-app")
+    content_type = b"application/cloudevents+json" if batch is None else b"application/cloudevents-batch+json"
+    headers = [(b"authorization", b"Bearer bench"), (b"content-type", content_type)]
+
+    def body() -> bytes:
+        if batch is None:
+            return next(stream)
+        return b"[" + b",".join(itertools.islice(stream, batch)) + b"]"
+
+    async def post(body: bytes) -> None:
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if delivered:  # the app reads one body message; asking again means it waits for a disconnect
+                await asyncio.Event().wait()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        statuses: list[int] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"", "root_path": "",
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        }
+        await application(scope, receive, send)
+        if statuses != [202]:
+            raise RuntimeError(f"POST /v1/events answered {statuses}")
+
+    async def client() -> None:
+        for _ in range(requests_per_client):
+            await post(body())
+
+    async def run() -> dict[str, float]:
+        gc.collect()
+        gc.freeze()  # like ``server.serve``: what is loaded before serving is never traversed by collections
+        async with application.router.lifespan_context(application):
+            await asyncio.gather(*(post(body()) for _ in range(2 * CLIENTS)))  # warm-up: caches, first groups
+            before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(CLIENTS)))
+            after, elapsed = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - started
+        count = CLIENTS * requests_per_client * (batch or 1)
+        return {
+            "user_us": (after.ru_utime - before.ru_utime) / count * 1e6,
+            "system_us": (after.ru_stime - before.ru_stime) / count * 1e6,
+            "events_per_s": count / elapsed if elapsed else 0.0,
+        }
+
+    try:
+        return asyncio.run(run())
+    finally:
+        gc.unfreeze()
+
+
 def main() -> None:
     groups = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    for name, figure in measure(groups).items():
+    requests_per_client = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    figures = measure(groups)
+    figures["app single c=32"] = measure_app(requests_per_client)
+    figures["app batch100 c=32"] = measure_app(max(1, requests_per_client // 20), batch=100)
+    for name, figure in figures.items():
         print(
             f"{name:18s} user {figure['user_us']:7.1f} µs/event  system {figure['system_us']:6.1f} µs/event"
             f"  ({figure['events_per_s']:,.0f} events/s wall)"

@@ -77,3 +77,11 @@ def test_store_cpu_measures_every_part(tmp_path: Path) -> None:
     assert set(figures) == {"validate batch100", "validate single", "writer 32x100", "writer 32x1"}
     for figure in figures.values():
         assert figure["user_us"] >= 0 and figure["system_us"] >= 0 and figure["events_per_s"] > 0
+
+
+def test_store_cpu_measures_the_app_in_process(tmp_path: Path) -> None:
+    """``store_cpu.measure_app`` drives the real app with 32 clients posting single events and reports CPU per event."""
+    from bench import store_cpu
+
+    figure = store_cpu.measure_app(requests_per_client=2, workdir=tmp_path)
+    assert figure["user_us"] >= 0 and figure["system_us"] >= 0 and figure["events_per_s"] > 0
