@@ -256,7 +256,7 @@ async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunIn
         conds = conditions.set_condition(conds, type_=k8s.CONDITION_ADMITTED, status=True, reason=k8s.REASON_ADMITTED,
                                          message="the Job ran", now=now, generation=run.generation)
     patch = {**desired, "conditions": conds, "observedGeneration": run.generation}
-    if not await reconciler.patch_run_status(rt, run.namespace, run.name, patch):
+    if not await reconciler.patch_run_status(rt, run.namespace, run.name, patch, seen=run):
         return
     ref = reconciler.ref(k8s.RUN_KIND, run.namespace, run.name, run.uid)
     common = {"target": run.target or None, "runid": run.name, "subject": f"runs/{run.namespace}/{run.name}"}

@@ -52,6 +52,8 @@ class RunInfo:
     status: dict[str, Any]
     has_template: bool
     job_name: str | None
+    #: The resourceVersion this view of the Run was read at: status writes send it as their precondition.
+    resource_version: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -75,6 +77,7 @@ class RunInfo:
             status=_plain(status),
             has_template=bool(spec.get("template")),
             job_name=spec.get("jobName") or (spec.get("template") and meta.get("name")) or None,
+            resource_version=meta.get("resourceVersion") or None,
         )
 
 
