@@ -200,15 +200,17 @@ class TargetReconciler:
 
         # 3. Admission, oldest first — after the outcomes just counted are persisted in Target.status.breaker, so
         # neither this replica nor a successor after a crash admits into a slot whose failure it has not counted.
-        if newly_recorded:
-            await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"),
-                                       {"status": {"breaker": breaker_mod.to_status(b)}})
+        # When this pass admits nothing, the status write of step 4 carries the breaker instead (one write and
+        # one watch event less per finished Run).
         active = len(active_jobs) + len([n for n in self.admitted if not any(j.name == n and j.state.active for j in jobs)])
         waiting = [r for r in runs if not r.terminal and r.name in jobs_by_run and jobs_by_run[r.name].state.suspended
                    and jobs_by_run[r.name].name not in self.admitted]
         gate = await self._budget_gate(target, autonomy, waiting, runs, now)
         decisions = admission.decide([admission.Candidate(r.name, r.created) for r in waiting], autonomy=autonomy,
                                      target=target.limits, breaker=b, active=active, now=now, budget=gate)
+        if newly_recorded and any(decision.admit for decision in decisions):
+            await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"),
+                                       {"status": {"breaker": breaker_mod.to_status(b)}})
         admitted_now = 0
         pending = 0
         for decision in decisions:
