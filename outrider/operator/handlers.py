@@ -192,7 +192,7 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name:
             return
         run = model.RunInfo.of(fetched)
     if not run.terminal:
-        await _mirror(rt, model._plain(body), run, logger)
+        await _mirror(rt, model.job_view(body), run, logger)
     rt.wake(namespace, target)
 
 
