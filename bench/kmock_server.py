@@ -29,6 +29,9 @@ serialising each object version once. It is a stricter API server than KMock for
   after ``timeoutSeconds``; ``labelSelector`` (equality and existence) and ``fieldSelector`` (``metadata.name``,
   ``metadata.namespace``) filter lists and watches.
 
+It also counts the requests it serves by verb and resource (``GET /bench/requests`` answers the counts so far,
+keyed ``"VERB plural[/subresource]"``, watches as ``WATCH``), so the benchmark can report API requests per Run.
+
 Prints ``URL <url>`` once serving; stops when its stdin closes.
 """
 
@@ -188,6 +191,7 @@ class IndexedKMock(operator_harness.KMock):
         super().__attrs_post_init__()
         self._store: dict[ResourceKey, Resource | None] = {}
         self._version = 0  # the cluster-wide resourceVersion: bumped by every write
+        self.requests: collections.Counter[str] = collections.Counter()  # "VERB plural[/subresource]" -> count
 
     def _resource(self, key: ResourceKey) -> Resource | None:
         if key not in self._store:
@@ -196,7 +200,12 @@ class IndexedKMock(operator_harness.KMock):
         return self._store[key]
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path == "/bench/requests":
+            return _json(json.dumps(dict(self.requests)).encode())
         path = parsing.parse_path(raw_request.path)
+        watch = raw_request.method == "GET" and raw_request.query.get("watch") in ("true", "1")
+        what = "/".join(p for p in (path.plural or raw_request.path, path.subresource) if p)
+        self.requests[f"{'WATCH' if watch else raw_request.method} {what}"] += 1
         if path.group is None or path.version is None or not path.plural:
             return await super().__call__(raw_request)
         resource = self._resource((path.group, path.version, path.plural))

@@ -109,6 +109,11 @@ class Api:
         )
         response.raise_for_status()
 
+    def request_counts(self) -> dict[str, int]:
+        """The emulator's requests served so far, by "VERB plural[/subresource]" (bench/kmock_server.py)."""
+        response = self.http.get("/bench/requests")
+        return dict(response.json()) if response.status_code == 200 else {}
+
     def close(self) -> None:
         self.http.close()
 
@@ -278,6 +283,7 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
 
         # Phase 2: Job completion → Run status, at a steady completion rate.
         cpu_phase2 = {"operator": servers.cpu_seconds(process.pid), "kmock": servers.cpu_seconds(kmock_process.pid)}
+        requests_phase2 = api.request_counts()
         completed: dict[str, float] = {}
         interval = 1.0 / COMPLETIONS_PER_S
         next_at = time.perf_counter()
@@ -299,7 +305,12 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
                 ("kmock", cpu_phase2["kmock"], servers.cpu_seconds(kmock_process.pid)),
             )
         }
+        # API requests per completion over phase 2 (the benchmark's own status patches included: one per Job).
+        requests_after = api.request_counts()
+        per_kind = {k: (n - requests_phase2.get(k, 0)) / runs_n for k, n in requests_after.items()}
+        per_kind = {k: v for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1]) if v}
         log(f"  Job→Run status: {phases['job_to_status']}", highlight=False)
+        log(f"  API requests per completion: {per_kind}", highlight=False)
 
         # Phase 3: autonomy off, a second set of Runs waits; autonomy on → admission after resume.
         set_autonomy(False)
@@ -344,6 +355,8 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
             "kmock_cpu_s": cpu["kmock"],
             "operator_cpu_ms_per_completion": per_completion["operator"],
             "kmock_cpu_ms_per_completion": per_completion["kmock"],
+            "api_requests_per_completion": sum(per_kind.values()) if per_kind else None,
+            "api_requests_per_completion_by_kind": ", ".join(f"{k} {v:.2f}" for k, v in per_kind.items()) or None,
         }
     finally:
         for watcher in watchers:

@@ -192,7 +192,7 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name:
             return
         run = model.RunInfo.of(fetched)
     if not run.terminal:
-        await _mirror(rt, model._plain(body), run, logger)
+        await _mirror(rt, model.job_view(body), run, logger)
     rt.wake(namespace, target)
 
 
@@ -256,7 +256,7 @@ async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunIn
         conds = conditions.set_condition(conds, type_=k8s.CONDITION_ADMITTED, status=True, reason=k8s.REASON_ADMITTED,
                                          message="the Job ran", now=now, generation=run.generation)
     patch = {**desired, "conditions": conds, "observedGeneration": run.generation}
-    if not await reconciler.patch_run_status(rt, run.namespace, run.name, patch):
+    if not await reconciler.patch_run_status(rt, run.namespace, run.name, patch, seen=run):
         return
     ref = reconciler.ref(k8s.RUN_KIND, run.namespace, run.name, run.uid)
     common = {"target": run.target or None, "runid": run.name, "subject": f"runs/{run.namespace}/{run.name}"}

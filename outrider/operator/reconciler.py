@@ -45,22 +45,31 @@ def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime)
 
 
 async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, status: dict[str, Any], *,
-                           job_suspended: bool = False) -> bool:
+                           job_suspended: bool = False, seen: model.RunInfo | None = None) -> bool:
     """Merge-patch a Run's status; False when the Run is gone or the write would move its phase backwards.
 
     Callers decide from the kopf index, which can lag the cluster (e.g. the Job mirror has just written
-    ``Running`` and the watch has not echoed it yet). So a write that sets a phase is checked against the Run
-    as the API server has it now (model.phase_moves_back), and sent with that resourceVersion as a precondition,
-    so a write landing in between makes the server answer 409 and the check runs again on the newer Run.
+    ``Running`` and the watch has not echoed it yet). So a write that sets a phase is checked against a version of
+    the Run (model.phase_moves_back) and sent with that version's resourceVersion as a precondition: a write
+    landing in between makes the server answer 409, and the check runs again on the Run as the server has it now.
+    The first attempt checks against ``seen`` (the caller's view, when it carries a resourceVersion) and so costs
+    one request instead of a GET and a PATCH; only a 409 (the view was stale) costs the GET.
     """
     url = kube.runs(namespace, name, "status")
     new_phase = status.get("phase")
+    fresh: dict[str, Any] | None = None
+    if seen is not None and seen.resource_version:
+        fresh = {"metadata": {"resourceVersion": seen.resource_version}, "status": {"phase": seen.phase}}
     for _attempt in range(5):
         body: dict[str, Any] = {"status": status}
         if new_phase is not None:
-            fresh = await rt.client.get(kube.runs(namespace, name))
+            if fresh is not None and model.phase_moves_back(fresh["status"]["phase"], new_phase,
+                                                            job_suspended=job_suspended):
+                fresh = None  # refused on the caller's view: refuse only on the server's
             if fresh is None:
-                return False
+                fresh = await rt.client.get(kube.runs(namespace, name))
+                if fresh is None:
+                    return False
             current = (fresh.get("status") or {}).get("phase")
             if model.phase_moves_back(current, new_phase, job_suspended=job_suspended):
                 logger.info("not setting Run %s/%s back from %s to %s (the index lagged)", namespace, name,
@@ -69,13 +78,14 @@ async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, s
             version = (fresh.get("metadata") or {}).get("resourceVersion")
             if version:
                 body["metadata"] = {"resourceVersion": version}
+            fresh = None  # a 409 means this version is stale: read the Run again
         try:
             await rt.client.patch(url, body)
         except kube.ApiError as exc:
             if exc.status == 404:
                 return False
             if exc.status == 409 and new_phase is not None:
-                continue  # changed since we read it: check again against the newer Run
+                continue  # changed since that version: check again against the newer Run
             raise
         return True
     raise kube.ApiError(409, f"Run {namespace}/{name} kept changing while its status was written")
@@ -91,7 +101,7 @@ async def hold_orphan(rt: runtime_mod.Runtime, run: model.RunInfo) -> None:
     if (run.phase, run.reason, run.message) == (k8s.PHASE_PENDING, decision.reason, decision.message):
         return
     if await patch_run_status(rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),
-                              job_suspended=True):
+                              job_suspended=True, seen=run):
         kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason, message=decision.message)
 
 
@@ -190,15 +200,17 @@ class TargetReconciler:
 
         # 3. Admission, oldest first — after the outcomes just counted are persisted in Target.status.breaker, so
         # neither this replica nor a successor after a crash admits into a slot whose failure it has not counted.
-        if newly_recorded:
-            await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"),
-                                       {"status": {"breaker": breaker_mod.to_status(b)}})
+        # When this pass admits nothing, the status write of step 4 carries the breaker instead (one write and
+        # one watch event less per finished Run).
         active = len(active_jobs) + len([n for n in self.admitted if not any(j.name == n and j.state.active for j in jobs)])
         waiting = [r for r in runs if not r.terminal and r.name in jobs_by_run and jobs_by_run[r.name].state.suspended
                    and jobs_by_run[r.name].name not in self.admitted]
         gate = await self._budget_gate(target, autonomy, waiting, runs, now)
         decisions = admission.decide([admission.Candidate(r.name, r.created) for r in waiting], autonomy=autonomy,
                                      target=target.limits, breaker=b, active=active, now=now, budget=gate)
+        if newly_recorded and any(decision.admit for decision in decisions):
+            await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"),
+                                       {"status": {"breaker": breaker_mod.to_status(b)}})
         admitted_now = 0
         pending = 0
         for decision in decisions:
@@ -224,7 +236,8 @@ class TargetReconciler:
                     "observedGeneration": run.generation,
                     "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED,
                                                            status=True, reason=k8s.REASON_ADMITTED,
-                                                           message="created unsuspended", now=now, generation=run.generation)})
+                                                           message="created unsuspended", now=now, generation=run.generation)},
+                    seen=run)
         # Runs still being set up (no Job yet) wait too.
         pending += len([r for r in runs if not r.terminal and r.name not in jobs_by_run and r.phase in (None, k8s.PHASE_PENDING)])
         active += admitted_now
@@ -336,7 +349,7 @@ class TargetReconciler:
             "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=True,
                                                    reason=decision.reason, message=decision.message, now=now,
                                                    generation=run.generation),
-        }, job_suspended=True):
+        }, job_suspended=True, seen=run):
             return False
         await self.rt.client.patch(kube.jobs(job.namespace, job.name), {
             "metadata": {"annotations": {k8s.ANNOTATION_ADMITTED_AT: stamp,
@@ -362,7 +375,7 @@ class TargetReconciler:
         if current[0] == k8s.REASON_DRAINED and not self.rt.autonomy.enabled:
             return  # keep saying why it stopped until autonomy comes back
         if await patch_run_status(self.rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),
-                                  job_suspended=True):
+                                  job_suspended=True, seen=run):
             if current[0] != decision.reason:
                 kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
                           message=f"held: {decision.message}")
@@ -377,6 +390,6 @@ class TargetReconciler:
         kopf.warn(ref("Job", job.namespace, job.name), reason=k8s.REASON_DRAINED, message=message)
         if run is not None:
             await patch_run_status(self.rt, run.namespace, run.name, held_status(run, k8s.REASON_DRAINED, message, now),
-                                   job_suspended=True)
+                                   job_suspended=True, seen=run)
             self.held[run.name] = (k8s.REASON_DRAINED, message)
             kopf.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_DRAINED, message=message)

@@ -125,3 +125,14 @@ def test_watch_resumes_from_the_list_version_in_order(api: httpx.Client) -> None
     current = {i["metadata"]["name"] for i in api.get(RUNS).json()["items"]}
     assert {e["object"]["metadata"]["name"] for e in initial} == current
     assert all(e["type"] == "ADDED" for e in initial)
+
+
+def test_requests_are_counted_by_verb_and_resource(api: httpx.Client) -> None:
+    before = api.get("/bench/requests").json()
+    run(api, "n1")
+    patch(api, f"{RUNS}/n1/status", {"status": {"phase": "Running"}})
+    patch(api, f"{RUNS}/n1/status", {"status": {"phase": "Succeeded"}})
+    api.get(f"{RUNS}/n1")
+    after = api.get("/bench/requests").json()
+    grown = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert grown == {"POST runs": 1, "PATCH runs/status": 2, "GET runs": 1}

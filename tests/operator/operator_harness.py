@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp.web
 import httpx
 import kmock
-from kmock._internal import apps
+from kmock._internal import apps, enums
 
 from outrider.common import k8s
 from outrider.demo import cluster as demo_cluster
@@ -29,17 +30,71 @@ from outrider.operator import main as operator_main
 
 
 class KMock(kmock.KubernetesEmulator):
-    """KMock plus the fields a real API server sets on create (and generateName)."""
+    """KMock plus what a real API server does that the operator relies on.
+
+    On create: the fields a server sets (and generateName). On every update: a new ``metadata.resourceVersion``,
+    and a merge patch carrying ``metadata.resourceVersion`` is refused with 409 Conflict when the object has
+    changed since that version — the operator's Run status writes are checked against the version they carry,
+    so without this precondition a write based on a stale view would go through here and not on a cluster.
+    """
 
     #: Seconds to delay requests for a resource plural (e.g. {"pods": 1.0}): widens a race window on purpose.
     delays: dict[str, float]
+    #: Precondition failures answered (409) so far: tests check the conflict path was taken.
+    conflicts: int = 0
 
     async def _handle(self, request: Any) -> Any:
         delay = (getattr(self, "delays", None) or {}).get(getattr(request.resource, "plural", None) or "")
         if delay:
             await asyncio.sleep(delay)
         demo_cluster.fill_server_metadata(request)
+        refused = self._versions_check(request)
+        if refused:
+            self.conflicts += 1
+            reason = "Conflict" if refused == 409 else "Invalid"
+            body = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "code": refused,
+                    "message": "the object has been modified; please apply your changes to the latest version"}
+            return aiohttp.web.json_response(body, status=refused)
         return await super()._handle(request)
+
+    def _versions_check(self, request: Any) -> int | None:
+        """Check an update's resourceVersion precondition and give the update the next version.
+
+        A merge patch carrying ``metadata.resourceVersion`` that is no longer current gets 409 Conflict; a JSON
+        patch whose ``test`` of ``/metadata/resourceVersion`` fails gets 422 (kopf's finalizer patches), as from
+        kube-apiserver. No await in here, so check-and-bump is atomic on the event loop; the version given to an
+        update still queued for KMock's lock is remembered, so a second update with the older version is refused.
+        """
+        if request.resource is None:
+            return None
+        latest: dict[Any, str] = self.__dict__.setdefault("_latest_versions", {})
+        if request.action == enums.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.get("metadata") or {}
+            latest.pop((request.resource, request.namespace or meta.get("namespace"), meta.get("name")), None)
+            return None
+        if request.action != enums.action.UPDATE or request.name is None:
+            return None
+        key = (request.resource, request.namespace, request.name)
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        current = latest.get(key) or str((self._objects[key].get("metadata") or {}).get("resourceVersion") or "")
+        version = str(next(demo_cluster._versions))
+        if isinstance(request.data, dict):
+            meta = request.data.get("metadata")
+            wanted = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            if wanted and str(wanted) != current:
+                return 409
+            request.data.setdefault("metadata", {})["resourceVersion"] = version
+        elif isinstance(request.data, list):
+            for op in request.data:
+                if (isinstance(op, dict) and op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion"
+                        and str(op.get("value")) != current):
+                    return 422
+            request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
+        else:
+            return None
+        latest[key] = version
+        return None
 
 
 class Cluster:

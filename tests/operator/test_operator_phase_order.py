@@ -3,11 +3,15 @@ index lags the cluster: status writes are checked against the Run as the API ser
 
 from __future__ import annotations
 
+import asyncio
+import json
+import types
+
 import pytest
 from operator_harness import Cluster, Operator, now_text, wait_for
 
 from outrider.common import k8s
-from outrider.operator import kube, model
+from outrider.operator import kube, model, reconciler
 
 
 def external_job(name: str) -> dict:
@@ -52,3 +56,65 @@ def test_a_running_adopted_run_is_not_set_back_to_admitted_by_a_stale_index(clus
              (len(seen) > 2 and seen[-1] == seen[-2] == seen[-3] and None not in seen[-1]), timeout=15, interval=0.3,
              what="the phases settle")
     assert seen[-1] == ["Running"] * len(names)
+
+
+# --- the resourceVersion precondition: the first write trusts the caller's view, a 409 reads the Run again -----
+def _status_writer(cluster: Cluster) -> types.SimpleNamespace:
+    """A stand-in Runtime: patch_run_status uses only its client."""
+    return types.SimpleNamespace(client=kube.Client(kube.Config(server=cluster.url)))
+
+
+def test_the_harness_refuses_a_status_write_with_an_outdated_resource_version(cluster: Cluster) -> None:
+    """The safety net the phase-order checks rely on, as on a real API server: every write gives the Run a new
+    resourceVersion, and a merge patch carrying an older one is answered 409 Conflict and changes nothing."""
+    cluster.run("r1", "repo-a")
+    old = cluster.run_obj("r1")["metadata"]["resourceVersion"]
+    cluster.patch(kube.runs("default", "r1", "status"), {"status": {"phase": k8s.PHASE_RUNNING}})
+    assert cluster.run_obj("r1")["metadata"]["resourceVersion"] != old
+    response = cluster.http.patch(
+        kube.runs("default", "r1", "status"),
+        content=json.dumps({"metadata": {"resourceVersion": old}, "status": {"phase": k8s.PHASE_ADMITTED}}),
+        headers={"Content-Type": "application/merge-patch+json"})
+    assert response.status_code == 409
+    assert cluster.run_status("r1")["phase"] == k8s.PHASE_RUNNING
+
+
+def test_a_write_from_a_stale_view_gets_409_then_is_checked_against_the_server(cluster: Cluster) -> None:
+    """The caller saw the Run Running at an older version; meanwhile it Succeeded. The write goes out with the
+    old version, the server refuses it (409), the Run is read again, and Running is not written over Succeeded."""
+    cluster.run("r1", "repo-a")
+    cluster.patch(kube.runs("default", "r1", "status"), {"status": {"phase": k8s.PHASE_ADMITTED}})
+    seen = model.RunInfo.of(cluster.run_obj("r1"))
+    cluster.patch(kube.runs("default", "r1", "status"), {"status": {"phase": k8s.PHASE_SUCCEEDED}})
+    rt = _status_writer(cluster)
+    before = cluster.emulator.conflicts
+
+    async def write() -> bool:
+        try:
+            return await reconciler.patch_run_status(rt, "default", "r1", {"phase": k8s.PHASE_RUNNING}, seen=seen)
+        finally:
+            await rt.client.close()
+
+    assert asyncio.run(write()) is False
+    assert cluster.emulator.conflicts == before + 1
+    assert cluster.run_status("r1")["phase"] == k8s.PHASE_SUCCEEDED
+
+
+def test_a_write_from_a_current_view_is_one_patch_with_its_version(cluster: Cluster) -> None:
+    cluster.run("r1", "repo-a")
+    cluster.patch(kube.runs("default", "r1", "status"), {"status": {"phase": k8s.PHASE_ADMITTED}})
+    seen = model.RunInfo.of(cluster.run_obj("r1"))
+    rt = _status_writer(cluster)
+    before = cluster.emulator.conflicts
+
+    async def write() -> bool:
+        try:
+            return await reconciler.patch_run_status(rt, "default", "r1", {"phase": k8s.PHASE_RUNNING}, seen=seen)
+        finally:
+            await rt.client.close()
+
+    assert asyncio.run(write()) is True
+    assert cluster.emulator.conflicts == before
+    obj = cluster.run_obj("r1")
+    assert obj["status"]["phase"] == k8s.PHASE_RUNNING
+    assert obj["metadata"]["resourceVersion"] != seen.resource_version
