@@ -123,7 +123,6 @@ async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name:
         rt.wake(namespace, run.target)
         return
     if run.phase is None and not run.status.get("reason"):
-        kopf.info(body, reason="Created", message=f"Run for Target {run.target}")
         rt.emit(events_client.build(
             events.EventType.RUN_CREATED, id_parts=(run.uid, "created"), time=run.created, target=run.target or None,
             runid=name, subject=f"runs/{namespace}/{name}",
@@ -166,7 +165,8 @@ async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunIn
                 "observedGeneration": run.generation})
             return
         raise
-    kopf.info(body, reason="JobCreated", message=f"Job {manifest['metadata']['name']} created suspended")
+    # The one Event of a new Run (its creation time is in its metadata already): each Event is an API write.
+    kopf.info(body, reason="JobCreated", message=f"Job {manifest['metadata']['name']} created suspended for Target {run.target}")
 
 
 # --- Jobs ------------------------------------------------------------------------------------------------
