@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -39,7 +39,7 @@ def _rt(memo: Any) -> runtime_mod.Runtime:
 
 # --- lifecycle -------------------------------------------------------------------------------------------
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     # Keep kopf's own bookkeeping in annotations of our group; it writes nothing to status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=k8s.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=k8s.GROUP)
@@ -85,38 +85,58 @@ def probe_autonomy(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
 
 
 # --- indexes ---------------------------------------------------------------------------------------------
+# kopf types ``namespace`` as ``str | None``: None only for cluster-scoped objects. Runs, Targets, Jobs and
+# CronJobs are all Namespaced (manifests/crds), so a None never comes; if one did, the object is not indexed
+# and its handlers do nothing, rather than keying state on a None namespace.
 # Coroutines, not plain functions: kopf runs a sync handler in its thread pool, and at 1,000 Runs the five index
 # functions alone made ~26,000 thread hand-offs whose GIL contention slowed every other handler (profiled).
 @kopf.index(*RUNS)
-async def runs_by_target(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, model.RunInfo]:
+async def runs_by_target(body: kopf.Body, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Any, model.RunInfo]:
+    if namespace is None:
+        return {}
     return {(namespace, str(spec.get("target") or "")): model.RunInfo.of(body)}
 
 
 @kopf.index(*RUNS)
-async def runs_by_name(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, model.RunInfo]:
+async def runs_by_name(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, model.RunInfo]:
+    if namespace is None:
+        return {}
     return {(namespace, name): model.RunInfo.of(body)}
 
 
 @kopf.index(*JOBS, labels={k8s.LABEL_TARGET: kopf.PRESENT})
-async def jobs_by_target(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict[Any, model.JobInfo]:
+async def jobs_by_target(body: kopf.Body, namespace: str | None, labels: kopf.Labels,
+                         **_: Any) -> dict[Any, model.JobInfo]:
+    if namespace is None:
+        return {}
     return {(namespace, labels[k8s.LABEL_TARGET]): model.JobInfo.of(body)}
 
 
 @kopf.index(*JOBS, labels={k8s.LABEL_TARGET: kopf.PRESENT})
-async def jobs_by_name(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, model.JobInfo]:
+async def jobs_by_name(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, model.JobInfo]:
+    if namespace is None:
+        return {}
     return {(namespace, name): model.JobInfo.of(body)}
 
 
 @kopf.index(*TARGETS)
-async def targets_by_name(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, model.TargetInfo]:
+async def targets_by_name(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, model.TargetInfo]:
+    if namespace is None:
+        return {}
     return {(namespace, name): model.TargetInfo.of(body)}
 
 
 # --- Runs ------------------------------------------------------------------------------------------------
+# kopf passes every index to every handler as a keyword argument named after it, but its callback Protocols
+# cannot declare them (kopf's own TODO: "ParamSpec to support index type checking"): a handler that named an
+# index as a parameter would not type-check as a kopf callback, so the indexes are read from ``**kwargs``.
 @kopf.on.event(*RUNS)
-async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
-                    logger: logging.Logger, targets_by_name: kopf.Index, jobs_by_name: kopf.Index,
-                    **_: Any) -> None:
+async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo,
+                    logger: kopf.Logger, **kwargs: Any) -> None:
+    if namespace is None:
+        return
+    targets_by_name: kopf.Index = kwargs["targets_by_name"]
+    jobs_by_name: kopf.Index = kwargs["jobs_by_name"]
     rt = _rt(memo)
     run = model.RunInfo.of(body)
     if event.get("type") == "DELETED":
@@ -146,7 +166,7 @@ async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name:
     rt.wake(namespace, run.target)
 
 
-async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunInfo, logger: logging.Logger) -> None:
+async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunInfo, logger: kopf.Logger) -> None:
     manifest = jobs.job_for_run(model._plain(body))
     try:
         await rt.client.create(kube.jobs(run.namespace), manifest)
@@ -171,8 +191,11 @@ async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunIn
 
 # --- Jobs ------------------------------------------------------------------------------------------------
 @kopf.on.event(*JOBS, labels={k8s.LABEL_TARGET: kopf.PRESENT})
-async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, labels: kopf.Labels,
-                    memo: kopf.Memo, logger: logging.Logger, runs_by_name: kopf.Index, **_: Any) -> None:
+async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels,
+                    memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    if namespace is None:
+        return
+    runs_by_name: kopf.Index = kwargs["runs_by_name"]
     rt = _rt(memo)
     target = labels[k8s.LABEL_TARGET]
     run_name = labels.get(k8s.LABEL_RUN)
@@ -203,7 +226,7 @@ def _one(index: kopf.Index, key: Any) -> Any:
     return next(iter(store))
 
 
-async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name: str, logger: logging.Logger) -> None:
+async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name: str, logger: kopf.Logger) -> None:
     """A Job labelled outrider.dev/target that no Run owns: create the Run that mirrors it, then label the Job."""
     manifest = jobs.run_for_job(model._plain(body))
     try:
@@ -225,7 +248,7 @@ async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name:
     kopf.info(body, reason="Adopted", message=message)
 
 
-async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunInfo, logger: logging.Logger) -> None:
+async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunInfo, logger: kopf.Logger) -> None:
     """Copy what the Job says into the Run's status, and post the Run's lifecycle events."""
     state = jobs.state(job)
     if state.suspended and not state.finished:
@@ -321,8 +344,11 @@ async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs
 
 # --- Targets ---------------------------------------------------------------------------------------------
 @kopf.on.event(*TARGETS)
-async def target_event(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo,
-                       runs_by_target: kopf.Index, **_: Any) -> None:
+async def target_event(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo,
+                       **kwargs: Any) -> None:
+    if namespace is None:
+        return
+    runs_by_target: kopf.Index = kwargs["runs_by_target"]
     rt = _rt(memo)
     if event.get("type") == "DELETED":
         rt.forget(namespace, name)
@@ -333,10 +359,14 @@ async def target_event(event: kopf.RawEvent, namespace: str, name: str, memo: ko
 
 
 @kopf.daemon(*TARGETS, cancellation_timeout=5.0)
-async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
-                        logger: logging.Logger, runs_by_target: kopf.Index, jobs_by_target: kopf.Index,
-                        schedulers: kopf.Index, **_: Any) -> None:
+async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo,
+                        logger: kopf.Logger, **kwargs: Any) -> None:
     """Admission, breaker, drain and status for one Target; sleeps until woken or until its cooldown ends."""
+    if namespace is None:
+        return
+    runs_by_target: kopf.Index = kwargs["runs_by_target"]
+    jobs_by_target: kopf.Index = kwargs["jobs_by_target"]
+    schedulers: kopf.Index = kwargs["schedulers"]
     rt = _rt(memo)
     rec = reconciler.TargetReconciler.for_target(rt, body)
     wake = rt.wake_event(namespace, name)
@@ -385,7 +415,9 @@ async def apply_scheduler(rt: runtime_mod.Runtime, cron: model.CronJobInfo) -> N
     """Suspend a scheduler CronJob during an emergency stop; resume it (only if we suspended it) afterwards."""
     if not rt.autonomy_known:
         return
-    ref = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"namespace": cron.namespace, "name": cron.name}}
+    # A plain reference, cast: kopf types Event objects as Body but reads them as any mapping (see reconciler.ref).
+    ref = cast(kopf.Body, {"apiVersion": "batch/v1", "kind": "CronJob",
+                           "metadata": {"namespace": cron.namespace, "name": cron.name}})
     if rt.autonomy.draining and not cron.suspended:
         await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
             "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: "true"}}, "spec": {"suspend": True}})
