@@ -37,6 +37,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check outrider tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## demo: the whole system on this machine, no cluster (control plane, operator on KMock, demo agents); Ctrl-C stops
 demo: $(STAMP)
