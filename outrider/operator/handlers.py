@@ -135,8 +135,8 @@ async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
                     logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace is None:
         return
-    targets_by_name: kopf.Index = kwargs["targets_by_name"]
-    jobs_by_name: kopf.Index = kwargs["jobs_by_name"]
+    targets_by_name: kopf.Index[tuple[str, str], model.TargetInfo] = kwargs["targets_by_name"]
+    jobs_by_name: kopf.Index[tuple[str, str], model.JobInfo] = kwargs["jobs_by_name"]
     rt = _rt(memo)
     run = model.RunInfo.of(body)
     if event.get("type") == "DELETED":
@@ -195,7 +195,7 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
                     memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace is None:
         return
-    runs_by_name: kopf.Index = kwargs["runs_by_name"]
+    runs_by_name: kopf.Index[tuple[str, str], model.RunInfo] = kwargs["runs_by_name"]
     rt = _rt(memo)
     target = labels[k8s.LABEL_TARGET]
     run_name = labels.get(k8s.LABEL_RUN)
@@ -219,7 +219,7 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
     rt.wake(namespace, target)
 
 
-def _one(index: kopf.Index, key: Any) -> Any:
+def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
     store = index.get(key)
     if not store:
         return None
@@ -322,7 +322,7 @@ async def _termination_message(rt: runtime_mod.Runtime, job: dict[str, Any]) -> 
     return None
 
 
-async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs_by_name: kopf.Index) -> None:
+async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs_by_name: kopf.Index[Any, Any]) -> None:
     run = _one(runs_by_name, (namespace, run_name))
     if run is None or run.terminal:
         return
@@ -348,7 +348,7 @@ async def target_event(event: kopf.RawEvent, namespace: str | None, name: str, m
                        **kwargs: Any) -> None:
     if namespace is None:
         return
-    runs_by_target: kopf.Index = kwargs["runs_by_target"]
+    runs_by_target: kopf.Index[tuple[str, str], model.RunInfo] = kwargs["runs_by_target"]
     rt = _rt(memo)
     if event.get("type") == "DELETED":
         rt.forget(namespace, name)
@@ -364,9 +364,9 @@ async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace:
     """Admission, breaker, drain and status for one Target; sleeps until woken or until its cooldown ends."""
     if namespace is None:
         return
-    runs_by_target: kopf.Index = kwargs["runs_by_target"]
-    jobs_by_target: kopf.Index = kwargs["jobs_by_target"]
-    schedulers: kopf.Index = kwargs["schedulers"]
+    runs_by_target: kopf.Index[tuple[str, str], model.RunInfo] = kwargs["runs_by_target"]
+    jobs_by_target: kopf.Index[tuple[str, str], model.JobInfo] = kwargs["jobs_by_target"]
+    schedulers: kopf.Index[str, model.CronJobInfo] = kwargs["schedulers"]
     rt = _rt(memo)
     rec = reconciler.TargetReconciler.for_target(rt, body)
     wake = rt.wake_event(namespace, name)
@@ -428,7 +428,7 @@ async def apply_scheduler(rt: runtime_mod.Runtime, cron: model.CronJobInfo) -> N
         kopf.info(ref, reason="Resumed", message="autonomy enabled: scheduler CronJob resumed")
 
 
-async def sweep_schedulers(rt: runtime_mod.Runtime, index: kopf.Index) -> None:
+async def sweep_schedulers(rt: runtime_mod.Runtime, index: kopf.Index[str, model.CronJobInfo]) -> None:
     """Apply the current autonomy to every scheduler CronJob, once per autonomy change (whichever daemon is first)."""
     version = rt.autonomy_version
     if rt.swept_version == version or not rt.autonomy_known:
