@@ -241,6 +241,9 @@ class Recorder:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outrider-kube-events")
 
     async def stop(self) -> None:
+        """Stop posting; what is still queued is lost (logged with the totals, as a restart would lose it)."""
+        logger.info("Kubernetes Events: %d posted, %d merged or deduplicated, %d dropped, %d failed, %d unposted at stop",
+                    self.posted, self.merged, self.dropped, self.failed, self.queued)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
