@@ -127,7 +127,7 @@ def body_for(event: _Pending, *, default_namespace: str, instance: str) -> dict[
 class Recorder:
     """Queue of Kubernetes Events for one operator; :meth:`start` its poster inside the running loop."""
 
-    def __init__(self, client: kube.Client | None, *, queue_max: int = 4096, burst: int = 50, qps: float = 25.0,
+    def __init__(self, client: kube.Client | None, *, queue_max: int = 8192, burst: int = 100, qps: float = 50.0,
                  dedup_seconds: float = 60.0, instance: str = "dev", default_namespace: str = "default",
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
