@@ -43,7 +43,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     # Keep kopf's own bookkeeping in annotations of our group; it writes nothing to status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=k8s.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=k8s.GROUP)
-    settings.posting.level = logging.INFO
+    # Kubernetes Events go through our own recorder (kube_events.py: paced, aggregated, bounded); kopf's posting
+    # is off, which also stops kopf posting its own log lines as Events (settings.posting.loggers, off already).
+    settings.posting.enabled = False
     # No CRD/namespace scanning: the resources are known, and the RBAC stays minimal (docs/concepts/rbac.md).
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
@@ -179,14 +181,14 @@ async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunIn
             exc = kube.ApiError(409, f"a Job named {run.name} already exists and does not belong to this Run")
         if 400 <= exc.status < 500 and exc.status not in (401, 403, 429):
             logger.error("the API server refused the Job for Run %s/%s: %s", run.namespace, run.name, exc)
-            kopf.warn(body, reason=k8s.REASON_JOB_CREATE_FAILED, message=str(exc)[:1000])
+            rt.kube_events.warn(body, reason=k8s.REASON_JOB_CREATE_FAILED, message=str(exc)[:1000])
             await reconciler.patch_run_status(rt, run.namespace, run.name, {
                 "phase": k8s.PHASE_FAILED, "reason": k8s.REASON_JOB_CREATE_FAILED, "message": str(exc)[:1000],
                 "observedGeneration": run.generation})
             return
         raise
     # The one Event of a new Run (its creation time is in its metadata already): each Event is an API write.
-    kopf.info(body, reason="JobCreated", message=f"Job {manifest['metadata']['name']} created suspended for Target {run.target}")
+    rt.kube_events.info(body, reason="JobCreated", message=f"Job {manifest['metadata']['name']} created suspended for Target {run.target}")
 
 
 # --- Jobs ------------------------------------------------------------------------------------------------
@@ -238,14 +240,14 @@ async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name:
         if (existing.get("spec") or {}).get("jobName") != name:
             message = f"cannot adopt Job {name}: a Run of that name already exists for another Job"
             logger.warning(message)
-            kopf.warn(body, reason="AdoptionConflict", message=message)
+            rt.kube_events.warn(body, reason="AdoptionConflict", message=message)
             return
     await rt.client.patch(kube.jobs(namespace, name), {"metadata": {"labels": {k8s.LABEL_RUN: name}}})
     suspended = bool((body.get("spec") or {}).get("suspend"))
     message = (f"adopted Job {name} into Run {name}; " +
                ("it was created suspended, so it waits for admission" if suspended else "it was already running"))
     logger.info(message)
-    kopf.info(body, reason="Adopted", message=message)
+    rt.kube_events.info(body, reason="Adopted", message=message)
 
 
 async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunInfo, logger: kopf.Logger) -> None:
@@ -285,18 +287,18 @@ async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunIn
     common = {"target": run.target or None, "runid": run.name, "subject": f"runs/{run.namespace}/{run.name}"}
     if current.get("phase") != phase and phase == k8s.PHASE_RUNNING or (
             phase in k8s.TERMINAL_PHASES and not current.get("startTime") and desired.get("startTime")):
-        kopf.info(ref, reason="Started", message=f"Job {job['metadata']['name']} is running")
+        rt.kube_events.info(ref, reason="Started", message=f"Job {job['metadata']['name']} is running")
         started = breaker_mod.parse_time(desired.get("startTime")) or now
         rt.emit(events_client.build(events.EventType.RUN_STARTED, id_parts=(run.uid, "started"), time=started,
                                     data={"job": job["metadata"]["name"]}, **common))
     if current.get("phase") != phase and phase == k8s.PHASE_SUCCEEDED:
-        kopf.info(ref, reason=k8s.REASON_COMPLETED, message=f"succeeded in {desired.get('durationSeconds', '—')}s")
+        rt.kube_events.info(ref, reason=k8s.REASON_COMPLETED, message=f"succeeded in {desired.get('durationSeconds', '—')}s")
         rt.emit(events_client.build(events.EventType.RUN_SUCCEEDED, id_parts=(run.uid, "succeeded"),
                                     time=breaker_mod.parse_time(desired.get("completionTime")) or now,
                                     data={"duration_seconds": desired.get("durationSeconds"),
                                           "usage": desired.get("usage")}, **common))
     if current.get("phase") != phase and phase == k8s.PHASE_FAILED:
-        kopf.warn(ref, reason=desired["reason"], message=desired.get("errorSummary") or desired["message"])
+        rt.kube_events.warn(ref, reason=desired["reason"], message=desired.get("errorSummary") or desired["message"])
         rt.emit(events_client.build(events.EventType.RUN_FAILED, id_parts=(run.uid, "failed"),
                                     time=breaker_mod.parse_time(desired.get("completionTime")) or now,
                                     data={"error_type": desired["reason"],
@@ -335,7 +337,7 @@ async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs
                                                status=False, reason=k8s.REASON_JOB_DELETED, message=message,
                                                now=now, generation=run.generation),
     }):
-        kopf.warn(reconciler.ref(k8s.RUN_KIND, namespace, run_name, run.uid), reason=k8s.REASON_JOB_DELETED,
+        rt.kube_events.warn(reconciler.ref(k8s.RUN_KIND, namespace, run_name, run.uid), reason=k8s.REASON_JOB_DELETED,
                   message=message)
         rt.emit(events_client.build(events.EventType.RUN_CANCELLED, id_parts=(run.uid, "cancelled"), time=now,
                                     target=run.target or None, runid=run_name,
@@ -421,11 +423,11 @@ async def apply_scheduler(rt: runtime_mod.Runtime, cron: model.CronJobInfo) -> N
     if rt.autonomy.draining and not cron.suspended:
         await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
             "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: "true"}}, "spec": {"suspend": True}})
-        kopf.warn(ref, reason=k8s.REASON_DRAINED, message="emergency stop: scheduler CronJob suspended")
+        rt.kube_events.warn(ref, reason=k8s.REASON_DRAINED, message="emergency stop: scheduler CronJob suspended")
     elif rt.autonomy.enabled and cron.drained:
         await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
             "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: None}}, "spec": {"suspend": False}})
-        kopf.info(ref, reason="Resumed", message="autonomy enabled: scheduler CronJob resumed")
+        rt.kube_events.info(ref, reason="Resumed", message="autonomy enabled: scheduler CronJob resumed")
 
 
 async def sweep_schedulers(rt: runtime_mod.Runtime, index: kopf.Index[str, model.CronJobInfo]) -> None:

@@ -42,6 +42,8 @@ class View:
     autonomy_enabled: bool | None = None  # None until the ConfigMap was first read
     events_dropped: Callable[[], int] = lambda: 0
     events_buffered: Callable[[], int] = lambda: 0
+    kube_events_dropped: Callable[[], int] = lambda: 0
+    kube_events_queued: Callable[[], int] = lambda: 0
 
 
 class OperatorCollector(Collector):
@@ -86,6 +88,11 @@ class OperatorCollector(Collector):
                                   value=self.view.events_dropped())
         yield GaugeMetricFamily("outrider_operator_events_buffered", "Events waiting to be delivered to the control plane.",
                                 value=self.view.events_buffered())
+        yield CounterMetricFamily("outrider_operator_kube_events_dropped",
+                                  "Kubernetes Events dropped (oldest first) because their posting queue was full.",
+                                  value=self.view.kube_events_dropped())
+        yield GaugeMetricFamily("outrider_operator_kube_events_queued", "Kubernetes Events waiting to be posted.",
+                                value=self.view.kube_events_queued())
 
 
 def registry_for(view: View) -> CollectorRegistry:

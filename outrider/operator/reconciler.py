@@ -16,8 +16,6 @@ import datetime as dt
 import logging
 from typing import Any, cast
 
-import kopf
-
 from outrider.common import events, k8s
 from outrider.operator import admission, conditions, events_client, health, kube, metrics, model
 from outrider.operator import breaker as breaker_mod
@@ -107,7 +105,7 @@ async def hold_orphan(rt: runtime_mod.Runtime, run: model.RunInfo) -> None:
         return
     if await patch_run_status(rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),
                               job_suspended=True, seen=run):
-        kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason, message=decision.message)
+        rt.kube_events.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason, message=decision.message)
 
 
 @dataclasses.dataclass
@@ -275,7 +273,7 @@ class TargetReconciler:
             changed_health = previous.get("health") != h.health or previous.get("healthReason") != h.reason
             self.last_status = status
             if changed_health:
-                post = kopf.info if h.ready or h.health == k8s.HEALTH_PAUSED else kopf.warn
+                post = rt.kube_events.info if h.ready or h.health == k8s.HEALTH_PAUSED else rt.kube_events.warn
                 post(target_ref, reason=h.reason, message=f"{h.health}: {h.message}")
             self.rt.emit(events_client.build(
                 events.EventType.TARGET_STATUS,
@@ -293,10 +291,10 @@ class TargetReconciler:
                       "budget_pacing": target.budget.pacing if target.budget else None},
             ))
         if half_opened:
-            kopf.info(target_ref, reason="CircuitHalfOpen",
+            rt.kube_events.info(target_ref, reason="CircuitHalfOpen",
                       message="cooldown over: the next Run is admitted as the single probe")
         if tripped:
-            kopf.warn(target_ref, reason=k8s.REASON_CIRCUIT_OPEN,
+            rt.kube_events.warn(target_ref, reason=k8s.REASON_CIRCUIT_OPEN,
                       message=f"circuit breaker opened (trip {b.trips}) after {b.consecutive_failures} consecutive "
                               f"failures; last {b.last_failure_run}: {b.last_failure_reason}; cooldown until "
                               f"{breaker_mod.format_time(b.cooldown_until)}")
@@ -308,7 +306,7 @@ class TargetReconciler:
                       "last_failure_run": b.last_failure_run, "last_failure_reason": b.last_failure_reason},
             ))
         if reset:
-            kopf.info(target_ref, reason="CircuitClosed", message="the half-open probe succeeded: breaker Closed")
+            rt.kube_events.info(target_ref, reason="CircuitClosed", message="the half-open probe succeeded: breaker Closed")
             self.rt.emit(events_client.build(
                 events.EventType.TARGET_BREAKER_RESET, id_parts=(uid, "reset", str(b.trips)), time=now,
                 target=self.name, subject=f"targets/{self.namespace}/{self.name}", data={"trips": b.trips},
@@ -364,7 +362,7 @@ class TargetReconciler:
         })
         self.admitted[job.name] = now
         self.held.pop(run.name, None)
-        kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
+        self.rt.kube_events.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
                   message=f"Job {job.name} unsuspended: {decision.message}")
         self.rt.emit(events_client.build(
             events.EventType.RUN_ADMITTED, id_parts=(run.uid, "admitted", stamp or ""), time=now,
@@ -382,7 +380,7 @@ class TargetReconciler:
         if await patch_run_status(self.rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),
                                   job_suspended=True, seen=run):
             if current[0] != decision.reason:
-                kopf.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
+                self.rt.kube_events.info(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=decision.reason,
                           message=f"held: {decision.message}")
             self.held[run.name] = (decision.reason, decision.message)
 
@@ -392,9 +390,9 @@ class TargetReconciler:
         self.admitted.pop(job.name, None)
         self.drained.add(job.name)
         message = f"emergency stop (autonomy mode drain): Job {job.name} suspended"
-        kopf.warn(ref("Job", job.namespace, job.name), reason=k8s.REASON_DRAINED, message=message)
+        self.rt.kube_events.warn(ref("Job", job.namespace, job.name), reason=k8s.REASON_DRAINED, message=message)
         if run is not None:
             await patch_run_status(self.rt, run.namespace, run.name, held_status(run, k8s.REASON_DRAINED, message, now),
                                    job_suspended=True, seen=run)
             self.held[run.name] = (k8s.REASON_DRAINED, message)
-            kopf.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_DRAINED, message=message)
+            self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_DRAINED, message=message)

@@ -20,7 +20,7 @@ from typing import Any
 from outrider.common import events
 from outrider.operator import autonomy as autonomy_mod
 from outrider.operator import budget as budget_mod
-from outrider.operator import events_client, kube, metrics
+from outrider.operator import events_client, kube, kube_events, metrics
 from outrider.operator import settings as settings_mod
 
 logger = logging.getLogger("outrider.operator")
@@ -46,7 +46,13 @@ class Runtime:
                                                 batch_max=settings.events_batch_max)
         self.budgets = budget_mod.Client(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
                                          cache_seconds=settings.budget_cache_seconds)
-        self.view = metrics.View(events_dropped=lambda: self.sender.dropped, events_buffered=lambda: self.sender.buffered)
+        self.kube_events = kube_events.Recorder(
+            client, queue_max=settings.kube_events_queue_max, burst=settings.kube_events_burst,
+            qps=settings.kube_events_qps, dedup_seconds=settings.kube_events_dedup_seconds,
+            instance=settings_mod.pod_name(), default_namespace=client.config.default_namespace or "default")
+        self.view = metrics.View(events_dropped=lambda: self.sender.dropped, events_buffered=lambda: self.sender.buffered,
+                                 kube_events_dropped=lambda: self.kube_events.dropped,
+                                 kube_events_queued=lambda: self.kube_events.queued)
         self.registry = metrics.registry_for(self.view)
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
@@ -54,6 +60,7 @@ class Runtime:
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.sender.start()
+        self.kube_events.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._watch_autonomy(), name="outrider-autonomy-watch"))
         self._tasks.append(loop.create_task(self._heartbeat(), name="outrider-heartbeat"))
@@ -72,6 +79,7 @@ class Runtime:
                 await task
         self._tasks.clear()
         await self.sender.stop()
+        await self.kube_events.stop()
         if self._metrics_server is not None:
             server, thread = self._metrics_server
             server.shutdown()

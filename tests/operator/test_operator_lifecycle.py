@@ -56,7 +56,7 @@ def test_job_status_flows_into_run_status(cluster: Cluster, operator: Operator) 
     status = cluster.run_status("bad")
     assert status["reason"] == "DeadlineExceeded" and status["durationSeconds"] == 300
     assert status["errorSummary"].startswith("ImportError: no module named agent")
-    # kopf posts Kubernetes Events from a background queue, after the status patch: wait for them.
+    # Kubernetes Events are posted from a background queue (kube_events.py), after the status patch: wait for them.
     wanted = {"JobCreated", "Admitted", "Started", "DeadlineExceeded"}
     wait_for(lambda: wanted <= {e["reason"] for e in cluster.events_about("bad")}, what="the Run's Events")
     assert_stored_objects_fit_the_crds(cluster)

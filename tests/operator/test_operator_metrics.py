@@ -24,7 +24,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_collector_reads_the_view_at_scrape_time() -> None:
-    view = metrics.View(events_dropped=lambda: 7, events_buffered=lambda: 3)
+    view = metrics.View(events_dropped=lambda: 7, events_buffered=lambda: 3, kube_events_dropped=lambda: 11,
+                        kube_events_queued=lambda: 2)
     registry = metrics.registry_for(view)
     assert registry.get_sample_value("outrider_autonomy_enabled") is None  # unknown until the ConfigMap is read
     view.autonomy_enabled = False
@@ -43,6 +44,8 @@ def test_collector_reads_the_view_at_scrape_time() -> None:
     assert registry.get_sample_value("outrider_runs_pending", labels) == 5
     assert registry.get_sample_value("outrider_operator_events_dropped_total") == 7
     assert registry.get_sample_value("outrider_operator_events_buffered") == 3
+    assert registry.get_sample_value("outrider_operator_kube_events_dropped_total") == 11
+    assert registry.get_sample_value("outrider_operator_kube_events_queued") == 2
 
 
 def test_running_operator_serves_metrics_from_the_cluster(cluster: Cluster, operator: Operator) -> None:
