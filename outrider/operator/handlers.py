@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -417,9 +417,7 @@ async def apply_scheduler(rt: runtime_mod.Runtime, cron: model.CronJobInfo) -> N
     """Suspend a scheduler CronJob during an emergency stop; resume it (only if we suspended it) afterwards."""
     if not rt.autonomy_known:
         return
-    # A plain reference, cast: kopf types Event objects as Body but reads them as any mapping (see reconciler.ref).
-    ref = cast(kopf.Body, {"apiVersion": "batch/v1", "kind": "CronJob",
-                           "metadata": {"namespace": cron.namespace, "name": cron.name}})
+    ref = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"namespace": cron.namespace, "name": cron.name}}
     if rt.autonomy.draining and not cron.suspended:
         await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
             "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: "true"}}, "spec": {"suspend": True}})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import Any, cast
+from typing import Any
 
 from outrider.common import events, k8s
 from outrider.operator import admission, conditions, events_client, health, kube, metrics, model
@@ -25,15 +25,10 @@ from outrider.operator import runtime as runtime_mod
 logger = logging.getLogger("outrider.operator.reconciler")
 
 
-def ref(kind: str, namespace: str, name: str, uid: str | None = None) -> kopf.Body:
-    """A minimal object reference for kopf's Kubernetes Events.
-
-    A plain dict, cast to ``kopf.Body``: kopf types an Event's object as ``Body`` but only reads it as a mapping
-    (``bodies.build_object_reference`` does ``.get`` of apiVersion, kind and metadata, dropping empty values), so
-    a dict works at runtime; wrapping it in a real ``kopf.Body`` would change nothing but the static type.
-    """
+def ref(kind: str, namespace: str, name: str, uid: str | None = None) -> dict[str, Any]:
+    """A minimal object reference for the Kubernetes Events the recorder (``kube_events``) posts about an object."""
     api = "batch/v1" if kind == "Job" else k8s.API_VERSION
-    return cast(kopf.Body, {"apiVersion": api, "kind": kind, "metadata": {"namespace": namespace, "name": name, "uid": uid}})
+    return {"apiVersion": api, "kind": kind, "metadata": {"namespace": namespace, "name": name, "uid": uid}}
 
 
 def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
