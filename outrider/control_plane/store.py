@@ -207,6 +207,20 @@ class Subscription:
         return items
 
 
+def _event_filters(query: Any, target: str | None, run_id: str | None, type_: str | None, until: datetime | None) -> Any:
+    """``query`` narrowed by the event filters both orders of ``GET /v1/events`` share."""
+    e = tables.events
+    if target is not None:
+        query = query.where(e.c.target == target)
+    if run_id is not None:
+        query = query.where(e.c.run_id == run_id)
+    if type_ is not None:
+        query = query.where(e.c.type == type_)
+    if until is not None:
+        query = query.where(e.c.time < until.astimezone(UTC))
+    return query
+
+
 class Store:
     """The control plane's store; :meth:`open` migrates and starts the writer, :meth:`close` stops it."""
 
@@ -656,17 +670,11 @@ class Store:
     ) -> list[tuple[int, datetime, str]]:
         """Like :meth:`list_events`, but each event as stored: (seq, received_at, body JSON text)."""
         e = tables.events
-        query = sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq)
-        if target is not None:
-            query = query.where(e.c.target == target)
-        if run_id is not None:
-            query = query.where(e.c.run_id == run_id)
-        if type is not None:
-            query = query.where(e.c.type == type)
+        query = _event_filters(
+            sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq), target, run_id, type, until
+        )
         if since is not None:
             query = query.where(e.c.time >= since.astimezone(UTC))
-        if until is not None:
-            query = query.where(e.c.time < until.astimezone(UTC))
         rows = self._read(query.order_by(e.c.seq).limit(limit))
         return [(int(seq), utc(received), body) for seq, received, body in rows]  # type: ignore[misc]
 
@@ -700,15 +708,7 @@ class Store:
             query = query.where(sa.or_(e.c.time > at, sa.and_(e.c.time == at, e.c.seq > seq)))
         if lower is not None:
             query = query.where(e.c.time >= lower)
-        if until is not None:
-            query = query.where(e.c.time < until.astimezone(UTC))
-        if target is not None:
-            query = query.where(e.c.target == target)
-        if run_id is not None:
-            query = query.where(e.c.run_id == run_id)
-        if type is not None:
-            query = query.where(e.c.type == type)
-        rows = self._read(query.order_by(e.c.time, e.c.seq).limit(limit))
+        rows = self._read(_event_filters(query, target, run_id, type, until).order_by(e.c.time, e.c.seq).limit(limit))
         return [(int(seq), utc(moment), utc(received), body) for seq, moment, received, body in rows]  # type: ignore[misc]
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
