@@ -231,37 +231,46 @@ def _sum(groups: dict[str, list[int]]) -> list[int]:
     return [input_tokens, output_tokens, nano, priced, calls]
 
 
-def record(run_id: str, state: RunState) -> dict[str, Any]:
-    """The run record (``schemas.RunRecord`` shape) derived from a fold state."""
-    created = parse(state["created"] or state["earliest"])
-    started = parse(state["started"] or state["first_activity"])
+def _outcome(state: RunState) -> tuple[str, datetime | None, datetime | None, datetime | None, float | None,
+                                       str | None, str | None, str | None]:
+    """(status, created, started, completed, duration_seconds, error_type, error_stage, error_summary) of a fold
+    state: the derivations :func:`record` and :func:`columns` share. A duration is None when the terminal event
+    is earlier than the start."""
     status_entry = state["status"]
     status = status_entry[2] if status_entry else "queued"
+    created = parse(state["created"] or state["earliest"])
+    started = parse(state["started"] or state["first_activity"])
     completed = parse(status_entry[1][0]) if status_entry and status in TERMINAL else None
-    notes: list[str] = []
-    if state["created"] is None:
-        notes.append("no run.created event received; created_at is the earliest event's time")
     duration = None
     if completed is not None:
         begin = started or created
-        if state["started"] is None and state["first_activity"] is None:
-            notes.append("finished without any start event; duration counts from created_at")
         if begin is not None:
             seconds = (completed - begin).total_seconds()
             if seconds >= 0:
                 duration = seconds
-            else:
-                notes.append("the terminal event is earlier than the start; duration unknown")
-    terminals = state["terminals"]
-    if sum(terminals.values()) > 1:
-        seen = ", ".join(f"{name} ×{count}" for name, count in sorted(terminals.items()))
-        notes.append(f"several terminal events ({seen}); the latest by time decides the status")
-
     failure = state["failure"]
     summary = error_type = error_stage = None
     if status == "failed" and failure is not None:
         _, error_type, error_stage, message = failure
         summary = error_summary(error_type, error_stage, message)
+    return status, created, started, completed, duration, error_type, error_stage, summary
+
+
+def record(run_id: str, state: RunState) -> dict[str, Any]:
+    """The run record (``schemas.RunRecord`` shape) derived from a fold state."""
+    status, created, started, completed, duration, error_type, error_stage, summary = _outcome(state)
+    notes: list[str] = []
+    if state["created"] is None:
+        notes.append("no run.created event received; created_at is the earliest event's time")
+    if completed is not None:
+        if state["started"] is None and state["first_activity"] is None:
+            notes.append("finished without any start event; duration counts from created_at")
+        if (started or created) is not None and duration is None:
+            notes.append("the terminal event is earlier than the start; duration unknown")
+    terminals = state["terminals"]
+    if sum(terminals.values()) > 1:
+        seen = ", ".join(f"{name} ×{count}" for name, count in sorted(terminals.items()))
+        notes.append(f"several terminal events ({seen}); the latest by time decides the status")
 
     phases: dict[str, dict[str, Any]] = {}
     for stage in sorted(state["stages"]):
@@ -322,23 +331,7 @@ def columns(run_id: str, state: RunState) -> dict[str, Any]:
 
     The same values as the fields of :func:`record` with these names, computed without building the whole
     record: the store calls this for every run a group commit changes."""
-    status_entry = state["status"]
-    status = status_entry[2] if status_entry else "queued"
-    created = parse(state["created"] or state["earliest"])
-    started = parse(state["started"] or state["first_activity"])
-    completed = parse(status_entry[1][0]) if status_entry and status in TERMINAL else None
-    duration = None
-    if completed is not None:
-        begin = started or created
-        if begin is not None:
-            seconds = (completed - begin).total_seconds()
-            if seconds >= 0:
-                duration = seconds
-    failure = state["failure"]
-    summary = error_type = error_stage = None
-    if status == "failed" and failure is not None:
-        _, error_type, error_stage, message = failure
-        summary = error_summary(error_type, error_stage, message)
+    status, created, started, completed, duration, error_type, error_stage, summary = _outcome(state)
     total = _sum(state["usage"]["model"])
     return {
         "run_id": run_id,
