@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from outrider.control_plane import budget_metrics, errors, metrics, settings, status_metrics, store
 from outrider.control_plane.console import insights as console_insight_routes
@@ -57,6 +58,22 @@ async def _retention(the_store: store.Store, config: settings.Settings) -> None:
         await asyncio.sleep(config.retention_sweep_interval_seconds)
 
 
+class ControlPlane(FastAPI):
+    """The FastAPI app, except that ``POST /v1/events`` (the hot path: every worker event) goes straight to its
+    handler (``routes.events.serve_ingest``) instead of through middleware and the scan of every route. The
+    route stays registered, so /openapi.json and /docs describe it; any other request is FastAPI's."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root_path: str = scope.get("root_path", "")
+            if path == event_routes.INGEST_PATH or (root_path and path == root_path + event_routes.INGEST_PATH):
+                scope["app"] = self  # what Starlette sets before routing; the handler reads app.state through it
+                await event_routes.serve_ingest(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(config: settings.Settings | None = None) -> FastAPI:
     """A new control-plane app on ``config`` (default: the environment's settings)."""
     config = config or settings.get_settings()
@@ -84,7 +101,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
                     await sweeper
             the_store.close()
 
-    app = FastAPI(
+    app = ControlPlane(
         title="Outrider control plane",
         version=_version(),
         description="Durable event history and run records of autonomous AI-agent runs. See docs/api.md.",

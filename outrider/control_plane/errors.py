@@ -63,10 +63,20 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": schemas.ErrorBody, "description": descriptions[status]} for status in statuses}
 
 
+def for_api_error(exc: APIError) -> JSONResponse:
+    """The answer to a route's :class:`APIError`."""
+    return response(exc.status, exc.error, exc.message, exc.detail, exc.headers)
+
+
+def for_unexpected(exc: Exception) -> JSONResponse:
+    """The answer to any other exception: a 500 in the same shape (the traceback goes to the server log)."""
+    return response(500, "internal_error", f"unexpected error ({type(exc).__name__}); see the server log")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return response(exc.status, exc.error, exc.message, exc.detail, exc.headers)
+        return for_api_error(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -76,7 +86,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         # Starlette still logs the traceback; the client gets the same JSON shape as for every other error.
-        return response(500, "internal_error", f"unexpected error ({type(exc).__name__}); see the server log")
+        return for_unexpected(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
+from outrider.control_plane import app as app_module
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
@@ -225,3 +227,29 @@ def test_numbers_the_store_cannot_hold_are_refused(api: RunningServer) -> None:
     response = api.client.post("/v1/events", content=overflow.replace('"ratio": 1', '"ratio": 1e999'), headers=SINGLE)
     assert response.status_code == 400 and response.json()["error"] == "malformed_json"
     assert stored_count(api) == 0
+
+
+async def test_ingest_behind_a_root_path_and_other_methods_still_routed(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """POST /v1/events skips FastAPI's routing (app.ControlPlane); under a proxy prefix it is still found, and the
+    path's other methods still get FastAPI's answers in the error shape."""
+    application = app_module.create_app(make_settings())
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, root_path="/outrider")
+        async with httpx.AsyncClient(transport=transport, base_url="http://cp", headers={"Authorization": f"Bearer {support.TOKEN}"}) as client:
+            posted = await client.post("/outrider/v1/events", json=support.event("run.created"))
+            assert posted.status_code == 202 and posted.json() == {"accepted": 1, "duplicates": 0}
+            listed = await client.get("/outrider/v1/events")
+            assert listed.status_code == 200 and len(listed.json()["items"]) == 1
+            wrong = await client.put("/outrider/v1/events", json=support.event("run.created"))
+            assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+
+
+async def test_an_unexpected_failure_is_a_json_500(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """A bug behind the ingestion fast path answers like every other route: 500 in the error shape, logged."""
+    application = app_module.create_app(make_settings())
+    application.state.store = None  # no store at all: the handler fails with AttributeError once the request is valid
+    transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cp", headers={"Authorization": f"Bearer {support.TOKEN}"}) as client:
+        response = await client.post("/v1/events", json=support.event("run.created"))
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error" and "AttributeError" in response.json()["message"]
