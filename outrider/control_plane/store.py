@@ -228,7 +228,8 @@ class Store:
         self.settings = config
         self.engine = make_engine(config.database_url, config.sqlite_synchronous)
         self.dialect = self.engine.dialect.name
-        self._queue: queue.Queue[Any] = queue.Queue()
+        # SimpleQueue (C): a put from the event loop costs ~1 µs, not the ~10 µs of queue.Queue's Python locking.
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
