@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from outrider.common import events
@@ -155,6 +156,8 @@ async def serve_ingest(scope: Scope, receive: Receive, send: Send) -> None:
     endpoint's own work (docs/performance.md). Same handler, same answers, errors in the same JSON shape."""
     try:
         response = await ingest(Request(scope, receive, send))
+    except ClientDisconnect:
+        return  # the client left before its body arrived: nothing was queued, nobody to answer
     except errors.APIError as exc:
         response = errors.for_api_error(exc)
     except Exception as exc:  # noqa: BLE001 — the client gets the JSON 500 that every other route gives
