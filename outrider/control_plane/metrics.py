@@ -229,5 +229,5 @@ class Metrics:
             if isinstance(collector, StoreCollector):
                 parts.append(collector.text().encode())
             else:
-                parts.append(generate_latest(_One(collector)))  # type: ignore[arg-type]
+                parts.append(generate_latest(_One(collector)))
         return b"".join(parts)

@@ -39,7 +39,7 @@ def fill_server_metadata(request: Any) -> None:
 def _emulator_class() -> Any:
     import kmock
 
-    class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+    class Emulator(kmock.KubernetesEmulator):
         async def _handle(self, request: Any) -> Any:
             fill_server_metadata(request)
             return await super()._handle(request)

@@ -106,6 +106,7 @@ class JobState:
 
 
 def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    cond: dict[str, Any]
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind and cond.get("status") == "True":
             return cond
