@@ -26,7 +26,7 @@ Rules (also in docs/api.md):
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from outrider.common import events
@@ -57,13 +57,11 @@ SUMMARY_MAX = 200
 RunState = dict[str, Any]
 
 
-_ZERO = timedelta(0)
-
-
 def iso(moment: datetime) -> str:
     """A fixed-width UTC timestamp: string order equals time order, so keys compare as strings."""
-    if moment.utcoffset() == _ZERO:  # the usual case; converting a time zone object costs more than formatting
-        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "+00:00"
+    text = moment.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):  # the usual case (UTC): formatting once costs less than converting first
+        return text
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 

@@ -370,13 +370,14 @@ class Store:
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
         received_at = datetime.now(UTC)
         rejections: collections.Counter[str] = collections.Counter()
-        # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
-        # every other occurrence (in the same request or a later one) is that request's duplicate.
         received = self._time(received_at)
         text_times = self.dialect == "sqlite"
-        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
-        owner: dict[tuple[str, str], int] = {}
-        found: dict[tuple[str, str], tuple[events.CloudEvent, str, str]] = {}
+        # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
+        # every other occurrence (in the same request or a later one) is that request's duplicate. ``found``
+        # keeps, per key: (owner's index, event, body JSON, projection.iso time, the time as the driver takes it).
+        found: dict[tuple[str, str], tuple[int, events.CloudEvent, str, str, Any]] = {}
+        rows: list[tuple[Any, ...]] = []
+        iso = projection.iso
         for index, item in enumerate(group):
             if isinstance(item, _Rejection):
                 rejections[item.reason] += item.count
@@ -386,40 +387,38 @@ class Store:
             else:
                 for event in item.events:
                     key = (event.source, event.id)
-                    if key in rows:
+                    if key in found:
                         continue
                     # The event's time once as the projection's fixed-width UTC text; SQLite's column format
                     # ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of it, PostgreSQL takes the datetime.
-                    when = projection.iso(event.time)
-                    body = event.model_dump_json(exclude_none=True)
-                    owner[key] = index
-                    found[key] = (event, body, when)
-                    rows[key] = (
-                        event.source, event.id, event.type, f"{when[:10]} {when[11:26]}" if text_times else event.time,
-                        event.target, event.runid, received, body,
-                    )
+                    when = iso(event.time)
+                    stored = f"{when[:10]} {when[11:26]}" if text_times else event.time
+                    # What model_dump_json does, without its Python wrapper (this runs once per event).
+                    body = event.__pydantic_serializer__.to_json(event, exclude_none=True).decode()
+                    found[key] = (index, event, body, when, stored)
+                    rows.append((key[0], key[1], event.type, stored, event.target, event.runid, received, body))
         cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
-        returned = self._insert_events(cursor, list(rows.values()))
-        accepted: collections.Counter[int] = collections.Counter()
-        inserted: list[tuple[int, events.CloudEvent, str, str]] = []
+        returned = self._insert_events(cursor, rows)
+        accepted = [0] * len(group)
+        inserted: list[tuple[int, tuple[int, events.CloudEvent, str, str, Any]]] = []
         for seq, source, event_id in returned:
-            key = (source, event_id)
-            accepted[owner[key]] += 1
-            inserted.append((seq, *found[key]))
+            entry = found[(source, event_id)]
+            accepted[entry[0]] += 1
+            inserted.append((seq, entry))
         results = [
             (accepted[index], len(item.events) - accepted[index]) if isinstance(item, _Submission) else (0, 0)
             for index, item in enumerate(group)
         ]
-        inserted.sort(key=lambda entry: entry[0])
+        inserted.sort()  # by seq (unique): RETURNING promises no order
         if inserted:
-            self._fold(conn, cursor, [(seq, event, when) for seq, event, _, when in inserted])
+            self._fold(cursor, [(seq, event, when, stored) for seq, (_, event, _, when, stored) in inserted])
         if rejections:
             self._bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
         published = []
         if self._subscribers:  # parsed again only when someone listens
             published = [
                 {"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)}
-                for seq, _, body, _ in inserted
+                for seq, (_, _, body, _, _) in inserted
             ]
         return results, published
 
@@ -503,29 +502,36 @@ class Store:
                 loaded[run_id] = (state, projection.columns(run_id, state))
         return loaded
 
-    def _fold(self, conn: sa.Connection, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str]]) -> None:
-        """Fold newly inserted events (seq order; each with its ``projection.iso`` time) into their runs and
-        the aggregates, in the group's transaction (``conn``; ``cursor`` is its DBAPI cursor, for the hot
-        statements). ``changes`` lists every run the group changed with its query columns before (None when
-        the run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache
-        keeps them)."""
-        text_times = self.dialect == "sqlite"
-        type_counts: collections.Counter[str] = collections.Counter()
+    def _fold(self, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str, Any]]) -> None:
+        """Fold newly inserted events (seq order; each with its ``projection.iso`` time and its time as the driver
+        takes it) into their runs and the aggregates, in the group's transaction (``cursor`` is its DBAPI
+        cursor). ``changes`` lists every run the group changed with its query columns before (None when the
+        run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache keeps
+        them)."""
+        type_counts: dict[str, int] = {}
         llm: dict[tuple[str, str], list[int]] = {}
         prs: collections.Counter[str] = collections.Counter()
-        by_run: dict[str, list[tuple[int, events.CloudEvent, str]]] = collections.defaultdict(list)
+        by_run: dict[str, list[tuple[int, events.CloudEvent, str, Any]]] = {}
         calls: list[tuple[Any, ...]] = []
-        for seq, event, when in inserted:
-            type_counts[event.type] += 1
-            if projection.is_run_event(event):
-                by_run[str(event.runid)].append((seq, event, when))
-            if event.type == events.EventType.RUN_LLM_USAGE:
+        run_types, llm_usage = projection.RUN_TYPES, events.EventType.RUN_LLM_USAGE
+        for item in inserted:
+            event = item[1]
+            kind = event.type
+            type_counts[kind] = type_counts.get(kind, 0) + 1
+            run_id = event.runid
+            if run_id and kind in run_types:  # projection.is_run_event, inline: this runs once per event
+                run_events = by_run.get(run_id)
+                if run_events is None:
+                    by_run[run_id] = [item]
+                else:
+                    run_events.append(item)
+            if kind == llm_usage:
                 data = event.data
                 cost = data.get("cost_usd")
                 nano = round(float(cost) * projection.NANO) if cost is not None else None
-                if event.runid:
+                if run_id:
                     calls.append((
-                        seq, f"{when[:10]} {when[11:26]}" if text_times else event.time, event.target, event.runid,
+                        item[0], item[3], event.target, run_id,
                         str(data["provider"]), str(data["model"]), int(data["input_tokens"]),
                         int(data["output_tokens"]), nano, data.get("latency_s"), bool(data.get("error")),
                     ))
@@ -540,7 +546,7 @@ class Store:
         for run_id, run_events in by_run.items():
             entry = cache.pop(run_id, None) or loaded.get(run_id)
             state, before = entry if entry is not None else (projection.empty_state(), None)
-            for _, event, when in run_events:
+            for _, event, when, _ in run_events:
                 if event.type == events.EventType.PR_CREATED:
                     number = str(int(event.data["number"]))
                     if not state["prs"].get(number, [None, None, False, False])[2]:
