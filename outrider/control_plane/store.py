@@ -36,6 +36,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import queue
@@ -476,7 +477,7 @@ class Store:
                 f"INSERT INTO events ({', '.join(self.EVENT_COLUMNS)}) VALUES {', '.join([row_marks] * len(chunk))} "
                 "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id"
             )
-            cursor.execute(sql, tuple(value for row in chunk for value in row))
+            cursor.execute(sql, list(itertools.chain.from_iterable(chunk)))  # flattened in C, not by a generator
             returned.extend(cursor.fetchall())  # (seq, source, event_id): both drivers give seq as int
         return returned
 
