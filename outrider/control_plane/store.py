@@ -464,21 +464,45 @@ class Store:
     def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
         """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones.
 
-        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING RETURNING`` on the DBAPI
-        cursor: this is the ingestion hot path, and SQLAlchemy's per-row parameter processing cost more than
-        the insert itself.
+        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING`` (``RETURNING`` the new rows
+        on PostgreSQL) on the DBAPI cursor: this is the ingestion hot path, and SQLAlchemy's per-row parameter
+        processing cost more than the insert itself.
         """
-        mark = "?" if self.dialect == "sqlite" else "%s"
+        sqlite = self.dialect == "sqlite"
+        mark = "?" if sqlite else "%s"
         row_marks = "(" + ", ".join([mark] * len(self.EVENT_COLUMNS)) + ")"
         returned: list[tuple[int, str, str]] = []
+        last = 0
+        if sqlite and rows:
+            cursor.execute("SELECT max(seq) FROM events")
+            last = cursor.fetchone()[0] or 0
         for start in range(0, len(rows), self.INSERT_CHUNK):
             chunk = rows[start : start + self.INSERT_CHUNK]
             sql = (
                 f"INSERT INTO events ({', '.join(self.EVENT_COLUMNS)}) VALUES {', '.join([row_marks] * len(chunk))} "
-                "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id"
+                "ON CONFLICT (source, event_id) DO NOTHING"
             )
-            cursor.execute(sql, list(itertools.chain.from_iterable(chunk)))  # flattened in C, not by a generator
-            returned.extend(cursor.fetchall())  # (seq, source, event_id): both drivers give seq as int
+            params = list(itertools.chain.from_iterable(chunk))  # flattened in C, not by a generator
+            if not sqlite:
+                cursor.execute(sql + " RETURNING seq, source, event_id", params)
+                returned.extend(cursor.fetchall())  # (seq, source, event_id), seq as int
+                continue
+            # SQLite: without RETURNING, whose rows SQLite steps through one at a time, releasing and taking back
+            # the GIL for each (the event loop, parsing the next requests, often takes it in between). New rows
+            # get seqs above every stored one (AUTOINCREMENT, one writer); when all ``n`` rows of the chunk were
+            # new and the seqs grew by exactly ``n``, the rows hold those seqs in VALUES order. Otherwise
+            # (duplicates, or a gap) the new rows are read back.
+            before = last
+            cursor.execute(sql, params)
+            inserted = cursor.rowcount
+            if inserted <= 0:
+                continue
+            last = cursor.lastrowid
+            if inserted == len(chunk) and last - before == inserted:
+                returned.extend((seq, row[0], row[1]) for seq, row in zip(range(before + 1, last + 1), chunk, strict=True))
+            else:
+                cursor.execute("SELECT seq, source, event_id FROM events WHERE seq > ? AND seq <= ?", (before, last))
+                returned.extend(cursor.fetchall())
         return returned
 
     def _bump(self, cursor: Any, table: str, keys: tuple[str, ...], numbers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
