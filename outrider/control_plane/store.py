@@ -4,8 +4,9 @@ Why one writer thread: a 2xx from ``POST /v1/events`` promises the events are co
 costs an fsync. Requests therefore hand their (already validated) events to :meth:`Store.submit` and
 wait; the writer takes everything queued while the previous commit ran (up to
 ``group_commit_max_events``; when clients write concurrently it waits up to
-``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING
-RETURNING``, folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
+``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING``
+(which rows were new: ``RETURNING`` on PostgreSQL, row count and last rowid on SQLite, see
+``_insert_events``), folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
 request then gets its own ``{accepted, duplicates}``. If the transaction fails, the writer retries the
 group's requests one per transaction, so one request that cannot be stored does not take the others
 down; a request whose own transaction fails gets the error (503) and nothing of it is stored.
