@@ -26,7 +26,7 @@ Rules (also in docs/api.md):
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from outrider.common import events
@@ -57,13 +57,11 @@ SUMMARY_MAX = 200
 RunState = dict[str, Any]
 
 
-_ZERO = timedelta(0)
-
-
 def iso(moment: datetime) -> str:
     """A fixed-width UTC timestamp: string order equals time order, so keys compare as strings."""
-    if moment.utcoffset() == _ZERO:  # the usual case; converting a time zone object costs more than formatting
-        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "+00:00"
+    text = moment.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):  # the usual case (UTC): formatting once costs less than converting first
+        return text
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -118,22 +116,35 @@ def merge_into(new: RunState, event: events.CloudEvent, when: str | None = None)
     """Merge ``event`` into ``new`` in place (the store's hot path); False when the event is not a run event.
 
     ``when``: ``iso(event.time)`` when the caller has it already (the store computes it once per event)."""
-    if not is_run_event(event):
+    kind = event.type
+    if not event.runid or kind not in RUN_TYPES:  # is_run_event, inline: the writer runs this once per event
         return False
     if when is None:
         when = iso(event.time)
     key = [when, event.source, event.id]
     data = event.data
     new["event_count"] += 1
-    new["earliest"] = _min(new["earliest"], when)
-    new["latest"] = _max(new["latest"], when)
-    if event.target:
-        new["target"] = _min(new["target"], [key, event.target])
+    # _min / _max written out below: the same comparisons without a call each.
+    earliest = new["earliest"]
+    if earliest is None or when < earliest:
+        new["earliest"] = when
+    latest = new["latest"]
+    if latest is None or when > latest:
+        new["latest"] = when
+    target = event.target
+    if target:
+        current = new["target"]
+        if current is None or [key, target] < current:
+            new["target"] = [key, target]
 
-    kind = event.type
-    if kind in STATUS_OF:
-        rank, status = STATUS_OF[kind]
-        new["status"] = _max(new["status"], [rank, key, status])
+    moves = STATUS_OF.get(kind)
+    if moves is not None:
+        rank, status = moves
+        current = new["status"]
+        if current is None or rank >= current[0]:  # a lower rank never wins: skip building the entry
+            entry = [rank, key, status]
+            if current is None or entry > current:
+                new["status"] = entry
         if rank == 3:
             new["terminals"][status] = new["terminals"].get(status, 0) + 1
     if kind == T.RUN_CREATED:

@@ -4,8 +4,9 @@ Why one writer thread: a 2xx from ``POST /v1/events`` promises the events are co
 costs an fsync. Requests therefore hand their (already validated) events to :meth:`Store.submit` and
 wait; the writer takes everything queued while the previous commit ran (up to
 ``group_commit_max_events``; when clients write concurrently it waits up to
-``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING
-RETURNING``, folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
+``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING``
+(which rows were new: ``RETURNING`` on PostgreSQL, row count and last rowid on SQLite, see
+``_insert_events``), folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
 request then gets its own ``{accepted, duplicates}``. If the transaction fails, the writer retries the
 group's requests one per transaction, so one request that cannot be stored does not take the others
 down; a request whose own transaction fails gets the error (503) and nothing of it is stored.
@@ -36,6 +37,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import queue
@@ -236,8 +238,8 @@ class Store:
         self._statements: dict[str, Any] = {}
         #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
         self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
-        #: The writer's run cache (see ``RUN_CACHE``): run id → (fold state, its query columns).
-        self._runs: collections.OrderedDict[str, tuple[projection.RunState, dict[str, Any]]] = collections.OrderedDict()
+        #: The writer's run cache (see ``RUN_CACHE``): run id → (fold state as stored JSON text, its query columns).
+        self._runs: collections.OrderedDict[str, tuple[str, dict[str, Any]]] = collections.OrderedDict()
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
         self.last_commit_error: str | None = None
 
@@ -356,7 +358,7 @@ class Store:
             with self.engine.begin() as conn:
                 results, new_events = self._write(conn, group)
         except Exception as exc:  # noqa: BLE001 — every waiting request must hear about any failure
-            self._runs.clear()  # states were merged in place: the rolled-back ones must be read again
+            self._runs.clear()  # it holds the states this transaction wrote: the rolled-back ones must be read again
             log.exception("commit of %d queued items failed", len(group))
             self.last_commit_error = f"{type(exc).__name__}: {exc}"[:500]
             if len(group) == 1:
@@ -371,13 +373,14 @@ class Store:
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
         received_at = datetime.now(UTC)
         rejections: collections.Counter[str] = collections.Counter()
-        # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
-        # every other occurrence (in the same request or a later one) is that request's duplicate.
         received = self._time(received_at)
         text_times = self.dialect == "sqlite"
-        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
-        owner: dict[tuple[str, str], int] = {}
-        found: dict[tuple[str, str], tuple[events.CloudEvent, str, str]] = {}
+        # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
+        # every other occurrence (in the same request or a later one) is that request's duplicate. ``found``
+        # keeps, per key: (owner's index, event, body JSON, projection.iso time, the time as the driver takes it).
+        found: dict[tuple[str, str], tuple[int, events.CloudEvent, str, str, Any]] = {}
+        rows: list[tuple[Any, ...]] = []
+        iso = projection.iso
         for index, item in enumerate(group):
             if isinstance(item, _Rejection):
                 rejections[item.reason] += item.count
@@ -387,40 +390,38 @@ class Store:
             else:
                 for event in item.events:
                     key = (event.source, event.id)
-                    if key in rows:
+                    if key in found:
                         continue
                     # The event's time once as the projection's fixed-width UTC text; SQLite's column format
                     # ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of it, PostgreSQL takes the datetime.
-                    when = projection.iso(event.time)
-                    body = event.model_dump_json(exclude_none=True)
-                    owner[key] = index
-                    found[key] = (event, body, when)
-                    rows[key] = (
-                        event.source, event.id, event.type, f"{when[:10]} {when[11:26]}" if text_times else event.time,
-                        event.target, event.runid, received, body,
-                    )
+                    when = iso(event.time)
+                    stored = f"{when[:10]} {when[11:26]}" if text_times else event.time
+                    # What model_dump_json does, without its Python wrapper (this runs once per event).
+                    body = event.__pydantic_serializer__.to_json(event, exclude_none=True).decode()
+                    found[key] = (index, event, body, when, stored)
+                    rows.append((key[0], key[1], event.type, stored, event.target, event.runid, received, body))
         cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
-        returned = self._insert_events(cursor, list(rows.values()))
-        accepted: collections.Counter[int] = collections.Counter()
-        inserted: list[tuple[int, events.CloudEvent, str, str]] = []
+        returned = self._insert_events(cursor, rows)
+        accepted = [0] * len(group)
+        inserted: list[tuple[int, tuple[int, events.CloudEvent, str, str, Any]]] = []
         for seq, source, event_id in returned:
-            key = (source, event_id)
-            accepted[owner[key]] += 1
-            inserted.append((seq, *found[key]))
+            entry = found[(source, event_id)]
+            accepted[entry[0]] += 1
+            inserted.append((seq, entry))
         results = [
             (accepted[index], len(item.events) - accepted[index]) if isinstance(item, _Submission) else (0, 0)
             for index, item in enumerate(group)
         ]
-        inserted.sort(key=lambda entry: entry[0])
+        inserted.sort()  # by seq (unique): RETURNING promises no order
         if inserted:
-            self._fold(conn, cursor, [(seq, event, when) for seq, event, _, when in inserted])
+            self._fold(cursor, [(seq, event, when, stored) for seq, (_, event, _, when, stored) in inserted])
         if rejections:
             self._bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
         published = []
         if self._subscribers:  # parsed again only when someone listens
             published = [
                 {"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)}
-                for seq, _, body, _ in inserted
+                for seq, (_, _, body, _, _) in inserted
             ]
         return results, published
 
@@ -434,7 +435,10 @@ class Store:
     CALL_COLUMNS = tuple(column.name for column in tables.llm_calls.columns)
     #: Run states the writer keeps in memory, least recently used first. The writer is the only writer of
     #: ``runs`` (one control plane per database), so a cached state is the stored one; the whole cache is
-    #: dropped when a commit fails, because states are merged in place before the commit.
+    #: dropped when a commit fails, because it is updated before the commit. A state is kept as the JSON text
+    #: the writer stores, not as the dicts and lists of the fold: thousands of live fold states made every
+    #: full garbage collection traverse ~20 containers per cached run, in the writer and in the event loop
+    #: alike, and parsing a state again costs less than that.
     RUN_CACHE = 4096
 
     def _time(self, moment: datetime) -> Any:
@@ -462,21 +466,45 @@ class Store:
     def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
         """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones.
 
-        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING RETURNING`` on the DBAPI
-        cursor: this is the ingestion hot path, and SQLAlchemy's per-row parameter processing cost more than
-        the insert itself.
+        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING`` (``RETURNING`` the new rows
+        on PostgreSQL) on the DBAPI cursor: this is the ingestion hot path, and SQLAlchemy's per-row parameter
+        processing cost more than the insert itself.
         """
-        mark = "?" if self.dialect == "sqlite" else "%s"
+        sqlite = self.dialect == "sqlite"
+        mark = "?" if sqlite else "%s"
         row_marks = "(" + ", ".join([mark] * len(self.EVENT_COLUMNS)) + ")"
         returned: list[tuple[int, str, str]] = []
+        last = 0
+        if sqlite and rows:
+            cursor.execute("SELECT max(seq) FROM events")
+            last = cursor.fetchone()[0] or 0
         for start in range(0, len(rows), self.INSERT_CHUNK):
             chunk = rows[start : start + self.INSERT_CHUNK]
             sql = (
                 f"INSERT INTO events ({', '.join(self.EVENT_COLUMNS)}) VALUES {', '.join([row_marks] * len(chunk))} "
-                "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id"
+                "ON CONFLICT (source, event_id) DO NOTHING"
             )
-            cursor.execute(sql, tuple(value for row in chunk for value in row))
-            returned.extend(cursor.fetchall())  # (seq, source, event_id): both drivers give seq as int
+            params = list(itertools.chain.from_iterable(chunk))  # flattened in C, not by a generator
+            if not sqlite:
+                cursor.execute(sql + " RETURNING seq, source, event_id", params)
+                returned.extend(cursor.fetchall())  # (seq, source, event_id), seq as int
+                continue
+            # SQLite: without RETURNING, whose rows SQLite steps through one at a time, releasing and taking back
+            # the GIL for each (the event loop, parsing the next requests, often takes it in between). New rows
+            # get seqs above every stored one (AUTOINCREMENT, one writer); when all ``n`` rows of the chunk were
+            # new and the seqs grew by exactly ``n``, the rows hold those seqs in VALUES order. Otherwise
+            # (duplicates, or a gap) the new rows are read back.
+            before = last
+            cursor.execute(sql, params)
+            inserted = cursor.rowcount
+            if inserted <= 0:
+                continue
+            last = cursor.lastrowid
+            if inserted == len(chunk) and last - before == inserted:
+                returned.extend((seq, row[0], row[1]) for seq, row in zip(range(before + 1, last + 1), chunk, strict=True))
+            else:
+                cursor.execute("SELECT seq, source, event_id FROM events WHERE seq > ? AND seq <= ?", (before, last))
+                returned.extend(cursor.fetchall())
         return returned
 
     def _bump(self, cursor: Any, table: str, keys: tuple[str, ...], numbers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
@@ -504,29 +532,36 @@ class Store:
                 loaded[run_id] = (state, projection.columns(run_id, state))
         return loaded
 
-    def _fold(self, conn: sa.Connection, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str]]) -> None:
-        """Fold newly inserted events (seq order; each with its ``projection.iso`` time) into their runs and
-        the aggregates, in the group's transaction (``conn``; ``cursor`` is its DBAPI cursor, for the hot
-        statements). ``changes`` lists every run the group changed with its query columns before (None when
-        the run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache
-        keeps them)."""
-        text_times = self.dialect == "sqlite"
-        type_counts: collections.Counter[str] = collections.Counter()
+    def _fold(self, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str, Any]]) -> None:
+        """Fold newly inserted events (seq order; each with its ``projection.iso`` time and its time as the driver
+        takes it) into their runs and the aggregates, in the group's transaction (``cursor`` is its DBAPI
+        cursor). ``changes`` lists every run the group changed with its query columns before (None when the
+        run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache keeps
+        them)."""
+        type_counts: dict[str, int] = {}
         llm: dict[tuple[str, str], list[int]] = {}
         prs: collections.Counter[str] = collections.Counter()
-        by_run: dict[str, list[tuple[int, events.CloudEvent, str]]] = collections.defaultdict(list)
+        by_run: dict[str, list[tuple[int, events.CloudEvent, str, Any]]] = {}
         calls: list[tuple[Any, ...]] = []
-        for seq, event, when in inserted:
-            type_counts[event.type] += 1
-            if projection.is_run_event(event):
-                by_run[str(event.runid)].append((seq, event, when))
-            if event.type == events.EventType.RUN_LLM_USAGE:
+        run_types, llm_usage = projection.RUN_TYPES, events.EventType.RUN_LLM_USAGE
+        for item in inserted:
+            event = item[1]
+            kind = event.type
+            type_counts[kind] = type_counts.get(kind, 0) + 1
+            run_id = event.runid
+            if run_id and kind in run_types:  # projection.is_run_event, inline: this runs once per event
+                run_events = by_run.get(run_id)
+                if run_events is None:
+                    by_run[run_id] = [item]
+                else:
+                    run_events.append(item)
+            if kind == llm_usage:
                 data = event.data
                 cost = data.get("cost_usd")
                 nano = round(float(cost) * projection.NANO) if cost is not None else None
-                if event.runid:
+                if run_id:
                     calls.append((
-                        seq, f"{when[:10]} {when[11:26]}" if text_times else event.time, event.target, event.runid,
+                        item[0], item[3], event.target, run_id,
                         str(data["provider"]), str(data["model"]), int(data["input_tokens"]),
                         int(data["output_tokens"]), nano, data.get("latency_s"), bool(data.get("error")),
                     ))
@@ -539,18 +574,23 @@ class Store:
         changes: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = []
         run_rows: list[tuple[Any, ...]] = []
         for run_id, run_events in by_run.items():
-            entry = cache.pop(run_id, None) or loaded.get(run_id)
-            state, before = entry if entry is not None else (projection.empty_state(), None)
-            for _, event, when in run_events:
+            cached = cache.pop(run_id, None)
+            before: dict[str, Any] | None
+            if cached is not None:
+                state, before = json.loads(cached[0]), cached[1]
+            else:
+                state, before = loaded.get(run_id) or (projection.empty_state(), None)
+            for _, event, when, _ in run_events:
                 if event.type == events.EventType.PR_CREATED:
                     number = str(int(event.data["number"]))
                     if not state["prs"].get(number, [None, None, False, False])[2]:
                         prs[event.target or ""] += 1  # a PR counts once per run, however often reported
                 projection.merge_into(state, event, when)
             after = projection.columns(run_id, state)
-            cache[run_id] = (state, after)  # most recently used last
+            text = json.dumps(state, separators=(",", ":"))
+            cache[run_id] = (text, after)  # most recently used last
             changes.append((run_id, before, after))
-            row = dict(after, updated_seq=run_events[-1][0], state=json.dumps(state, separators=(",", ":")))
+            row = dict(after, updated_seq=run_events[-1][0], state=text)
             for name in ("created_at", "started_at", "completed_at", "last_event_at"):
                 if row[name] is not None:
                     row[name] = self._time(row[name])
