@@ -64,6 +64,18 @@ def _status_writer(cluster: Cluster) -> types.SimpleNamespace:
     return types.SimpleNamespace(client=kube.Client(kube.Config(server=cluster.url)))
 
 
+def _mark_running(rt: types.SimpleNamespace, seen: model.RunInfo) -> bool:
+    """One status write of phase Running for Run r1 from the view ``seen``; whether it was written."""
+
+    async def write() -> bool:
+        try:
+            return await reconciler.patch_run_status(rt, "default", "r1", {"phase": k8s.PHASE_RUNNING}, seen=seen)
+        finally:
+            await rt.client.close()
+
+    return asyncio.run(write())
+
+
 def test_the_harness_refuses_a_status_write_with_an_outdated_resource_version(cluster: Cluster) -> None:
     """The safety net the phase-order checks rely on, as on a real API server: every write gives the Run a new
     resourceVersion, and a merge patch carrying an older one is answered 409 Conflict and changes nothing."""
@@ -89,13 +101,7 @@ def test_a_write_from_a_stale_view_gets_409_then_is_checked_against_the_server(c
     rt = _status_writer(cluster)
     before = cluster.emulator.conflicts
 
-    async def write() -> bool:
-        try:
-            return await reconciler.patch_run_status(rt, "default", "r1", {"phase": k8s.PHASE_RUNNING}, seen=seen)
-        finally:
-            await rt.client.close()
-
-    assert asyncio.run(write()) is False
+    assert _mark_running(rt, seen) is False
     assert cluster.emulator.conflicts == before + 1
     assert cluster.run_status("r1")["phase"] == k8s.PHASE_SUCCEEDED
 
@@ -107,13 +113,7 @@ def test_a_write_from_a_current_view_is_one_patch_with_its_version(cluster: Clus
     rt = _status_writer(cluster)
     before = cluster.emulator.conflicts
 
-    async def write() -> bool:
-        try:
-            return await reconciler.patch_run_status(rt, "default", "r1", {"phase": k8s.PHASE_RUNNING}, seen=seen)
-        finally:
-            await rt.client.close()
-
-    assert asyncio.run(write()) is True
+    assert _mark_running(rt, seen) is True
     assert cluster.emulator.conflicts == before
     obj = cluster.run_obj("r1")
     assert obj["status"]["phase"] == k8s.PHASE_RUNNING
