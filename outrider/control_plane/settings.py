@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,16 +55,24 @@ class Settings(BaseSettings):
             "the cap bounds how long one transaction holds the write lock."
         ),
     )
-    group_commit_max_wait_seconds: float = Field(
-        default=0.005,
+    group_commit_max_wait_seconds: float | None = Field(
+        default=None,
         ge=0,
         description=(
-            "Longest the writer waits for more requests before committing a group (seconds, default 0.005). It "
-            "only waits while fewer requests have arrived than were in the previous group, i.e. when other clients "
-            "are writing concurrently; a single sequential client never waits. Trades at most this much latency "
-            "for sharing one fsync among all concurrent requests. 0 disables waiting."
+            "Longest the writer waits for more requests before committing a group (seconds). It only waits while "
+            "fewer requests have arrived than were in the previous group, i.e. when other clients are writing "
+            "concurrently; a single sequential client never waits. Unset (the default): 0 with the writer process, "
+            "which commits one group while the server parses the next requests, and 0.005 with the writer thread, "
+            "which cannot (they share one interpreter lock), so waiting lets concurrent requests share one fsync."
         ),
     )
+
+    def group_wait_seconds(self) -> float:
+        """``group_commit_max_wait_seconds``, or its default for ``store_writer``."""
+        if self.group_commit_max_wait_seconds is not None:
+            return self.group_commit_max_wait_seconds
+        return 0.0 if self.store_writer == "process" else 0.005
+
     write_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
@@ -79,6 +88,15 @@ class Settings(BaseSettings):
             "SQLite PRAGMA synchronous (default FULL). FULL fsyncs the WAL at every commit, so a 2xx survives a "
             "power cut; group commit keeps that to one fsync per group of requests. NORMAL is faster but a crash of "
             "the machine may lose the last acknowledged commits, which would break the API's promise."
+        ),
+    )
+    store_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description=(
+            "Where the store's single writer runs (default process). `process`: a child process of its own "
+            "(`writer_process`), so committing and folding runs on its own core instead of sharing the request "
+            "loop's interpreter lock; the answer to a write still waits for its commit. `thread`: a thread of "
+            "the server process (one process, lower throughput under load)."
         ),
     )
     sse_keepalive_seconds: float = Field(

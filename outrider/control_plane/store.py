@@ -1,7 +1,8 @@
 """The durable store: event history, run records and aggregates, written by one group-committing writer.
 
-Why one writer thread: a 2xx from ``POST /v1/events`` promises the events are committed, and a commit
-costs an fsync. Requests therefore hand their (already validated) events to :meth:`Store.submit` and
+Why one writer: a 2xx from ``POST /v1/events`` promises the events are committed, and a commit
+costs an fsync. The writer runs in a child process (``writer_process``, the default) or in a thread of the
+server (``store_writer = "thread"``); it is the same code either way. Requests therefore hand their (already validated) events to :meth:`Store.submit` and
 wait; the writer takes everything queued while the previous commit ran (up to
 ``group_commit_max_events``; when clients write concurrently it waits up to
 ``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING``
@@ -128,6 +129,9 @@ class _Probe:
 
 
 _STOP = object()
+#: With the writer in a process of its own, a loop hands its submissions over once about this many events are
+#: pending instead of at the end of its iteration, so the writer commits them while the loop parses the rest.
+HAND_OVER_EVENTS = 8
 
 
 def _settle(future: concurrent.futures.Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
@@ -233,6 +237,8 @@ class Store:
         # SimpleQueue (C): a put from the event loop costs ~1 µs, not the ~10 µs of queue.Queue's Python locking.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        #: The writer in a child process (``store_writer = "process"``), when :meth:`open` started one.
+        self._remote: Any = None
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
         self._statements: dict[str, Any] = {}
@@ -247,10 +253,19 @@ class Store:
 
     def open(self) -> None:
         migrate(self.engine)
+        if self.settings.store_writer == "process":
+            from outrider.control_plane import writer_process  # it imports this module
+
+            self._remote = writer_process.RemoteWriter(self)
+            self._remote.start()
+            return
         self._writer = threading.Thread(target=self._run_writer, name="outrider-store-writer", daemon=True)
         self._writer.start()
 
     def close(self) -> None:
+        if self._remote is not None:
+            self._remote.stop()
+            self._remote = None
         if self._writer is not None:
             self._queue.put(_STOP)
             self._writer.join(timeout=30)
@@ -259,7 +274,16 @@ class Store:
 
     @property
     def writer_alive(self) -> bool:
+        if self._remote is not None:
+            return bool(self._remote.alive)
         return self._writer is not None and self._writer.is_alive()
+
+    def _put(self, item: Any) -> None:
+        """Hand an item (a submission, a loop's list of them, a rejection count, a probe) to the writer."""
+        if self._remote is not None:
+            self._remote.put(item)
+        else:
+            self._queue.put(item)
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -269,7 +293,7 @@ class Store:
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
-        self._queue.put(_Submission(batch, future))
+        self._put(_Submission(batch, future))
         return future
 
     def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[tuple[int, int]]:
@@ -285,6 +309,8 @@ class Store:
             pending = self._pending[loop] = []
             loop.call_soon(self._hand_over, loop)
         pending.append(_Submission(batch, future))
+        if self._remote is not None and len(pending) * len(batch) >= HAND_OVER_EVENTS:
+            self._hand_over(loop)  # a writer process can commit these while this loop parses the rest
         return future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -292,7 +318,7 @@ class Store:
         first of them): the writer thread wakes once for them, not once per request."""
         submissions = self._pending.pop(loop, None)
         if submissions:
-            self._queue.put(submissions)
+            self._put(submissions)
 
     def count_rejection(self, reason: str, count: int = 1) -> concurrent.futures.Future[tuple[int, int]]:
         """Count refused events under ``reason``, committed with the next group (the future tells when)."""
@@ -300,7 +326,7 @@ class Store:
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
-        self._queue.put(_Rejection(reason, count, future))
+        self._put(_Rejection(reason, count, future))
         return future
 
     async def record_rejection(self, reason: str, count: int = 1) -> None:
@@ -313,7 +339,7 @@ class Store:
 
     def _run_writer(self) -> None:
         cap = self.settings.group_commit_max_events
-        max_wait = self.settings.group_commit_max_wait_seconds
+        max_wait = self.settings.group_wait_seconds()
         expected = 1  # requests in the previous group: how many clients are writing concurrently
         while True:
             first = self._queue.get()
@@ -418,7 +444,7 @@ class Store:
         if rejections:
             self._bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
         published = []
-        if self._subscribers:  # parsed again only when someone listens
+        if self._has_listeners():  # parsed again only when someone listens
             published = [
                 {"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)}
                 for seq, (_, _, body, _, _) in inserted
@@ -620,6 +646,8 @@ class Store:
         sub = Subscription(asyncio.get_running_loop(), max_events or self.settings.sse_queue_events)
         with self._subscribers_lock:
             self._subscribers.add(sub)
+            if len(self._subscribers) == 1 and self._remote is not None:
+                self._remote.put(("listeners", True))  # under the lock: the child learns the transitions in order
         return sub
 
     def end_subscriptions(self) -> None:
@@ -632,7 +660,14 @@ class Store:
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._subscribers_lock:
-            self._subscribers.discard(sub)
+            if sub in self._subscribers:
+                self._subscribers.discard(sub)
+                if not self._subscribers and self._remote is not None:
+                    self._remote.put(("listeners", False))
+
+    def _has_listeners(self) -> bool:
+        """Whether a commit should build live-update items (the writer process overrides this)."""
+        return bool(self._subscribers)
 
     def _publish(self, items: list[dict[str, Any]]) -> None:
         with self._subscribers_lock:
@@ -666,7 +701,7 @@ class Store:
         if failure is None:
             return
         future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
-        self._queue.put(_Probe(future))
+        self._put(_Probe(future))
         try:
             future.result(timeout=probe_timeout)
         except concurrent.futures.TimeoutError as exc:

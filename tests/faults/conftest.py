@@ -86,6 +86,13 @@ class ControlPlaneProcess:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
+    def writer_pid(self) -> int:
+        """The pid of the store's writer process (the server's only child)."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        assert len(children) == 1, f"expected one writer process, found children {children}"
+        return int(children[0])
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -117,6 +124,20 @@ def control_plane_process(tmp_path: Path) -> Iterator[Any]:
     yield make
     for process in started:
         process.stop()
+
+
+def process_gone(pid: int, timeout_s: float = 10.0) -> bool:
+    """Whether ``pid`` exits (or is left a zombie for init to reap) within ``timeout_s``, polled every 20 ms."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return True
+        if stat[stat.rindex(")") + 2] == "Z":
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def progress_event(event_id: str, run_id: str, iteration: int, target: str = "org/faults") -> dict[str, Any]:

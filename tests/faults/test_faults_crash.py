@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.conftest import HEADERS, all_stored_ids, progress_event
+from tests.faults.conftest import HEADERS, all_stored_ids, process_gone, progress_event
 
 pytestmark = pytest.mark.slow
 
@@ -70,8 +70,11 @@ async def test_kill9_during_batched_ingestion_loses_and_duplicates_nothing(
             if len(acked) >= ACKS_BEFORE_KILL:
                 break
             await asyncio.sleep(0.01)
+        writer = server.writer_pid()
         await asyncio.to_thread(server.kill9)
         killed.set()
+        # The orphaned writer process reads end-of-file and exits: it cannot keep writing behind a restart.
+        assert await asyncio.to_thread(process_gone, writer), f"writer process {writer} outlived its server"
 
     async with httpx.AsyncClient(base_url=server.url, headers=HEADERS, timeout=30) as http:
         await asyncio.gather(killer(), *(client(i, http) for i in range(CLIENTS)))

@@ -1,0 +1,59 @@
+"""The store's writer as a process (the default) or as a thread: the same answers, records and counters;
+the process is the server's only child, and a server stop leaves none behind.
+
+The faults of the process itself (``kill -9`` of the writer or of the server) are in ``tests/faults``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.control_plane import cp_support as support
+from tests.control_plane.conftest import RunningServer
+
+
+def _metric(server: RunningServer, line_start: str) -> str | None:
+    for line in server.client.get("/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return line.rsplit(" ", 1)[1]
+    return None
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_both_writer_modes_store_and_answer_alike(make_sqlite_settings: Any, start_server: Any, mode: str) -> None:
+    server: RunningServer = start_server(make_sqlite_settings(store_writer=mode))
+    run = support.lifecycle("run-m")
+    headers = support.BATCH
+    first = server.client.post("/v1/events", content=json.dumps(run[:2]), headers=headers)
+    assert first.status_code == 202 and first.json() == {"accepted": 2, "duplicates": 0}
+    again = server.client.post("/v1/events", content=json.dumps(run), headers=headers)  # the first two again
+    assert again.status_code == 202 and again.json() == {"accepted": len(run) - 2, "duplicates": 2}
+    invalid = server.client.post("/v1/events", content=json.dumps([{"specversion": "1.0"}]), headers=headers)
+    assert invalid.status_code == 422
+
+    record = server.client.get("/v1/runs/run-m").json()
+    assert record["status"] == "succeeded" and record["event_count"] == len(run)
+    assert [item["event"]["id"] for item in server.client.get("/v1/events", params={"run_id": "run-m"}).json()["items"]] == [
+        event["id"] for event in run
+    ]
+    assert _metric(server, 'outrider_runs_total{status="succeeded",target="acme/web"}') == "1.0"
+    assert _metric(server, 'outrider_events_rejected_total{reason="invalid_event"}') == "1.0"
+    assert server.client.get("/readyz").status_code == 200
+
+    store = server.app.state.store
+    assert (store._remote is not None) == (mode == "process")
+    assert (store._writer is not None) == (mode == "thread")
+
+
+def test_writer_process_is_stopped_with_the_server(make_sqlite_settings: Any, start_server: Any) -> None:
+    server: RunningServer = start_server(make_sqlite_settings())
+    assert server.client.post("/v1/events", json=support.event("run.created", "run-s")).status_code == 202
+    remote = server.app.state.store._remote
+    assert remote is not None and remote.alive
+    process = remote._process
+    server.stop()
+    assert process.poll() is not None, "the writer process outlived the server"
+    assert not remote.alive
