@@ -121,9 +121,14 @@ def control_plane(
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads) so far, from /proc; None if unreadable."""
+    """User + system CPU time so far of a process (all its threads) and of its running children (the control
+    plane's store writer process), from /proc; None if unreadable."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = 0
+        for each in [pid, *map(int, children)]:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None

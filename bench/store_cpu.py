@@ -96,7 +96,8 @@ def measure_app(requests_per_client: int = 200, workdir: Path | None = None, bat
     from outrider.control_plane import settings, store
 
     directory = workdir or Path(tempfile.mkdtemp(prefix="store-cpu-app-"))
-    config = settings.Settings(database_url=f"sqlite:///{directory / 'app.db'}", api_tokens="bench")
+    # The writer thread: this measures one process's CPU (getrusage), which would not see a writer process.
+    config = settings.Settings(database_url=f"sqlite:///{directory / 'app.db'}", api_tokens="bench", store_writer="thread")
     engine = store.make_engine(config.database_url)
     store.migrate(engine)
     engine.dispose()
