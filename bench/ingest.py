@@ -94,7 +94,7 @@ def run(
                     raw.setdefault((server.name, workload, concurrency), []).append(figures)
                     rate = figures["events_per_s"]
                     log(
-                        f"  ingest {server.name:<10} {workload:<9} c={concurrency:<3} repeat {repeat + 1}/{config.repeats}: "
+                        f"  ingest {server.name:<13} {workload:<9} c={concurrency:<3} repeat {repeat + 1}/{config.repeats}: "
                         + (f"{rate:>10,.0f} events/s" if rate else "         — events/s")
                         + (f"  ERRORS {figures['errors']}: {figures['error_samples'][:1]}" if figures["errors"] else "")
                     )

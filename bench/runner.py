@@ -133,9 +133,13 @@ def _ingestion(
         stores = [("sqlite", f"sqlite:///{workdir / 'ingest.db'}")]
         if pg is not None:
             stores.append(("postgres", pg.url))
+        # The same control plane with its writer as a thread of the server (OUTRIDER_STORE_WRITER=thread), on
+        # a file of its own: what the default writer process buys, measured in the same run.
+        stores.insert(1, ("sqlite-thread", f"sqlite:///{workdir / 'ingest-thread.db'}"))
         for name, url in stores:
+            extra = {"OUTRIDER_STORE_WRITER": "thread"} if name.endswith("-thread") else None
             try:
-                started.append(servers.control_plane(name, token, url, workdir).start())
+                started.append(servers.control_plane(name, token, url, workdir, extra).start())
             except servers.ServerError as exc:
                 errors.append(f"ingestion: control plane on {name} did not start: {exc}")
                 notes[name] = f"did not start: {str(exc)[:2000]}"

@@ -48,7 +48,7 @@ def test_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
 
     cells = written["ingestion"]["cells"]
     servers = {cell["server"] for cell in cells}
-    assert servers == {"noop", "validate", "ndjson", "sqlite"}
+    assert servers == {"noop", "validate", "ndjson", "sqlite", "sqlite-thread"}
     assert len(cells) == len(servers) * 2 * 2  # two workloads, two concurrencies
     for cell in cells:
         assert cell["errors"] == 0, cell["error_samples"]
