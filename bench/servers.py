@@ -100,7 +100,7 @@ class Server:
 def baseline(kind: str, token: str, workdir: Path) -> Server:
     """A baseline server (not started): ``noop`` or ``ndjson`` (appending to workdir/events.ndjson)."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.serve", kind, "--port", str(port), "--token", token]
+    argv = [sys.executable, "-m", "bench.serve", kind, "--port", str(port), f"--token={token}"]  # "=": a generated token may begin with "-"
     if kind == "ndjson":
         argv += ["--path", str(workdir / "events.ndjson")]
     return Server(name=kind, argv=argv, port=port, log_path=workdir / f"{kind}.log")
