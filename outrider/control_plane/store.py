@@ -2,8 +2,8 @@
 
 Why one writer: a 2xx from ``POST /v1/events`` promises the events are committed, and a commit
 costs an fsync. The writer runs in a child process (``writer_process``, the default) or in a thread of the
-server (``store_writer = "thread"``); it is the same code either way. Requests therefore hand their (already validated) events to :meth:`Store.submit` and
-wait; the writer takes everything queued while the previous commit ran (up to
+server (``store_writer = "thread"``); it is the same code either way. Requests therefore hand their (already
+validated) events to :meth:`Store.submit` and wait; the writer takes everything queued while the previous commit ran (up to
 ``group_commit_max_events``; when clients write concurrently it waits up to
 ``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING``
 (which rows were new: ``RETURNING`` on PostgreSQL, row count and last rowid on SQLite, see
@@ -47,7 +47,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -55,6 +55,9 @@ from alembic.config import Config
 
 from outrider.common import events
 from outrider.control_plane import projection, run_aggregates, settings, tables
+
+if TYPE_CHECKING:
+    from outrider.control_plane import writer_process
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +241,7 @@ class Store:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         #: The writer in a child process (``store_writer = "process"``), when :meth:`open` started one.
-        self._remote: Any = None
+        self._remote: writer_process.RemoteWriter | None = None
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
         self._statements: dict[str, Any] = {}
@@ -275,7 +278,7 @@ class Store:
     @property
     def writer_alive(self) -> bool:
         if self._remote is not None:
-            return bool(self._remote.alive)
+            return self._remote.alive
         return self._writer is not None and self._writer.is_alive()
 
     def _put(self, item: Any) -> None:
