@@ -137,6 +137,12 @@ _STOP = object()
 HAND_OVER_EVENTS = 8
 
 
+def event_json(event: events.CloudEvent) -> bytes:
+    """An event as the store keeps it (the JSON of the ``events.body`` column): what ``model_dump_json(exclude_none=True)`` gives,
+    without its Python wrapper, since this runs once per ingested event."""
+    return event.__pydantic_serializer__.to_json(event, exclude_none=True)
+
+
 def _settle(future: concurrent.futures.Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
     """Resolve a request's future unless the request gave up waiting (cancelled it) meanwhile."""
     try:
@@ -425,8 +431,7 @@ class Store:
                     # ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of it, PostgreSQL takes the datetime.
                     when = iso(event.time)
                     stored = f"{when[:10]} {when[11:26]}" if text_times else event.time
-                    # What model_dump_json does, without its Python wrapper (this runs once per event).
-                    body = event.__pydantic_serializer__.to_json(event, exclude_none=True).decode()
+                    body = event_json(event).decode()
                     found[key] = (index, event, body, when, stored)
                     rows.append((key[0], key[1], event.type, stored, event.target, event.runid, received, body))
         cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy

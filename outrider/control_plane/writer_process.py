@@ -58,8 +58,8 @@ GC_THRESHOLDS = (100_000, 50, 50)
 
 
 def _encode(batch: Any) -> bytes:
-    """A submission's events as one JSON array, each as the store keeps it (what ``Store._write`` stores)."""
-    return b"[" + b",".join(event.__pydantic_serializer__.to_json(event, exclude_none=True) for event in batch) + b"]"
+    """A submission's events as one JSON array, each as the store keeps it (``store.event_json``)."""
+    return b"[" + b",".join(store.event_json(event) for event in batch) + b"]"
 
 
 class RemoteWriter:
@@ -82,8 +82,6 @@ class RemoteWriter:
         self._conn: Connection | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = False
-        #: Children started so far (1 + restarts).
-        self.starts = 0
 
     def start(self) -> None:
         self._spawn()
@@ -105,7 +103,6 @@ class RemoteWriter:
         conn.send_bytes(self._store.settings.model_dump_json().encode())
         conn.send_bytes(pickle.dumps([("listeners", self._store._has_listeners())]))
         self._process, self._conn = process, conn
-        self.starts += 1
         self._thread("receiver", functools.partial(self._receive_loop, process, conn))
 
     @property
