@@ -3,8 +3,8 @@
 Why one writer: a 2xx from ``POST /v1/events`` promises the events are committed, and a commit
 costs an fsync. The writer runs in a child process (``writer_process``, the default) or in a thread of the
 server (``store_writer = "thread"``); it is the same code either way. Requests therefore hand their (already
-validated) events to :meth:`Store.submit` and wait; the writer takes everything queued while the previous commit ran (up to
-``group_commit_max_events``; when clients write concurrently it waits up to
+validated) events to :meth:`Store.submit` and wait; the writer takes everything queued while the previous
+commit ran (up to ``group_commit_max_events``; when clients write concurrently it waits up to
 ``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING``
 (which rows were new: ``RETURNING`` on PostgreSQL, row count and last rowid on SQLite, see
 ``_insert_events``), folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
@@ -138,8 +138,8 @@ HAND_OVER_EVENTS = 8
 
 
 def event_json(event: events.CloudEvent) -> bytes:
-    """An event as the store keeps it (the JSON of the ``events.body`` column): what ``model_dump_json(exclude_none=True)`` gives,
-    without its Python wrapper, since this runs once per ingested event."""
+    """An event as the store keeps it (the JSON of the ``events.body`` column): what
+    ``model_dump_json(exclude_none=True)`` gives, without its Python wrapper, since this runs once per event."""
     return event.__pydantic_serializer__.to_json(event, exclude_none=True)
 
 
