@@ -1,7 +1,8 @@
 """The event contract shared by workers, the operator and the control plane.
 
-Events are CloudEvents 1.0 in JSON structured mode with two Outrider extension
-attributes, ``target`` and ``runid``. The pydantic models here are the single
+Events are CloudEvents 1.0 in JSON structured mode with three Outrider extension
+attributes, ``target``, ``runid`` and ``namespace`` (a run's and a target's identity
+is (namespace, name): namespaces are tenants). The pydantic models here are the single
 source of truth: the control plane validates with them, the operator and the
 worker SDK build events with them, and ``docs/events.md`` is generated from
 their JSON schemas.
@@ -236,6 +237,13 @@ class CloudEvent(BaseModel):
     datacontenttype: str | None = Field(default=None, max_length=256)
     target: str | None = Field(default=None, min_length=1, max_length=253, description="Outrider extension: the target (e.g. repository) the event is about.")
     runid: str | None = Field(default=None, min_length=1, max_length=253, description="Outrider extension: the run the event is about.")
+    namespace: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description=(
+            "Outrider extension: the Kubernetes namespace of the run and target (tenant). Missing: the namespace "
+            "the writer's credential is bound to, else 'default'."
+        ),
+    )
     data: dict[str, Any] = Field(default_factory=dict)
 
     def known_type(self) -> EventType | None:
