@@ -13,6 +13,7 @@ import hmac
 from fastapi import Request
 
 from outrider.control_plane import errors
+from outrider.control_plane.principals import Principal, Role
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -34,12 +35,15 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def require_token(request: Request) -> None:
-    """Dependency: 401 ``unauthorized`` (with ``WWW-Authenticate: Bearer``) unless a valid token is presented."""
+async def require_token(request: Request) -> Principal:
+    """Dependency: the caller's :class:`Principal` (also left on ``request.state.principal``); 401
+    ``unauthorized`` (with ``WWW-Authenticate: Bearer``) unless a valid credential is presented."""
     tokens: list[str] = request.app.state.tokens
     presented = bearer(request)
     if check(presented, tokens):
-        return
+        principal = Principal(key_id="token", role=Role.ADMIN)
+        request.state.principal = principal
+        return principal
     if request.method == "POST" and request.url.path == "/v1/events":
         await request.app.state.store.record_rejection("unauthorized")
     message = "a bearer token is required" if presented is None else "the bearer token is not valid"

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from outrider.control_plane import settings, store
+from outrider.control_plane import auth, settings, store
+from outrider.control_plane.principals import Principal
 
 
 # ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a worker thread, and two thread hops per
@@ -21,3 +22,6 @@ async def get_settings(request: Request) -> settings.Settings:
 
 StoreDep = Annotated[store.Store, Depends(get_store)]
 SettingsDep = Annotated[settings.Settings, Depends(get_settings)]
+
+#: The authenticated caller (401 without a valid credential): reads filter by its namespaces and targets.
+PrincipalDep = Annotated[Principal, Depends(auth.require_token)]
