@@ -41,12 +41,14 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -81,12 +83,26 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600), and tighten an existing one and its WAL/SHM:
+    they hold every log line and traceback agents sent. SQLite creates the WAL and SHM files with the mode of
+    the database file, so a 0600 database keeps them 0600 too."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+
+
 def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
     """An engine for ``url``: SQLite in WAL mode with the chosen ``synchronous``, or PostgreSQL via psycopg 3."""
     parsed = sa.make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _private_file(Path(parsed.database))
         engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -694,6 +710,9 @@ class Store:
     def ping(self, probe_timeout: float = 5.0) -> None:
         """Raise :class:`StoreUnavailable` unless the database answers, the writer runs and commits work.
 
+        The message names the failing dependency only (readiness is unauthenticated): the database's own
+        error text, which can carry paths, hosts or SQL, goes to the log.
+
         Reading alone is not enough: a full disk or a read-only file still answers ``SELECT 1``. So after
         a failed commit, ping sends a tiny real write through the writer; its success clears the failure,
         which makes readiness recover on its own once the fault is gone.
@@ -702,7 +721,8 @@ class Store:
             with self.engine.connect() as conn:
                 conn.execute(sa.select(1)).scalar_one()
         except Exception as exc:
-            raise StoreUnavailable(f"database unreachable: {type(exc).__name__}: {exc}") from exc
+            log.warning("readiness: the database does not answer", exc_info=True)
+            raise StoreUnavailable("database unreachable") from exc
         if not self.writer_alive:
             raise StoreUnavailable("the store writer is not running")
         failure = self.last_commit_error
@@ -713,9 +733,11 @@ class Store:
         try:
             future.result(timeout=probe_timeout)
         except concurrent.futures.TimeoutError as exc:
-            raise StoreUnavailable(f"commits are failing ({failure}); a write probe timed out") from exc
+            log.warning("readiness: commits are failing (%s); a write probe timed out", failure)
+            raise StoreUnavailable("commits are failing; a write probe timed out") from exc
         except StoreUnavailable as exc:
-            raise StoreUnavailable(f"commits are failing: {self.last_commit_error or failure}") from exc
+            log.warning("readiness: commits are failing (%s)", self.last_commit_error or failure)
+            raise StoreUnavailable("commits are failing") from exc
 
     def _read(self, query: Any) -> list[Any]:
         try:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import random
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
+from outrider.control_plane import settings
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
@@ -144,3 +148,26 @@ def test_readyz_reports_a_broken_store(api: RunningServer) -> None:
     assert response.status_code == 503 and response.json()["ready"] is False
     ingest = api.client.post("/v1/events", json=support.event("run.created"))
     assert ingest.status_code == 503 and ingest.json()["error"] == "store_unavailable"
+
+
+def test_readyz_names_the_dependency_without_internal_text(api: RunningServer) -> None:
+    """Readiness is unauthenticated: it says which dependency failed, and the database's own error text (paths,
+    hosts, SQL) stays in the log."""
+    the_store = api.app.state.store
+    working, the_store.engine = the_store.engine, sa.create_engine("sqlite:////nonexistent-dir/secret-path.db")
+    try:
+        body = api.anonymous.get("/readyz").json()
+    finally:
+        the_store.engine = working
+    assert body["ready"] is False and body["detail"] == "database unreachable"
+    assert "secret-path" not in str(body)
+
+
+def test_sqlite_files_are_private(make_sqlite_settings: Callable[..., settings.Settings],
+                                  start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    """The database and its WAL hold every log line and traceback: owner-only (0600), whatever the umask."""
+    api = start_server(make_sqlite_settings())
+    path = Path(api.app.state.store.engine.url.database)
+    assert api.client.post("/v1/events", json=support.event("run.created")).status_code == 202
+    for name in (path, path.with_name(path.name + "-wal")):
+        assert name.exists() and name.stat().st_mode & 0o777 == 0o600, oct(name.stat().st_mode)
