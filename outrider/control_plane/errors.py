@@ -53,10 +53,12 @@ def response(status: int, error: str, message: str, detail: list[Any] | None = N
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed JSON or bad request.",
-        401: "Missing or wrong bearer token.",
+        401: "Missing, wrong, revoked or expired credential.",
+        403: "The credential is valid but lacks the right; the body names what was refused.",
         404: "Not found.",
+        409: "Conflict; the body says with what.",
         413: "Body or batch too large.",
-        415: "Unsupported content type.",
+        415: "Unsupported content type or content encoding.",
         422: "Invalid input; detail lists each problem.",
         503: "The store is unavailable; retry.",
     }

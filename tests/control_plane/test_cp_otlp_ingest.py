@@ -116,15 +116,19 @@ def test_refusals(api: RunningServer) -> None:
     assert api.client.post("/v1/otlp/v1/traces", json={}).json() == {}
 
 
-def test_the_opentelemetry_sdk_exports_to_it_over_protobuf(api: RunningServer) -> None:
-    """Interoperability: the real OTLP/HTTP exporter of the OpenTelemetry SDK (protobuf) as the client."""
+@pytest.mark.parametrize("compression", ["none", "gzip", "deflate"])
+def test_the_opentelemetry_sdk_exports_to_it_over_protobuf(api: RunningServer, compression: str) -> None:
+    """Interoperability: the real OTLP/HTTP exporter of the OpenTelemetry SDK (protobuf) as the client, with each
+    compression it offers (OTEL_EXPORTER_OTLP_COMPRESSION; collectors compress by default)."""
     trace_exporter = pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.sdk import resources
     from opentelemetry.sdk import trace as sdk_trace
     from opentelemetry.sdk.trace import export
 
     exporter = trace_exporter.OTLPSpanExporter(endpoint=f"{api.url}/v1/otlp/v1/traces",
-                                               headers={"Authorization": f"Bearer {support.TOKEN}"})
+                                               headers={"Authorization": f"Bearer {support.TOKEN}"},
+                                               compression=Compression(compression))
     provider = sdk_trace.TracerProvider(resource=resources.Resource.create(
         {"service.name": "agent", "outrider.run_id": "run-otel-sdk", "outrider.target": "acme/web"}))
     provider.add_span_processor(export.SimpleSpanProcessor(exporter))

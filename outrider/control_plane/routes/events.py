@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from outrider.common import events
-from outrider.control_plane import auth, deps, errors, params, schemas, settings, store
+from outrider.control_plane import auth, bodies, deps, errors, params, schemas, settings, store
 
 # The token is checked by a dependency on the reads and inline in ``ingest``: resolving a dependency costs the
 # hot path more per request than validating a small event does.
@@ -61,21 +61,6 @@ def _finite(text: str) -> float:
     return value
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (Content-Length is not trusted)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise errors.APIError(413, "payload_too_large", f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.APIError(413, "payload_too_large", f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse(raw: bytes, content_type: str) -> list[Any]:
     """The decoded events of a body (a single event becomes a batch of one)."""
     try:
@@ -97,7 +82,7 @@ INGEST_PATH = "/v1/events"
     status_code=202,
     response_model=schemas.IngestResult,
     summary="Ingest one event or a batch",
-    responses=errors.responses(400, 401, 413, 415, 422, 503),
+    responses=errors.responses(400, 401, 403, 413, 415, 422, 503),
     openapi_extra=INGEST_BODY,
 )
 async def ingest(request: Request) -> Response:
@@ -115,7 +100,7 @@ async def ingest(request: Request) -> Response:
             raise errors.APIError(
                 415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not one of {', '.join(CONTENT_TYPES)}"
             )
-        raw = await _read_body(request, config.max_body_bytes)
+        raw = await bodies.read(request, config.max_body_bytes)
         batch = _parse(raw, content_type)
         batch_size = len(batch)
         if batch_size > config.max_batch_events:

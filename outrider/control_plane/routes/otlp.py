@@ -15,7 +15,7 @@ import json
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from outrider.control_plane import auth, errors, otlp, settings, store
+from outrider.control_plane import auth, bodies, errors, otlp, settings, store
 
 router = APIRouter(tags=["otlp"], dependencies=[Depends(auth.require_token)])
 
@@ -24,24 +24,13 @@ PROTOBUF = "application/x-protobuf"
 MAX_REASONS = 5
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    size = 0
-    chunks: list[bytes] = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.APIError(413, "payload_too_large", f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/v1/otlp/v1/traces",
     summary="Ingest OTLP/HTTP traces (GenAI spans become run.llm_usage events)",
     responses={
         200: {"description": "Stored; {} or a partialSuccess, in the request's encoding (ExportTraceServiceResponse).",
               "content": {JSON: {"schema": {"type": "object"}}, PROTOBUF: {"schema": {"type": "string", "format": "binary"}}}},
-        **errors.responses(400, 401, 413, 415, 503),
+        **errors.responses(400, 401, 403, 413, 415, 503),
     },
     response_class=JSONResponse,
     openapi_extra={"requestBody": {"required": True, "content": {
@@ -56,7 +45,7 @@ async def traces(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (JSON, PROTOBUF):
         raise errors.APIError(415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not {JSON} or {PROTOBUF}")
-    raw = await _body(request, config.max_body_bytes)
+    raw = await bodies.read(request, config.max_body_bytes)
     try:
         document = otlp.decode_protobuf(raw) if content_type == PROTOBUF else json.loads(raw)
         mapped = otlp.map_request(document)
