@@ -14,9 +14,10 @@ validated; a known type also has its ``data`` validated against its model.
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class EventType(enum.StrEnum):
@@ -47,6 +48,27 @@ class EventType(enum.StrEnum):
 #: Bounds that keep sums of many events inside 64-bit integers in the store (far beyond any real call).
 MAX_TOKENS = 10**12
 MAX_COST_USD = 10**6
+#: The range of every time an event carries: earlier or later moments are refused (422), because UTC arithmetic
+#: near year 1 or 9999 overflows (``0001-01-01T00:00:00+14:00`` is in year 0) and nothing an agent reports is there.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+#: The deepest nesting of objects and arrays accepted in an event (the event object is level 1, its ``data`` 2, …);
+#: deeper is refused (422): a stored event must stay renderable and serialisable by every reader.
+MAX_DEPTH = 32
+
+
+def _in_range(moment: datetime) -> datetime:
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()} (UTC)")
+    return moment
+
+
+#: A time with an offset, within [EARLIEST, LATEST).
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class EventData(BaseModel):
@@ -120,7 +142,7 @@ class TargetStatusData(EventData):
     breaker_state: Literal["Closed", "Open", "HalfOpen"]
     consecutive_failures: int = Field(ge=0)
     trips: int = Field(ge=0)
-    cooldown_until: AwareDatetime | None = None
+    cooldown_until: Moment | None = None
     active_runs: int = Field(ge=0)
     pending_runs: int = Field(ge=0)
     open_prs: int | None = Field(default=None, ge=0, description="Null: nobody reports this Target's open PRs.")
@@ -148,7 +170,7 @@ class HeartbeatData(EventData):
     autonomy_enabled: bool
     autonomy_mode: Literal["hold", "drain"] | None = None
     autonomy_reason: str | None = None
-    autonomy_since: AwareDatetime | None = None
+    autonomy_since: Moment | None = None
     heartbeat_seconds: float = Field(gt=0)
     budget_usd_per_hour: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
                                               description="The autonomy ConfigMap's budgetUsdPerHour (global); null: none.")
@@ -232,7 +254,7 @@ class CloudEvent(BaseModel):
     id: str = Field(min_length=1, max_length=256, description="Unique within its source; (source, id) is the idempotency key.")
     source: str = Field(min_length=1, max_length=1024, description="URI-reference of the producer, e.g. /workers/pod-abc.")
     type: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    time: AwareDatetime = Field(description="RFC 3339 timestamp with an offset.")
+    time: Moment = Field(description="RFC 3339 timestamp with an offset, between 1970-01-01 and 9000-01-01 (UTC).")
     subject: str | None = Field(default=None, max_length=1024)
     datacontenttype: str | None = Field(default=None, max_length=256)
     target: str | None = Field(default=None, min_length=1, max_length=253, description="Outrider extension: the target (e.g. repository) the event is about.")
@@ -275,10 +297,48 @@ _validate_envelope = CloudEvent.__pydantic_validator__.validate_python
 _DATA_VALIDATORS = {kind: model.__pydantic_validator__.validate_python for kind, model in _DATA_CHECKS.items()}
 
 
+def _depth_problem(value: Any, index: int) -> EventProblem | None:
+    """A problem when ``value`` nests objects/arrays deeper than :data:`MAX_DEPTH` (iterative: cannot recurse out)."""
+    level: list[Any] = [value]
+    for _level in range(MAX_DEPTH):  # after pass k, `level` holds the containers at depth k + 2
+        level = [item for node in level for item in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(item, dict | list)]
+        if not level:
+            return None
+    return EventProblem(index=index, field="", message=f"objects and arrays nest deeper than {MAX_DEPTH} levels")
+
+
+def unstorable_problems(raw: Any, index: int) -> list[EventProblem]:
+    """Strings a database refuses to store: NUL characters (PostgreSQL text and jsonb reject them) and lone
+    surrogates (not encodable as UTF-8). Called only when the raw body mentions such an escape (cheap scan)."""
+    problems: list[EventProblem] = []
+    stack: list[tuple[str, Any]] = [("", raw)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                stack.append((f"{path}.{key}" if path else str(key), item))
+                stack.append((path, str(key)))  # keys are stored too
+        elif isinstance(node, list):
+            stack.extend((f"{path}.{position}" if path else str(position), item) for position, item in enumerate(node))
+        elif isinstance(node, str):
+            if "\x00" in node:
+                problems.append(EventProblem(index=index, field=path, message="NUL characters cannot be stored"))
+            else:
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    problems.append(EventProblem(index=index, field=path, message="lone UTF-16 surrogates cannot be stored"))
+    return problems
+
+
 def validate_event(raw: Any, index: int = 0) -> tuple[CloudEvent | None, list[EventProblem]]:
     """Validate one decoded JSON value as an event: the envelope, the scope attributes, and a known type's data."""
     if not isinstance(raw, dict):
         return None, [EventProblem(index=index, field="", message="an event must be a JSON object")]
+    too_deep = _depth_problem(raw, index)
+    if too_deep is not None:
+        return None, [too_deep]
     try:
         event: CloudEvent = _validate_envelope(raw)
     except ValidationError as exc:

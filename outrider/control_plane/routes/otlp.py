@@ -54,6 +54,8 @@ async def traces(request: Request) -> Response:
                               "which this server lacks; export with OTEL_EXPORTER_OTLP_PROTOCOL=http/json") from exc
     except (ValueError, UnicodeDecodeError) as exc:  # OtlpError is a ValueError too
         raise errors.APIError(400, "malformed_otlp", f"not an OTLP ExportTraceServiceRequest: {exc}") from exc
+    except RecursionError as exc:  # JSON nested past what the decoder recurses through
+        raise errors.APIError(400, "malformed_otlp", "not an OTLP ExportTraceServiceRequest: nested too deeply") from exc
     if mapped.events:
         try:
             await asyncio.wait_for(asyncio.wrap_future(store_.submit(mapped.events)), timeout=config.write_timeout_seconds)
