@@ -4,6 +4,7 @@ and endpoints that render stored data keep working afterwards."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -74,3 +75,49 @@ def test_an_escaped_backslash_before_u0000_is_plain_text(api: RunningServer) -> 
     """The quick scan for \\u0000 also matches an escaped backslash followed by "u0000": the walk decides."""
     event = support.event("run.log", "ok-2", data={"level": "info", "message": "C:\\u0000dir"})
     assert api.client.post("/v1/events", content=json.dumps(event).encode(), headers=SINGLE).status_code == 202
+
+
+def _cursor(position: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+BAD_CURSORS = [{"seq": 1e308}, {"seq": 2**70}, {"seq": "1 OR 1=1"}, {"seq": -1}, {"seq": True}, {"seq": None}]
+BAD_TIME_CURSORS = [{"time": "0001-01-01T00:00:00+14:00x", "seq": 1}, {"time": 5, "seq": 1}, {"time": "x" * 5000, "seq": 1},
+                    {"time": "2026-01-01T00:00:00Z", "seq": 2**70}]
+
+
+@pytest.mark.parametrize("position", BAD_CURSORS, ids=[json.dumps(p) for p in BAD_CURSORS])
+def test_forged_cursors_are_422(api: RunningServer, position: object) -> None:
+    for path, extra in (("/v1/events", {}), ("/v1/events", {"since": "2026-01-01T00:00:00Z"}), ("/v1/runs/r-1/logs", {})):
+        response = api.client.get(path, params={"cursor": _cursor(position), **extra})
+        assert response.status_code == 422 and response.json()["error"] == "invalid_cursor", (path, response.text)
+    runs = api.client.get("/v1/runs", params={"cursor": _cursor({"created_at": position, "run_id": 1})})
+    assert runs.status_code == 422, runs.text
+    assert api.client.get("/runs", params={"cursor": _cursor({"c": position, "r": "x"})}).status_code == 200
+
+
+@pytest.mark.parametrize("position", BAD_TIME_CURSORS, ids=[json.dumps(p)[:40] for p in BAD_TIME_CURSORS])
+def test_forged_time_cursors_are_422(api: RunningServer, position: object) -> None:
+    response = api.client.get("/v1/events", params={"cursor": _cursor(position), "since": "2026-01-01T00:00:00Z"})
+    assert response.status_code == 422 and response.json()["error"] == "invalid_cursor", response.text
+
+
+def test_times_at_the_ends_of_the_calendar_are_clamped_not_500(api: RunningServer) -> None:
+    api.client.post("/v1/events", json=support.event("run.created", "t-1"))
+    for since in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00"):
+        for path in ("/v1/events", "/v1/runs"):
+            response = api.client.get(path, params={"since": since})
+            assert response.status_code == 200, (path, since, response.text)
+    assert len(api.client.get("/v1/events", params={"since": "0001-01-01T00:00:00+14:00"}).json()["items"]) == 1
+
+
+@pytest.mark.parametrize("header", ["9" * 5000, "-1", "1e5", "12a", str(2**63)])
+def test_a_bad_last_event_id_is_422(api: RunningServer, header: str) -> None:
+    response = api.client.get("/v1/events/stream", headers={"Last-Event-ID": header})
+    assert response.status_code == 422 and response.json()["error"] == "invalid_last_event_id", response.text
+
+
+@pytest.mark.parametrize("seq", ["1e23", str(10**23), "0", "-5"])
+def test_the_activity_partial_refuses_positions_out_of_range(api: RunningServer, seq: str) -> None:
+    response = api.client.get("/console/partials/activity", params={"seq": seq})
+    assert response.status_code == 422, response.text

@@ -19,17 +19,17 @@ import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 import markupsafe
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from outrider.common import events
-from outrider.control_plane import auth, budgets, params, schemas, status, store
+from outrider.control_plane import auth, budgets, errors, params, schemas, status, store
 from outrider.control_plane.routes import events as event_routes
 from outrider.control_plane.routes import status as status_routes
 
@@ -271,7 +271,7 @@ async def event_stream(request: Request) -> Response:
 
 
 @router.get("/console/partials/activity", response_class=HTMLResponse)
-async def activity_partial(request: Request, seq: int) -> Response:
+async def activity_partial(request: Request, seq: Annotated[int, Query(ge=1, le=params.MAX_SEQ)]) -> Response:
     """One activity item rendered for the live feed (so the feed's markup lives only in templates)."""
     if not _authenticated(request):
         return Response(status_code=401)
@@ -317,8 +317,8 @@ async def run_history(request: Request, cursor: str | None = None) -> Response:
     if cursor:
         try:
             position = params.decode_cursor(cursor, "c", "r")
-            before = (datetime.fromisoformat(position["c"]), str(position["r"]))
-        except Exception:
+            before = (params.moment(position["c"]), str(position["r"])[:253])
+        except errors.APIError:
             problems.append("That page link is no longer valid; showing the newest runs.")
     filters = {"target": target or "", "status": run_status or "", "window": window or ""}
     try:

@@ -14,7 +14,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -221,21 +221,14 @@ def _seq_position(cursor: str) -> int:
     position = params.decode_cursor(cursor, "seq")
     if "time" in position:  # a time-ordered listing's cursor: it cannot continue a seq-ordered one
         raise errors.APIError(422, "invalid_cursor", "the cursor belongs to a listing with since/until")
-    try:
-        return int(position["seq"])
-    except (TypeError, ValueError) as exc:
-        raise errors.APIError(422, "invalid_cursor", "the cursor is not one this API issued") from exc
+    return params.seq(position["seq"])
 
 
 def _time_position(cursor: str) -> tuple[datetime, int]:
     """The (time, seq) a time-ordered page's cursor encodes; 422 for any other cursor (e.g. one of a seq-ordered
     listing: the two orders cannot continue each other)."""
     position = params.decode_cursor(cursor, "time", "seq")
-    try:
-        moment = datetime.fromisoformat(position["time"])
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), int(position["seq"])
-    except (TypeError, ValueError) as exc:
-        raise errors.APIError(422, "invalid_cursor", "the cursor is not one this API issued") from exc
+    return params.moment(position["time"]), params.seq(position["seq"])
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -267,7 +260,7 @@ async def stream(
     target: str | None = None,
     run_id: str | None = None,
     type: str | None = None,
-    after: Annotated[int | None, Query(ge=0, description="Replay stored events after this seq first (also read from Last-Event-ID).")] = None,
+    after: Annotated[int | None, Query(ge=0, le=params.MAX_SEQ, description="Replay stored events after this seq first (also read from Last-Event-ID).")] = None,
 ) -> StreamingResponse:
     """Every event committed from now on (optionally filtered), with a keep-alive comment every ~15 s.
 
@@ -275,9 +268,9 @@ async def stream(
     missed, then the live ones. A client too slow to keep up gets ``event: dropped`` and is
     disconnected; it reconnects with its last id.
     """
-    last = request.headers.get("last-event-id")
-    if after is None and last is not None and last.isdigit():
-        after = int(last)
+    last = params.last_event_id(request.headers.get("last-event-id"))
+    if after is None and last is not None:
+        after = last
     subscription = store_.subscribe()
 
     def wanted(event: dict[str, Any]) -> bool:

@@ -57,7 +57,7 @@ async def run_logs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     follow: Annotated[bool, Query(description="Stream: stored lines after the cursor, then new ones as they are stored.")] = False,
 ) -> Any:
-    after = int(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
+    after = params.seq(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
     if not follow:
         try:
             lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, after, limit)

@@ -33,10 +33,9 @@ def list_runs(
     before = None
     if cursor:
         position = params.decode_cursor(cursor, "created_at", "run_id")
-        try:
-            before = (datetime.fromisoformat(position["created_at"]), str(position["run_id"]))
-        except (TypeError, ValueError) as exc:
-            raise errors.APIError(422, "invalid_cursor", "the cursor is not one this API issued") from exc
+        if not isinstance(position["run_id"], str) or len(position["run_id"]) > 253:
+            raise errors.APIError(422, "invalid_cursor", "the cursor is not one this API issued")
+        before = (params.moment(position["created_at"]), position["run_id"])
     try:
         items = store_.list_runs(
             target=target, status=status.value if status else None, since=params.aware(since), before=before, limit=limit + 1
