@@ -283,9 +283,7 @@ class Client:
                     return True
                 error = f"HTTP {response.status_code}: {response.text[:500]}"
                 if response.status_code not in RETRYABLE_STATUS:
-                    log.error("outrider: the control plane refused %d events (%s); they are discarded", len(batch), error)
-                    self._settle(len(batch), rejected=len(batch), error=error)
-                    return True
+                    return self._refused(http, batch, response, error)
             failures += 1
             delay = min(self.backoff_max, self.backoff_initial * 2 ** (failures - 1))
             delay = delay / 2 + random.uniform(0, delay / 2)  # "equal jitter": workers that lost the server together spread out
@@ -300,6 +298,22 @@ class Client:
                 kicks, until = self._kicks, _now() + delay
                 while self._kicks == kicks and not self._closing and _now() < until:  # only flush()/close() cut it short
                     self._lock.wait(until - _now())
+
+    def _refused(self, http: httpx.Client, batch: list[dict[str, Any]], response: httpx.Response, error: str) -> bool:
+        """A 4xx is permanent: never retried, so a poison event cannot hold back the events behind it. The
+        events it names (``detail[].index`` of a 422 or 403) are discarded and counted; the rest of the batch is
+        sent again. A batch too large (413) is split in halves until each part fits or is a single event."""
+        bad = _refused_indices(response) if response.status_code in (403, 422) else set()
+        if len(batch) > 1 and bad and len(bad) < len(batch):
+            log.error("outrider: the control plane refused %d of %d events (%s); they are discarded", len(bad), len(batch), error)
+            self._settle(len(bad), rejected=len(bad), error=error)
+            return self._deliver(http, [event for index, event in enumerate(batch) if index not in bad])
+        if len(batch) > 1 and response.status_code == 413:
+            half = len(batch) // 2
+            return self._deliver(http, batch[:half]) and self._deliver(http, batch[half:])
+        log.error("outrider: the control plane refused %d events (%s); they are discarded", len(batch), error)
+        self._settle(len(batch), rejected=len(batch), error=error)
+        return True
 
     def _settle(self, count: int, **counts: Any) -> None:
         with self._lock:
@@ -320,6 +334,14 @@ class Client:
 
 def _now() -> float:
     return time.monotonic()
+
+
+def _refused_indices(response: httpx.Response) -> set[int]:
+    """The batch positions a refusal names (``detail: [{index, field, message}, …]``); empty when it names none."""
+    detail = _json(response).get("detail")
+    if not isinstance(detail, list):
+        return set()
+    return {item["index"] for item in detail if isinstance(item, dict) and type(item.get("index")) is int}
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -212,3 +212,33 @@ def test_a_partial_batch_leaves_after_the_flush_interval_without_flush(server: S
     finally:
         outrider.close(timeout=5)
     assert server.run("run-sdk-8")["status"] == "running"
+
+
+def test_a_poison_event_is_dropped_and_the_rest_of_its_batch_delivered(server: Servers, token: str) -> None:
+    """The server refuses what no database stores (a NUL character), which the SDK cannot know ahead: the 422
+    names the event, the SDK drops and counts it, resends the rest, and later events are not held back."""
+    with client.Client(server.url, token, batch_size=5, **FAST) as outrider:
+        run = outrider.run("run-sdk-poison", "acme/web")
+        run.log("info", "before")
+        run.log("info", "NUL \x00 here")
+        run.log("info", "after")
+        assert outrider.flush(timeout=30)
+        run.log("info", "later")
+        assert outrider.flush(timeout=30)
+        stats = outrider.stats()
+    assert stats.rejected == 1 and stats.delivered == 3 and stats.pending == 0
+    assert stats.last_error is not None and "422" in stats.last_error
+    assert [event["data"]["message"] for event in server.events("run-sdk-poison")] == ["before", "after", "later"]
+
+
+def test_a_batch_over_the_servers_limit_is_split_until_it_fits(servers: Servers, token: str) -> None:
+    servers.config = servers.config.model_copy(update={"max_batch_events": 3})
+    servers.start()
+    with client.Client(servers.url, token, batch_size=10, **FAST) as outrider:
+        run = outrider.run("run-sdk-split", "acme/web")
+        for number in range(10):
+            run.log("info", f"line {number}")
+        assert outrider.flush(timeout=30)
+        stats = outrider.stats()
+    assert stats.delivered == 10 and stats.rejected == 0
+    assert len(servers.events("run-sdk-split")) == 10
