@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 
 from outrider.common import events
 
@@ -43,12 +43,31 @@ class IngestResult(BaseModel):
     duplicates: int = Field(description="Events already stored earlier (same source and id), acknowledged again.")
 
 
+_REQUIRED_ATTRIBUTES = frozenset(name for name, field in events.CloudEvent.model_fields.items() if field.is_required())
+
+
 class StoredEvent(BaseModel):
     """An event as the control plane keeps it: its arrival order and time, and the event itself."""
 
     seq: int = Field(description="Position in the control plane's history; increases with arrival.")
     received_at: datetime
     event: events.CloudEvent
+
+    @field_validator("event", mode="wrap")
+    @classmethod
+    def _as_stored(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """An event stored under older, looser rules stays readable: rules tightened at ingestion (time range,
+        nesting depth, …) must never make a page or endpoint that shows history fail."""
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if not isinstance(value, dict):
+                raise
+            # Leave out the optional attributes today's rules refuse (the stored body itself is unchanged).
+            refused = {str(error["loc"][0]) for error in exc.errors() if error["loc"]} - _REQUIRED_ATTRIBUTES
+            if not refused:
+                raise
+            return handler({key: item for key, item in value.items() if key not in refused})
 
 
 class Page(BaseModel, Generic[T]):

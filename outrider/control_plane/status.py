@@ -20,6 +20,7 @@ Precedence is error > blocked > healthy > idle; ``blocked_by`` is filled in what
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -379,9 +380,7 @@ def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus
 
 
 def _stored(row: Any) -> schemas.StoredEvent:
-    return schemas.StoredEvent(
-        seq=row.seq, received_at=_aware(row.received_at), event=events.CloudEvent.model_validate_json(row.body)
-    )
+    return schemas.StoredEvent.model_validate({"seq": row.seq, "received_at": _aware(row.received_at), "event": json.loads(row.body)})
 
 
 def _latest_of_type(conn: sa.Connection, kind: str) -> schemas.StoredEvent | None:

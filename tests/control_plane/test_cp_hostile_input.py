@@ -121,3 +121,25 @@ def test_a_bad_last_event_id_is_422(api: RunningServer, header: str) -> None:
 def test_the_activity_partial_refuses_positions_out_of_range(api: RunningServer, seq: str) -> None:
     response = api.client.get("/console/partials/activity", params={"seq": seq})
     assert response.status_code == 422, response.text
+
+
+def test_history_stored_under_looser_rules_still_renders(api: RunningServer) -> None:
+    """Events that older versions stored (a year-0 cooldown, data nested 40 deep, a free-form ``namespace``
+    extension from before namespaces had a meaning) stay in the history; no page or endpoint may fail on them
+    (before, one such target.status kept the dashboard at 500). Written straight into the events table, as
+    an older version left them: today's ingestion refuses all three."""
+    import sqlalchemy as sa
+
+    from outrider.control_plane import tables
+
+    old = [support.event("run.log", "legacy-1", data={"level": "info", "message": "m", "x": _nested(40)}),
+           {**support.event("run.failed", "legacy-1", data={"message": "x"}), "namespace": "Not A DNS Label"},
+           _status("0001-01-01T00:00:00+14:00")]
+    with api.app.state.store.engine.begin() as conn:
+        for number, raw in enumerate(old):
+            conn.execute(sa.insert(tables.events).values(
+                source=raw["source"], event_id=f"legacy-{number}", type=raw["type"], time=support.BASE_TIME,
+                target=raw.get("target"), run_id=raw.get("runid"), received_at=support.BASE_TIME, body=json.dumps(raw)))
+    for path in ("/", "/console/partials/status", "/v1/status", "/v1/targets", "/v1/events", "/v1/runs/legacy-1/logs"):
+        assert api.client.get(path).status_code == 200, path
+    assert len(api.client.get("/v1/events").json()["items"]) == 3
