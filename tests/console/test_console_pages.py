@@ -103,3 +103,24 @@ def test_dashboard_targets_show_budget_spend_against_limits(server: support.Serv
             assert "1h $0.90/$1.00" in row_a and "badge badge-blocked" in row_a  # no daily limit: not shown
             row_b = page.split('href="/runs?target=repo-b"')[1].split("</tr>")[0]
             assert "No budget; LLM spend in the last 24 h" in row_b and "$0.00/24h" in row_b
+
+
+def test_urls_from_events_become_links_only_when_they_are_http(server: support.Server) -> None:
+    """PR and artifact URLs come from agents: ``javascript:``/``data:`` URLs are shown as text, never as links
+    (the CSP would stop the script, but the link should not exist)."""
+    hostile = ("javascript:alert(document.cookie)", "JavaScript:alert(1)", "data:text/html,<script>alert(1)</script>", "//evil.example/x")
+    batch = [support.target_status("acme/links", health="Blocked", open_prs=len(hostile) + 1)]
+    for number, url in enumerate(hostile, start=1):
+        batch.append(support.event("pr.created", runid="links-1", target="acme/links", data={"number": number, "url": url}))
+        batch.append(support.event("run.artifact", runid="links-1", target="acme/links",
+                                   data={"key": f"a{number}", "kind": "report", "url": url}))
+    batch.append(support.event("pr.created", runid="links-1", target="acme/links",
+                               data={"number": 99, "url": "https://git.example/acme/links/pull/99"}))
+    server.post(*batch)
+    with contextlib.closing(signed_in(server)) as client:
+        for path in ("/runs/links-1", "/"):
+            page = client.get(path).text
+            assert 'href="https://git.example/acme/links/pull/99"' in page, path
+            for url in hostile:
+                assert f'href="{url}' not in page and f"href=\"{url.replace('<', '&lt;')}" not in page, (path, url)
+            assert "javascript:alert(document.cookie)" in page  # still shown, as text

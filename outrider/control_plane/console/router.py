@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jinja2
 import markupsafe
@@ -104,6 +104,16 @@ def code_spans(text: str) -> markupsafe.Markup:
     return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
 
 
+def is_web_link(url: object) -> bool:
+    """Whether a URL an event carried may become a link: http(s) with a host. Anything else (``javascript:``,
+    ``data:``, relative paths) is shown as text: events come from agents, and a link is a click away from XSS."""
+    if not isinstance(url, str) or len(url) > 2048:
+        return False
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+templates.env.tests["weblink"] = is_web_link
 templates.env.filters.update(code=code_spans, time=fmt_time, ago=fmt_ago, duration=fmt_duration, int=fmt_int, usd=fmt_usd, iso=iso)
 
 
