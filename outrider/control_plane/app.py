@@ -19,7 +19,7 @@ from importlib import metadata
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from outrider.control_plane import budget_metrics, errors, metrics, settings, status_metrics, store
+from outrider.control_plane import api_docs, budget_metrics, errors, metrics, settings, status_metrics, store
 from outrider.control_plane.console import insights as console_insight_routes
 from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
@@ -106,6 +106,8 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
         version=_version(),
         description="Durable event history and run records of autonomous AI-agent runs. See docs/api.md.",
         lifespan=lifespan,
+        docs_url=None,  # served by api_docs from packaged assets, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = config
     app.state.tokens = config.tokens()
@@ -115,6 +117,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.metrics.registry.register(budget_metrics.BudgetCollector(the_store))
     errors.install(app)
     app.include_router(health_routes.router)
+    app.include_router(api_docs.router)
     app.include_router(event_routes.router)
     app.include_router(otlp_routes.router)
     app.include_router(run_routes.router)

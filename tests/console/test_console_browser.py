@@ -243,3 +243,22 @@ def test_console_max_open_prs_view(server: support.Server, browser: Any, output_
     assert page.locator(".open-prs li").count() == 2  # the PRs the runs reported (both #700: one per run)
     _check_page(page, output_dir, "dashboard-max-prs")
     context.close()
+
+
+def test_api_docs_render_offline_under_a_strict_csp(server: support.Server, browser: Any, output_dir: Path) -> None:
+    """/docs is Swagger UI from packaged files: every request stays on the control plane (no CDN), the page runs
+    no inline script (the CSP forbids it), and the API's operations are listed."""
+    page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
+    page.set_default_timeout(15_000)
+    requests: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    response = page.goto(server.url + "/docs")
+    assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+    page.get_by_text("/v1/events/stream").first.wait_for()
+    page.screenshot(path=str(output_dir / "api-docs.png"))
+    assert "Outrider control plane" in page.content()
+    assert problems == [], problems
+    assert requests and all(url.startswith(server.url) or url.startswith("data:") for url in requests), requests
