@@ -277,17 +277,34 @@ def test_monitoring_objects_only_when_enabled() -> None:
     assert support.find(no_rules, "PrometheusRule") == [] and len(support.find(no_rules, "ServiceMonitor")) == 2
 
 
-def test_network_policy_admits_only_operator_workers_and_prometheus() -> None:
+def test_network_policies_deny_by_default_and_admit_by_namespace_and_label() -> None:
+    """Both components deny all traffic in and out but what is listed; workers need a labelled namespace AND a
+    labelled pod (a pod cannot label its own namespace); the operator reaches only DNS, the API server and the
+    control plane."""
     assert support.find(support.objects(), "NetworkPolicy") == []
-    policy = support.one(render_combination("network-policy"), "NetworkPolicy", CP)
+    objs = render_combination("network-policy")
+    policy = support.one(objs, "NetworkPolicy", CP)
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "control-plane"
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     (rule,) = policy["spec"]["ingress"]
     peers = rule["from"]
     assert peers[0] == {"podSelector": {"matchLabels": {
         "app.kubernetes.io/name": "outrider", "app.kubernetes.io/instance": "outrider", "app.kubernetes.io/component": "operator"}}}
-    assert peers[1] == {"namespaceSelector": {}, "podSelector": {"matchExpressions": [{"key": "outrider.dev/run", "operator": "Exists"}]}}
-    assert peers[2] == {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    assert peers[1] == {"namespaceSelector": {"matchLabels": {"outrider.dev/workers": "allowed"}},
+                        "podSelector": {"matchExpressions": [{"key": "outrider.dev/run", "operator": "Exists"}]}}
+    assert all(peer.get("namespaceSelector") != {} for peer in peers), "no peer may match every namespace"
+    assert peers[2]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    (dns,) = policy["spec"]["egress"]  # SQLite: DNS only
+    assert {p["port"] for p in dns["ports"]} == {53}
+    operator = support.one(objs, "NetworkPolicy", "outrider-operator")
+    assert operator["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert operator["spec"]["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    egress_ports = {p["port"] for rule in operator["spec"]["egress"] for p in rule["ports"]}
+    assert egress_ports == {8000, 53, 443, 6443}
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for obj in support.find(objs, "NetworkPolicy"):
+        kubernetes_validate.validate(obj, "1.30", strict=True)
 
 
 def test_names_follow_the_release() -> None:
