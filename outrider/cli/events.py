@@ -1,7 +1,8 @@
 """``outrider events``: the event history (``GET /v1/events``) and, with ``--follow``, the live stream.
 
 ``--format json`` prints one ``StoredEvent`` per line (NDJSON: ``seq``, ``received_at``, ``event``), so a
-follower can be piped into ``jq`` line by line. ``--follow`` first prints the matching history, then keeps
+follower can be piped into ``jq`` line by line; lines from the live stream have no ``received_at`` (the stream
+sends the CloudEvent itself, with its ``seq`` as the SSE id). ``--follow`` first prints the matching history, then keeps
 reading ``GET /v1/events/stream`` from the last ``seq`` seen (``Last-Event-ID``; from "now" when nothing matched
 yet), reconnecting after a drop, until Ctrl-C.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
+import pydantic
 import typer
 
 from outrider.cli import client, options, output
-from outrider.control_plane import schemas, status
+from outrider.common import events
+from outrider.control_plane import status
 
 #: Reconnection attempts in a row before --follow gives up (exit 3); a successful read resets the count.
 FOLLOW_RETRIES = 5
@@ -26,7 +29,10 @@ def describe(stored: dict[str, Any]) -> str:
     data = event.get("data") or {}
     kind = event.get("type")
     if kind in status.ACTIVITY_TYPES:
-        return status.activity_item(schemas.StoredEvent.model_validate(stored)).summary
+        try:
+            return status.describe_event(events.CloudEvent.model_validate(event))
+        except pydantic.ValidationError:
+            return str(kind)
     if kind in ("run.stage.started", "run.stage.completed"):
         return f"stage {data.get('stage')} {kind.rsplit('.', 1)[1]}"
     if kind == "run.progress":
@@ -94,15 +100,14 @@ def register(app: typer.Typer) -> None:
                 failures = 0
                 while True:
                     try:
-                        for event_id, stored in api.stream("/v1/events/stream", params,
-                                                           last_event_id=str(last_seq) if last_seq is not None else None):
+                        for event_id, event in api.stream("/v1/events/stream", params,
+                                                          last_event_id=str(last_seq) if last_seq is not None else None):
                             failures = 0
-                            seq = stored.get("seq") if isinstance(stored, dict) else None
-                            if seq is not None:
-                                last_seq = int(seq)
-                            elif event_id is not None and event_id.isdigit():
-                                last_seq = int(event_id)
-                            if isinstance(stored, dict) and "event" in stored and _matches(stored, run, target, type_):
+                            if event_id is None or not event_id.isdigit() or not isinstance(event, dict) or "type" not in event:
+                                continue  # the stream's own notices (dropped, shutdown) carry no event
+                            last_seq = int(event_id)
+                            stored = {"seq": last_seq, "event": event}  # SSE data is the CloudEvent; id its seq
+                            if _matches(stored, run, target, type_):
                                 _print(stored, fmt)
                     except client.CliError:
                         failures += 1

@@ -239,6 +239,10 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.OPERATOR_HEARTBEAT: "The operator is alive; posted every heartbeat_seconds with its view of autonomy.",
 }
 
+_KNOWN_TYPES = frozenset(kind.value for kind in EventType)
+#: The extension attribute set on an event that arrived without ``time`` (its time is then when it was received).
+TIME_SOURCE = "timesource"
+
 #: Types that describe one run and therefore need ``runid``.
 RUN_SCOPED_PREFIXES = ("run.", "pr.")
 #: Types that describe one target and therefore need ``target``.
@@ -253,8 +257,10 @@ class CloudEvent(BaseModel):
     specversion: Literal["1.0"]
     id: str = Field(min_length=1, max_length=256, description="Unique within its source; (source, id) is the idempotency key.")
     source: str = Field(min_length=1, max_length=1024, description="URI-reference of the producer, e.g. /workers/pod-abc.")
-    type: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    time: Moment = Field(description="RFC 3339 timestamp with an offset, between 1970-01-01 and 9000-01-01 (UTC).")
+    type: str = Field(min_length=1, max_length=256, description="Any non-empty string (CloudEvents 1.0); Outrider's own types are listed below.")
+    time: Moment = Field(description=(
+        "RFC 3339 timestamp with an offset, between 1970-01-01 and 9000-01-01 (UTC). Optional when sending: an event "
+        "without it gets the time it was received, and the extension attribute timesource: \"received\" says so."))
     subject: str | None = Field(default=None, max_length=1024)
     datacontenttype: str | None = Field(default=None, max_length=256)
     target: str | None = Field(default=None, min_length=1, max_length=253, description="Outrider extension: the target (e.g. repository) the event is about.")
@@ -266,7 +272,20 @@ class CloudEvent(BaseModel):
             "the writer's credential is bound to, else 'default'."
         ),
     )
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Any = Field(default=None, description=(
+        "The event's payload: any JSON value, or absent. Outrider's own types need a JSON object (absent reads as {})."))
+    data_base64: str | None = Field(
+        default=None, max_length=16 * 1024 * 1024, pattern=r"^[A-Za-z0-9+/]*={0,2}$",
+        description="Binary payload, base64 (CloudEvents JSON format): kept and served back as sent; never with data.",
+    )
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> CloudEvent:
+        if self.data_base64 is not None and self.data is not None:
+            raise ValueError("data and data_base64 are mutually exclusive (CloudEvents JSON format)")
+        if self.data is None and self.data_base64 is None and self.type in _KNOWN_TYPES:
+            self.data = {}  # Outrider's own types always carry an object; their readers call data.get
+        return self
 
     def known_type(self) -> EventType | None:
         """The event's type as an :class:`EventType`, or None for a type Outrider does not know."""
@@ -332,10 +351,14 @@ def unstorable_problems(raw: Any, index: int) -> list[EventProblem]:
     return problems
 
 
-def validate_event(raw: Any, index: int = 0) -> tuple[CloudEvent | None, list[EventProblem]]:
-    """Validate one decoded JSON value as an event: the envelope, the scope attributes, and a known type's data."""
+def validate_event(raw: Any, index: int = 0, received: datetime | None = None) -> tuple[CloudEvent | None, list[EventProblem]]:
+    """Validate one decoded JSON value as an event: the envelope, the scope attributes, and a known type's data.
+
+    An event without ``time`` (optional in CloudEvents) gets ``received`` (default: now) and ``timesource: received``."""
     if not isinstance(raw, dict):
         return None, [EventProblem(index=index, field="", message="an event must be a JSON object")]
+    if raw.get("time") is None:
+        raw = {**raw, "time": (received or datetime.now(UTC)).isoformat(), TIME_SOURCE: "received"}
     too_deep = _depth_problem(raw, index)
     if too_deep is not None:
         return None, [too_deep]
@@ -349,10 +372,13 @@ def validate_event(raw: Any, index: int = 0) -> tuple[CloudEvent | None, list[Ev
         problems.append(EventProblem(index=index, field="runid", message=f"'{event.type}' events need the runid extension attribute"))
     if event.type.startswith(TARGET_SCOPED_PREFIXES) and not event.target:
         problems.append(EventProblem(index=index, field="target", message=f"'{event.type}' events need the target extension attribute"))
-    check_data = _DATA_VALIDATORS.get(event.type)
-    if check_data is not None:
-        try:
-            check_data(event.data)
-        except ValidationError as exc:
-            problems.extend(_problems(exc, index, prefix="data."))
+    if event.type in _KNOWN_TYPES and not isinstance(event.data, dict):
+        problems.append(EventProblem(index=index, field="data", message=f"'{event.type}' events need data to be a JSON object"))
+    else:
+        check_data = _DATA_VALIDATORS.get(event.type)
+        if check_data is not None:
+            try:
+                check_data(event.data)
+            except ValidationError as exc:
+                problems.extend(_problems(exc, index, prefix="data."))
     return (event if not problems else None), problems

@@ -212,6 +212,11 @@ def _summary(event: events.CloudEvent) -> tuple[str, str]:
     return "info", kind
 
 
+def describe_event(event: events.CloudEvent) -> str:
+    """The activity sentence of one event (the console's feed and the CLI share the wording)."""
+    return _summary(event)[1]
+
+
 def activity_item(stored: schemas.StoredEvent) -> schemas.ActivityItem:
     severity, summary = _summary(stored.event)
     return schemas.ActivityItem(

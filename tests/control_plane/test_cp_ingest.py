@@ -114,7 +114,7 @@ def test_invalid_event_rejects_the_whole_batch(api: RunningServer) -> None:
     batch = support.lifecycle("run-bad")
     batch[2] = {**batch[2], "specversion": "0.3"}
     batch[4] = {**batch[4], "data": {**batch[4]["data"], "input_tokens": -1}}
-    del batch[5]["time"]
+    batch[5] = {**batch[5], "time": "2026-01-01T00:00:00"}  # no offset
     batch[6] = {**batch[6]}
     del batch[6]["runid"]
     response = api.client.post("/v1/events", content=json.dumps(batch), headers=BATCH)

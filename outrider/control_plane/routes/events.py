@@ -8,11 +8,13 @@ store's group commit: a 202 means the events are durably committed. Every refusa
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
 import re
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -43,7 +45,11 @@ EVENT_SCHEMA = {"$ref": "#/components/schemas/CloudEvent"}
 INGEST_BODY = {
     "requestBody": {
         "required": True,
-        "description": "One CloudEvent, or a batch (JSON array) with application/cloudevents-batch+json or application/json.",
+        "description": (
+            "One CloudEvent, or a batch (JSON array) with application/cloudevents-batch+json or application/json "
+            "(structured and batch modes). Binary mode: a request with a ce-specversion header is one event whose "
+            "attributes are the ce-* headers; its body, of any content type, is the data."
+        ),
         "content": {
             SINGLE: {"schema": EVENT_SCHEMA},
             PLAIN: {"schema": {"anyOf": [EVENT_SCHEMA, {"type": "array", "items": EVENT_SCHEMA}]}},
@@ -79,6 +85,40 @@ def _parse(raw: bytes, content_type: str) -> list[Any]:
     return document if isinstance(document, list) else [document]
 
 
+#: A request in the CloudEvents HTTP binary mode carries its attributes as ``ce-*`` headers, this one always.
+BINARY_MARKER = "ce-specversion"
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type in ("application/json", "text/json") or media_type.endswith("+json")
+
+
+def _binary_event(request: Request, raw: bytes, media_type: str) -> list[Any]:
+    """The one event of a binary-mode request (CloudEvents HTTP binding 3.1): attributes from the ``ce-*``
+    headers, percent-decoded; ``Content-Type`` becomes ``datacontenttype``; a JSON body becomes ``data``, any
+    other body ``data_base64`` (kept as sent, served back so); an empty body, no data."""
+    event: dict[str, Any] = {}
+    for name, value in request.headers.items():
+        if name.startswith("ce-") and len(name) > 3 and name[3:] not in event:
+            event[name[3:]] = urllib.parse.unquote(value)
+    declared = request.headers.get("content-type")
+    if declared:
+        event["datacontenttype"] = declared
+    if raw:
+        if not declared or _is_json(media_type):
+            try:
+                event["data"] = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
+            except RecursionError as exc:
+                raise errors.APIError(400, "malformed_json", "the body nests deeper than JSON decoding allows") from exc
+            except (ValueError, UnicodeDecodeError) as exc:
+                if declared:
+                    raise errors.APIError(400, "malformed_json", f"the body is {declared} but not valid JSON: {exc}") from exc
+                event["data_base64"] = base64.b64encode(raw).decode("ascii")
+        else:
+            event["data_base64"] = base64.b64encode(raw).decode("ascii")
+    return [event]
+
+
 INGEST_PATH = "/v1/events"
 
 
@@ -99,14 +139,15 @@ async def ingest(request: Request) -> Response:
     store_: store.Store = request.app.state.store
     config: settings.Settings = request.app.state.settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    binary = BINARY_MARKER in request.headers
     batch_size = 1
     try:
-        if content_type not in CONTENT_TYPES:
+        if not binary and content_type not in CONTENT_TYPES:
             raise errors.APIError(
                 415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not one of {', '.join(CONTENT_TYPES)}"
             )
         raw = await bodies.read(request, config.max_body_bytes)
-        batch = _parse(raw, content_type)
+        batch = _binary_event(request, raw, content_type) if binary else _parse(raw, content_type)
         batch_size = len(batch)
         if batch_size > config.max_batch_events:
             raise errors.APIError(
@@ -114,7 +155,8 @@ async def ingest(request: Request) -> Response:
             )
         accepted: list[events.CloudEvent] = []
         problems: list[events.EventProblem] = []
-        unstorable = UNSTORABLE.search(raw) is not None  # a C-speed scan; the walk runs only on a hit
+        # A C-speed scan; the walk runs only on a hit (binary mode's attributes come from headers: always walked).
+        unstorable = binary or UNSTORABLE.search(raw) is not None
         for index, item in enumerate(batch):
             event, found = events.validate_event(item, index)
             if unstorable:
@@ -237,9 +279,9 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def _sse(item: dict[str, Any]) -> str:
-    received = item["received_at"]
-    received = _rfc3339(received) if isinstance(received, datetime) else str(received).replace("+00:00", "Z")
-    payload = json.dumps({**item, "received_at": received}, separators=(",", ":"))
+    """One SSE message: ``id`` the event's position (``seq``, what ``Last-Event-ID`` resumes from), ``event`` its
+    type, ``data`` the stored CloudEvent itself in the JSON format, so any CloudEvents consumer can parse it."""
+    payload = json.dumps(item["event"], separators=(",", ":"))
     return f"id: {item['seq']}\nevent: {item['event'].get('type', 'message')}\ndata: {payload}\n\n"
 
 
@@ -248,7 +290,7 @@ def _sse(item: dict[str, Any]) -> str:
     summary="Live stream of newly stored events (Server-Sent Events)",
     response_class=StreamingResponse,
     responses={
-        200: {"description": "text/event-stream: one SSE message per stored event (id = seq, event = type, data = StoredEvent JSON).", "content": {"text/event-stream": {}}},
+        200: {"description": "text/event-stream: one SSE message per stored event (id = seq, event = type, data = the CloudEvent, JSON format).", "content": {"text/event-stream": {}}},
         **errors.responses(401, 422),
     },
     dependencies=AUTHENTICATED,

@@ -76,14 +76,15 @@
       live.className = "live lost muted small";
     });
     // The stream names each message after its event type (event: run.created, ...): listen to every known type.
+    // Each message's data is the stored CloudEvent; its id (lastEventId) is the event's position (seq).
     function onStored(message) {
-      var stored;
-      try { stored = JSON.parse(message.data); } catch (e) { return; }
-      var type = stored.event && stored.event.type;
+      var event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      var type = event && event.type;
       if (!type) return;
       var list = document.getElementById("activity");
       var types = list ? (list.getAttribute("data-types") || "").split(" ") : [];
-      if (types.indexOf(type) >= 0) addActivity(stored.seq);
+      if (types.indexOf(type) >= 0) addActivity(Number(message.lastEventId));
       if (type === "target.status" || type === "operator.heartbeat" || type === "autonomy.changed" ||
           type.indexOf("run.") === 0 || type.indexOf("target.") === 0 || type.indexOf("pr.") === 0) {
         refreshStatus();
