@@ -19,7 +19,18 @@ from importlib import metadata
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from outrider.control_plane import api_docs, budget_metrics, errors, metrics, settings, status_metrics, store
+from outrider.control_plane import (
+    api_docs,
+    audit,
+    budget_metrics,
+    errors,
+    keys,
+    metrics,
+    sessions,
+    settings,
+    status_metrics,
+    store,
+)
 from outrider.control_plane.console import insights as console_insight_routes
 from outrider.control_plane.console import router as console_routes
 from outrider.control_plane.routes import analytics as analytics_routes
@@ -27,6 +38,7 @@ from outrider.control_plane.routes import budgets as budget_routes
 from outrider.control_plane.routes import events as event_routes
 from outrider.control_plane.routes import health as health_routes
 from outrider.control_plane.routes import insights as insight_routes
+from outrider.control_plane.routes import keys as key_routes
 from outrider.control_plane.routes import logs as log_routes
 from outrider.control_plane.routes import metrics as metrics_routes
 from outrider.control_plane.routes import otlp as otlp_routes
@@ -58,6 +70,18 @@ async def _retention(the_store: store.Store, config: settings.Settings) -> None:
         await asyncio.sleep(config.retention_sweep_interval_seconds)
 
 
+async def _trust_sweep(app: FastAPI, config: settings.Settings) -> None:
+    """Hourly: delete audit entries older than ``audit_retention_days`` and sessions that expired a day ago."""
+    while True:
+        now = datetime.now(UTC)
+        try:
+            await asyncio.to_thread(app.state.audit.sweep, now - timedelta(days=config.audit_retention_days))
+            await asyncio.to_thread(app.state.sessions.sweep, now - timedelta(days=1))
+        except Exception:  # noqa: BLE001 — a failed sweep is retried at the next interval
+            log.warning("audit/session sweep failed; retrying at the next interval", exc_info=True)
+        await asyncio.sleep(3600)
+
+
 class ControlPlane(FastAPI):
     """The FastAPI app, except that ``POST /v1/events`` (the hot path: every worker event) goes straight to its
     handler (``routes.events.serve_ingest``) instead of through middleware and the scan of every route. The
@@ -82,6 +106,8 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_store.open()
+        app.state.audit.start()
+        trust_sweeper = asyncio.create_task(_trust_sweep(app, config))
         sweeper = asyncio.create_task(_retention(the_store, config)) if config.retention_days is not None else None
         exporting = None
         if config.otlp_endpoint:
@@ -99,6 +125,10 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            trust_sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trust_sweeper
+            await app.state.audit.stop()
             the_store.close()
 
     app = ControlPlane(
@@ -111,13 +141,21 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     )
     app.state.settings = config
     app.state.tokens = config.tokens()
+    app.state.operator_tokens = config.operator_token_list()
+    app.state.signing_keys = config.signing_keys()
+    app.state.run_state_cache = {}
+    app.state.last_heartbeat_actor = None
     app.state.store = the_store
+    app.state.keys = keys.KeyStore(the_store.engine, config.key_cache_seconds)
+    app.state.sessions = sessions.SessionStore(the_store.engine, config.session_seconds)
+    app.state.audit = audit.AuditLog(the_store.engine)
     app.state.metrics = metrics.Metrics(the_store)
     app.state.metrics.registry.register(status_metrics.StatusCollector(the_store))
     app.state.metrics.registry.register(budget_metrics.BudgetCollector(the_store))
     errors.install(app)
     app.include_router(health_routes.router)
     app.include_router(api_docs.router)
+    app.include_router(key_routes.router)
     app.include_router(event_routes.router)
     app.include_router(otlp_routes.router)
     app.include_router(run_routes.router)

@@ -18,8 +18,9 @@ Roles (docs/concepts/security.md has the table):
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from outrider.common import events
 
@@ -29,6 +30,8 @@ CONTROL_PREFIXES = ("operator.", "target.", "autonomy.")
 OPERATOR_SOURCE = "/outrider/operator"
 #: Run events that record the operator's decisions, not the worker's: workers may not write them.
 OPERATOR_RUN_TYPES = frozenset({events.EventType.RUN_ADMITTED.value})
+#: How far in the future a control event's time may be: a later one would pin a status "newest" forever.
+CONTROL_CLOCK_SKEW = timedelta(minutes=5)
 #: The namespace of events and records that name none (and of everything stored before namespaces existed).
 DEFAULT_NAMESPACE = "default"
 
@@ -118,3 +121,28 @@ class Principal:
         if self.targets is not None and (target is None or target not in self.targets):
             return f"this key may not write for target {target!r}"
         return None
+
+
+def authorize(principal: Principal, batch: Sequence[events.CloudEvent], now: datetime) -> tuple[list[events.EventProblem], list[events.EventProblem]]:
+    """Check every event of a batch against what ``principal`` may write; (refused, invalid) problems.
+
+    Fills in what the credential implies: a missing ``namespace`` (the principal's single namespace, else
+    'default') and, for a run credential, a missing ``target``. ``refused`` (403) names events the principal may
+    not write; ``invalid`` (422) names control events dated more than CONTROL_CLOCK_SKEW in the future."""
+    refused: list[events.EventProblem] = []
+    invalid: list[events.EventProblem] = []
+    default_namespace = principal.default_namespace()
+    run_target = next(iter(principal.targets)) if principal.role is Role.RUN and principal.targets else None
+    for index, event in enumerate(batch):
+        if event.namespace is None:
+            event.namespace = default_namespace
+        if event.target is None and run_target is not None:
+            event.target = run_target
+        why = principal.write_refusal(event.type, event.source, event.namespace, event.target, event.runid)
+        if why is not None:
+            refused.append(events.EventProblem(index=index, field="", message=why))
+        elif is_control_event(event.type, event.source) and event.time > now + CONTROL_CLOCK_SKEW:
+            invalid.append(events.EventProblem(
+                index=index, field="time",
+                message=f"a control event may not be dated more than {int(CONTROL_CLOCK_SKEW.total_seconds() // 60)} minutes ahead"))
+    return refused, invalid

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 
 from outrider.common import events
 
@@ -424,3 +424,58 @@ class Budget(BaseModel):
 class BudgetsResponse(BaseModel):
     generated_at: datetime
     budgets: list[Budget] = Field(description="The global budget first, then one per Target.")
+
+
+# --- Keys and audit (POST/GET/DELETE /v1/keys, GET /v1/audit; admin only) -------------------------------------
+
+#: A Kubernetes namespace name (DNS label), as bound to a key.
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class KeyRole(enum.StrEnum):
+    INGEST = "ingest"
+    READ = "read"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: KeyRole = Field(description="ingest: write run events; read: read API, console, streams; operator: the "
+                                      "operator's control events and reads; admin: everything, keys included.")
+    name: str | None = Field(default=None, max_length=256, description="What the key is for (shown in listings and the audit log).")
+    namespaces: list[Annotated[str, Field(min_length=1, max_length=63, pattern=NAMESPACE_PATTERN)]] | None = Field(
+        default=None, max_length=100, description="Namespaces the key may read or write; null: all.")
+    targets: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
+        default=None, max_length=100, description="Targets the key may read or write; null: all.")
+    expires_in_seconds: int | None = Field(default=None, gt=0, le=10 * 366 * 86400,
+                                           description="Lifetime from now; null: no expiry (revoke it when done).")
+
+
+class KeyInfo(BaseModel):
+    id: str
+    name: str | None
+    role: str
+    namespaces: list[str] | None
+    targets: list[str] | None
+    created_at: datetime
+    created_by: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyInfo):
+    secret: str = Field(description="The key itself: shown this once, stored only as a hash.")
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    time: datetime
+    actor: str | None = Field(description="Key id, 'token' (a configured admin token), 'operator-token', or run:<ns>/<run>; null: unauthenticated.")
+    role: str | None
+    action: str = Field(description="key.created, key.revoked, event.control, write.refused, login.failed, login, session.ended.")
+    object: str | None
+    outcome: str
+    remote: str | None
+    detail: dict[str, Any] | None

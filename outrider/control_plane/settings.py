@@ -36,6 +36,47 @@ class Settings(BaseSettings):
             "`outrider control-plane` writes a generated token to ./outrider.token when no token is configured."
         ),
     )
+    operator_tokens: str = Field(
+        default="",
+        description=(
+            "Comma-separated bearer tokens of the operator (role operator: its control events, run lifecycle "
+            "events and reads; not key management). The chart gives the operator its own Secret, so workers and "
+            "console users never hold the credential that speaks for the operator."
+        ),
+    )
+    run_signing_keys: str = Field(
+        default="",
+        description=(
+            "Keys that verify per-run credentials (outrider.common.credentials), one per line or comma-separated, "
+            "each at least 32 bytes; the operator signs with the first of the same list. Empty (and no file): run "
+            "credentials are refused."
+        ),
+    )
+    run_signing_keys_file: Path | None = Field(
+        default=None, description="File with further run signing keys, one per line (the chart mounts a Secret here)."
+    )
+    run_credential_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "How long a run's credential keeps working after its run finished (seconds, default 300), so the "
+            "worker's last buffered events still arrive; after it, 401."
+        ),
+    )
+    key_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "How long a replica caches an API key it looked up (seconds, default 2). A revocation takes effect at "
+            "once on the replica that revoked it, and within this time on the others."
+        ),
+    )
+    session_seconds: int = Field(
+        default=43200, gt=0, description="Console sessions expire this long after login (seconds, default 12 h), enforced by the server."
+    )
+    audit_retention_days: float = Field(
+        default=365.0, gt=0, description="Audit entries older than this are deleted by the retention sweep (days, default 365)."
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         gt=0,
@@ -148,6 +189,18 @@ class Settings(BaseSettings):
                 if line and not line.startswith("#"):
                     found.append(line)
         return found
+
+    def operator_token_list(self) -> list[str]:
+        return [token.strip() for token in self.operator_tokens.split(",") if token.strip()]
+
+    def signing_keys(self) -> list[bytes]:
+        """The run signing keys (``run_signing_keys`` then the file's); ValueError if one is too short."""
+        from outrider.common import credentials
+
+        text = self.run_signing_keys.replace(",", "\n")
+        if self.run_signing_keys_file is not None and self.run_signing_keys_file.is_file():
+            text += "\n" + self.run_signing_keys_file.read_text(encoding="utf-8")
+        return credentials.load_keys(text)
 
     def sqlite_path(self) -> Path | None:
         """The SQLite database file, or None when the store is not a SQLite file (PostgreSQL, in-memory)."""

@@ -155,3 +155,47 @@ store_probe = sa.Table(
     sa.Column("written_at", Time, nullable=False),
     comment="One row rewritten by readiness probes after a failed commit: proves commits work again.",
 )
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True, comment="The public part of the key (otk_<key_id>_<secret>)."),
+    sa.Column("name", sa.String(256), nullable=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False, comment="SHA-256 of the whole key; the key itself is never stored."),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("namespaces", sa.Text(), nullable=True, comment="JSON list; null: every namespace."),
+    sa.Column("targets", sa.Text(), nullable=True, comment="JSON list; null: every target."),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column("expires_at", Time, nullable=True),
+    sa.Column("revoked_at", Time, nullable=True),
+    comment="API keys with a role and optional tenant bounds; see outrider.control_plane.keys.",
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("time", Time, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=True, comment="Key id (or token / run credential) of who acted; null: nobody authenticated."),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False, comment="e.g. key.created, key.revoked, event.control, write.refused, login.failed."),
+    sa.Column("object", sa.String(512), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False, comment="ok or refused."),
+    sa.Column("remote", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=True, comment="JSON."),
+    sa.Index("ix_audit_log_time", "time"),
+    sqlite_autoincrement=True,
+    comment="Who did what to the trust boundary; read by GET /v1/audit (admin); swept after audit_retention_days.",
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("session_sha256", sa.String(64), primary_key=True, comment="SHA-256 of the cookie's random session id."),
+    sa.Column("key_id", sa.String(64), nullable=False, comment="The key that logged in (revoking it ends the session)."),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("revoked_at", Time, nullable=True),
+    comment="Server-side console sessions: the cookie holds a random id, never the API key.",
+)

@@ -134,7 +134,7 @@ def test_console_pages_live_updates_and_accessibility(server: support.Server, br
     page.get_by_label("API token").fill(support.TOKEN)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(server.url + "/")
-    cookie = next(c for c in context.cookies() if c["name"] == "outrider_token")
+    cookie = next(c for c in context.cookies() if c["name"] == "outrider_session")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
 
     # Dashboard: status, reason and action, autonomy banner, targets with breaker and cooldown countdown.

@@ -121,7 +121,7 @@ def _trend_page(st: store.Store, window: str, bucket: str, target: str | None) -
 
 @router.get("/trends", response_class=HTMLResponse)
 async def trends_page(request: Request) -> Response:
-    if not console._authenticated(request):
+    if not await console._reader(request):
         return console._login_redirect(request)
     window, target, problems = _filters(request, "7d")
     if window not in TREND_CHOICES:
@@ -139,7 +139,7 @@ async def trends_page(request: Request) -> Response:
 
 @router.get("/models", response_class=HTMLResponse)
 async def models_page(request: Request) -> Response:
-    if not console._authenticated(request):
+    if not await console._reader(request):
         return console._login_redirect(request)
     window, target, problems = _filters(request, "7d")
     since = datetime.now(UTC) - params.window(window)
@@ -178,7 +178,7 @@ def _tree(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @router.get("/graph", response_class=HTMLResponse)
 async def graph_page(request: Request) -> Response:
-    if not console._authenticated(request):
+    if not await console._reader(request):
         return console._login_redirect(request)
     window, target, problems = _filters(request, "7d")
     since = datetime.now(UTC) - params.window(window)

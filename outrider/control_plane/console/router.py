@@ -5,15 +5,19 @@ activity feed (Server-Sent Events), status refresh and cooldown countdowns. Page
 build the same models the API returns (the system status comes from :mod:`outrider.control_plane.status`, the
 one function the API, the CLI and the metrics use). The console is read-only.
 
-Auth: the same bearer tokens as the API. The login form checks a token and stores it in an ``HttpOnly``,
-``SameSite=Strict`` cookie (``Secure`` over HTTPS); pages without a valid cookie redirect to the form. The
-live stream the page subscribes to (``/console/events/stream``) accepts that cookie, because a browser's
-``EventSource`` cannot send an ``Authorization`` header.
+Auth: the login form checks an API key (or token) that may read, and starts a server-side session
+(``sessions.py``): the ``HttpOnly``, ``SameSite=Strict`` cookie (``Secure`` over HTTPS) holds a random session
+id, never the key. Logout, the key's revocation and the session's expiry end it on the server. Pages
+without a live session redirect to the form; a bearer header works too (scripts). The live stream the page
+subscribes to (``/console/events/stream``) accepts the cookie, because a browser's ``EventSource`` cannot
+send an ``Authorization`` header.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -29,13 +33,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from outrider.common import events
-from outrider.control_plane import auth, budgets, errors, params, schemas, status, store
+from outrider.control_plane import auth, bodies, budgets, errors, keys, params, schemas, status, store
+from outrider.control_plane.principals import Principal, Role
 from outrider.control_plane.routes import events as event_routes
 from outrider.control_plane.routes import status as status_routes
 
-COOKIE = "outrider_token"
-#: Cookie lifetime: a working day; logging in again is cheap and a lost laptop's cookie expires.
-COOKIE_MAX_AGE = 12 * 3600
+COOKIE = "outrider_session"
 PAGE_SIZE = 25
 RUN_EVENTS_LIMIT = 1000
 TRACEBACK_TAIL_LINES = 40
@@ -47,6 +50,7 @@ templates = Jinja2Templates(directory=str(_here / "templates"))
 templates.env.undefined = jinja2.StrictUndefined
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 
 
 # --- formatting helpers (also available to templates) ----------------------------------------------------
@@ -120,9 +124,35 @@ templates.env.filters.update(code=code_spans, time=fmt_time, ago=fmt_ago, durati
 # --- auth -----------------------------------------------------------------------------------------------
 
 
-def _authenticated(request: Request) -> bool:
-    tokens: list[str] = request.app.state.tokens
-    return auth.check(request.cookies.get(COOKIE), tokens) or auth.check(auth.bearer(request), tokens)
+async def _principal_of_session(request: Request, session_id: str) -> Principal | None:
+    state = request.app.state
+    key_id = await asyncio.to_thread(state.sessions.key_of, session_id)
+    if key_id is None:
+        return None
+    kind, _, digest = key_id.partition(":")
+    if kind in ("token", "operator-token"):  # a configured token logged in: it must still be configured
+        configured = state.tokens if kind == "token" else state.operator_tokens
+        if not any(hmac.compare_digest(keys.digest(token)[:32], digest) for token in configured):
+            return None
+        return auth.ADMIN_TOKEN if kind == "token" else auth.OPERATOR_TOKEN
+    record = await asyncio.to_thread(state.keys.get, key_id)
+    return record.principal() if record is not None and record.usable(datetime.now(UTC)) else None
+
+
+async def _reader(request: Request) -> Principal | None:
+    """The signed-in reader (session cookie, else a bearer header), also left on ``request.state.principal``;
+    None when there is none or it may not read."""
+    session_id = request.cookies.get(COOKIE)
+    principal = await _principal_of_session(request, session_id) if session_id else None
+    if principal is None and (presented := auth.bearer(request)) is not None:
+        try:
+            principal = await auth.resolve(request.app.state, presented)
+        except errors.APIError:
+            principal = None
+    if principal is None or not principal.can_read:
+        return None
+    request.state.principal = principal
+    return principal
 
 
 def _login_redirect(request: Request) -> RedirectResponse:
@@ -167,28 +197,77 @@ async def login_form(request: Request, next: str | None = None) -> Response:
     return _render(request, "login.html", {"title": "Sign in", "next": _safe_next(next), "error": None})
 
 
+#: The largest login form read (bytes): a key and a path fit many times over.
+LOGIN_BODY_MAX = 4096
+#: Failed logins per client address, for the slow-down (bounded: cleared when it grows past this).
+_FAILED_LOGINS: dict[str, int] = {}
+FAILED_LOGINS_TRACKED = 10_000
+
+
+def _same_origin(request: Request) -> bool:
+    """A login form posted from another site is refused (login CSRF). Browsers send Origin (and Sec-Fetch-Site)
+    with every POST; a client that sends neither is no browser, and no CSRF vector."""
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
+    if not _same_origin(request):
+        return Response("cross-origin login refused", status_code=403, media_type="text/plain")
     # The form posts application/x-www-form-urlencoded; parsed here so the console needs no multipart library.
-    body = await request.body()
-    if len(body) > 16384:
+    try:
+        body = await bodies.read(request, LOGIN_BODY_MAX)
+    except errors.APIError:
         return Response("form too large", status_code=413, media_type="text/plain")
     fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    token = (fields.get("token") or [""])[0]
+    token = (fields.get("token") or [""])[0].strip()
     next = (fields.get("next") or ["/"])[0]
-    if not auth.check(token.strip(), request.app.state.tokens):
-        message = "Enter an API token." if not token.strip() else "That token is not valid."
+    state = request.app.state
+    remote = request.client.host if request.client else "?"
+    try:
+        principal = await auth.resolve(state, token) if token else None
+    except errors.APIError:
+        principal = None
+    if principal is None or not principal.can_read:
+        failures = _FAILED_LOGINS.get(remote, 0) + 1
+        if len(_FAILED_LOGINS) >= FAILED_LOGINS_TRACKED:
+            _FAILED_LOGINS.clear()
+        _FAILED_LOGINS[remote] = failures
+        state.audit.record("login.failed", "refused", principal, remote=remote,
+                           detail={"reason": "cannot read" if principal else "invalid credential", "failures": failures})
+        log.warning("console: failed login from %s (%d in a row)", remote, failures)
+        await asyncio.sleep(min(5.0, 0.25 * 2 ** min(failures - 1, 5)))  # slowed: guessing gets expensive
+        if principal is not None:
+            message = f"This token has role {principal.role.value}; the console needs one that may read (read, operator or admin)."
+        else:
+            message = "Enter an API token." if not token else "That token is not valid."
         return _render(request, "login.html", {"title": "Sign in", "next": _safe_next(next), "error": message}, 401)
+    _FAILED_LOGINS.pop(remote, None)
+    if principal.role is Role.RUN:
+        return _render(request, "login.html", {"title": "Sign in", "next": _safe_next(next),
+                                               "error": "A run credential cannot open the console."}, 401)
+    key_id = principal.key_id
+    if key_id in ("token", "operator-token"):
+        key_id = f"{key_id}:{keys.digest(token)[:32]}"
+    session_id = await asyncio.to_thread(state.sessions.create, key_id)
+    state.audit.record("login", "ok", principal, remote=remote)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
-        COOKIE, token.strip(), max_age=COOKIE_MAX_AGE, httponly=True, samesite="strict",
+        COOKIE, session_id, max_age=state.settings.session_seconds, httponly=True, samesite="strict",
         secure=request.url.scheme == "https", path="/",
     )
     return response
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """Ends the session on the server (the cookie alone would not: a copy of it would still work)."""
+    await asyncio.to_thread(request.app.state.sessions.end, request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -246,7 +325,7 @@ def _budgets(request: Request) -> dict[str, schemas.Budget]:
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request) -> Response:
-    if not _authenticated(request):
+    if not await _reader(request):
         return _login_redirect(request)
     system, targets, open_prs = await asyncio.to_thread(_system, request)
     spend = await asyncio.to_thread(_budgets, request)
@@ -259,7 +338,7 @@ async def dashboard(request: Request) -> Response:
 @router.get("/console/partials/status", response_class=HTMLResponse)
 async def status_partial(request: Request) -> Response:
     """The dashboard's status and targets sections alone, for the live refresh."""
-    if not _authenticated(request):
+    if not await _reader(request):
         return Response(status_code=401)
     system, targets, open_prs = await asyncio.to_thread(_system, request)
     spend = await asyncio.to_thread(_budgets, request)
@@ -273,7 +352,7 @@ async def event_stream(request: Request) -> Response:
 
     A browser's ``EventSource`` cannot send an ``Authorization`` header, so the page subscribes here.
     """
-    if not _authenticated(request):
+    if not await _reader(request):
         return Response(status_code=401)
     return await event_routes.stream(
         request, _store(request), request.app.state.settings, target=None, run_id=None, type=None, after=None
@@ -283,7 +362,7 @@ async def event_stream(request: Request) -> Response:
 @router.get("/console/partials/activity", response_class=HTMLResponse)
 async def activity_partial(request: Request, seq: Annotated[int, Query(ge=1, le=params.MAX_SEQ)]) -> Response:
     """One activity item rendered for the live feed (so the feed's markup lives only in templates)."""
-    if not _authenticated(request):
+    if not await _reader(request):
         return Response(status_code=401)
     found = await asyncio.to_thread(_store(request).list_events, after_seq=seq - 1, limit=1)
     if not found or found[0]["seq"] != seq or found[0]["event"].get("type") not in status.ACTIVITY_TYPES:
@@ -309,7 +388,7 @@ def _history(st: store.Store, target: str | None, run_status: str | None, since:
 @router.get("/runs", response_class=HTMLResponse)
 async def run_history(request: Request, cursor: str | None = None) -> Response:
     """Runs newest first, filtered by target, status and window, a page at a time (cursor links)."""
-    if not _authenticated(request):
+    if not await _reader(request):
         return _login_redirect(request)
     query = request.query_params
     target = (query.get("target") or "").strip() or None
@@ -402,7 +481,7 @@ def _detail(st: store.Store, run_id: str) -> dict[str, Any] | None:
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_detail(request: Request, run_id: str) -> Response:
-    if not _authenticated(request):
+    if not await _reader(request):
         return _login_redirect(request)
     try:
         found = await asyncio.to_thread(_detail, _store(request), run_id)

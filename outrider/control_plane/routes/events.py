@@ -16,7 +16,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from outrider.common import events
-from outrider.control_plane import auth, bodies, deps, errors, params, schemas, settings, store
+from outrider.control_plane import auth, bodies, deps, errors, params, principals, schemas, settings, store
 
 # The token is checked by a dependency on the reads and inline in ``ingest``: resolving a dependency costs the
 # hot path more per request than validating a small event does.
@@ -133,7 +133,6 @@ INGEST_PATH = "/v1/events"
 async def ingest(request: Request) -> Response:
     """Store events durably; 202 with how many were new and how many were already stored (same source and id)."""
     started = time.perf_counter()
-    await auth.require_token(request)
     # The hot path reads the store and settings from app.state directly: each FastAPI dependency costs more
     # per request than validating a small event does.
     store_: store.Store = request.app.state.store
@@ -142,6 +141,7 @@ async def ingest(request: Request) -> Response:
     binary = BINARY_MARKER in request.headers
     batch_size = 1
     try:
+        principal = await auth.require_writer(request)
         if not binary and content_type not in CONTENT_TYPES:
             raise errors.APIError(
                 415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not one of {', '.join(CONTENT_TYPES)}"
@@ -172,6 +172,22 @@ async def ingest(request: Request) -> Response:
                 f"{len({p.index for p in problems})} of {len(batch)} events are invalid; nothing was stored",
                 detail=[p.model_dump() for p in problems],
             )
+        refused, invalid = principals.authorize(principal, accepted, datetime.now(UTC))
+        if refused:
+            request.app.state.audit.record(
+                "write.refused", "refused", principal, object=f"{len(refused)} of {len(batch)} events",
+                remote=_remote(request), detail={"problems": [p.model_dump() for p in refused[:20]]})
+            raise errors.APIError(
+                403, "forbidden",
+                f"{len(refused)} of {len(batch)} events may not be written with this credential; nothing was stored "
+                f"(first: {refused[0].message})",
+                detail=[p.model_dump() for p in refused],
+            )
+        if invalid:
+            raise errors.APIError(
+                422, "invalid_event", f"{len(invalid)} of {len(batch)} events are invalid; nothing was stored",
+                detail=[p.model_dump() for p in invalid],
+            )
     except errors.APIError as exc:
         await store_.record_rejection(exc.error, batch_size if exc.error in ("invalid_event", "batch_too_large") else 1)
         raise
@@ -183,7 +199,30 @@ async def ingest(request: Request) -> Response:
     except (store.StoreUnavailable, TimeoutError) as exc:
         raise errors.APIError(503, "store_unavailable", f"the events were not stored ({exc or 'timed out'}); retry") from exc
     request.app.state.metrics.ingest_seconds.observe(time.perf_counter() - started)
+    if principal.role is not principals.Role.RUN and principal.role is not principals.Role.INGEST:
+        _audit_control(request, principal, accepted)
     return _ingested(new, duplicates)
+
+
+def _remote(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _audit_control(request: Request, principal: principals.Principal, accepted: list[events.CloudEvent]) -> None:
+    """Every accepted control event in the audit log (who spoke for the operator, what, when). A heartbeat is
+    recorded only when it comes from another credential than the last one did: one every 30 s from the same
+    operator says nothing the liveness metrics do not, and would drown the rest."""
+    state = request.app.state
+    for event in accepted:
+        if not principals.is_control_event(event.type, event.source):
+            continue
+        if event.type == events.EventType.OPERATOR_HEARTBEAT:
+            if state.last_heartbeat_actor == principal.key_id:
+                continue
+            state.last_heartbeat_actor = principal.key_id
+        state.audit.record(
+            "event.control", "ok", principal, object=f"{event.type} {event.namespace}/{event.target or '-'}",
+            remote=_remote(request), detail={"id": event.id, "source": event.source, "time": event.time.isoformat()})
 
 
 async def serve_ingest(scope: Scope, receive: Receive, send: Send) -> None:

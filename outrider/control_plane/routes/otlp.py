@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from outrider.control_plane import auth, bodies, errors, otlp, settings, store
+from outrider.control_plane import auth, bodies, errors, otlp, principals, settings, store
+from outrider.control_plane.principals import Principal
 
-router = APIRouter(tags=["otlp"], dependencies=[Depends(auth.require_token)])
+router = APIRouter(tags=["otlp"])
 
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
@@ -38,7 +41,7 @@ MAX_REASONS = 5
         PROTOBUF: {"schema": {"type": "string", "format": "binary", "description": "The same, protobuf-encoded (needs the otel extra)."}},
     }}},
 )
-async def traces(request: Request) -> Response:
+async def traces(request: Request, principal: Annotated[Principal, Depends(auth.require_writer)]) -> Response:
     """Store one ``run.llm_usage`` event per GenAI span; see docs/opentelemetry.md for the mapping."""
     config: settings.Settings = request.app.state.settings
     store_: store.Store = request.app.state.store
@@ -56,6 +59,12 @@ async def traces(request: Request) -> Response:
         raise errors.APIError(400, "malformed_otlp", f"not an OTLP ExportTraceServiceRequest: {exc}") from exc
     except RecursionError as exc:  # JSON nested past what the decoder recurses through
         raise errors.APIError(400, "malformed_otlp", "not an OTLP ExportTraceServiceRequest: nested too deeply") from exc
+    refused, _ = principals.authorize(principal, mapped.events, datetime.now(UTC))
+    if refused:
+        request.app.state.audit.record("write.refused", "refused", principal, object=f"{len(refused)} OTLP spans",
+                                       detail={"problems": [p.model_dump() for p in refused[:20]]})
+        raise auth.forbidden(f"{len(refused)} spans may not be written with this credential; nothing was stored "
+                             f"(first: {refused[0].message})")
     if mapped.events:
         try:
             await asyncio.wait_for(asyncio.wrap_future(store_.submit(mapped.events)), timeout=config.write_timeout_seconds)
