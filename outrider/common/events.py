@@ -171,7 +171,7 @@ class HeartbeatData(EventData):
     autonomy_mode: Literal["hold", "drain"] | None = None
     autonomy_reason: str | None = None
     autonomy_since: Moment | None = None
-    heartbeat_seconds: float = Field(gt=0)
+    heartbeat_seconds: float = Field(gt=0, le=3600, description="The operator's heartbeat period (at most an hour: a longer one would mask OperatorDown).")
     budget_usd_per_hour: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
                                               description="The autonomy ConfigMap's budgetUsdPerHour (global); null: none.")
     budget_usd_per_day: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
