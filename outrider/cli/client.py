@@ -82,6 +82,15 @@ class Client:
         self._check(response)
         return response.json()
 
+    def send(self, method: str, path: str, body: Any = None) -> Any:
+        """POST/DELETE a JSON document; raises :class:`CliError` with the right exit code on any failure."""
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the control plane at {self.url}: {exc}", EXIT_UNREACHABLE) from exc
+        self._check(response)
+        return response.json()
+
     def pages(self, path: str, params: dict[str, Any], limit: int | None, page_max: int = 1000) -> tuple[list[Any], str | None]:
         """Follow ``next_cursor`` until ``limit`` items (or the end); returns the items and the cursor left over."""
         items: list[Any] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outrider.cli import autonomy, events, insights, runs, servers, status
+from outrider.cli import autonomy, events, insights, keys, runs, servers, status
 
 app = typer.Typer(
     name="outrider",
@@ -25,6 +25,7 @@ events.register(app)
 status.register(app)
 insights.register(app)
 app.add_typer(autonomy.app, name="autonomy")
+keys.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover
