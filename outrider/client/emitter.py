@@ -26,11 +26,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from outrider.common import events
+from outrider.common import credentials, events
 
 if TYPE_CHECKING:
     from outrider.client import run as run_module
@@ -64,8 +65,11 @@ class Stats:
 class Client:
     """Emitter of one worker process; see the module docstring. Use as a context manager or call :meth:`close`.
 
-    ``url`` and ``token`` default to the ``OUTRIDER_URL`` and ``OUTRIDER_TOKEN`` environment variables;
-    ``source`` (the CloudEvents source, the producer's identity) defaults to ``/workers/<hostname>``.
+    ``url`` and ``token`` default to the ``OUTRIDER_URL`` and ``OUTRIDER_TOKEN`` environment variables; without
+    either token, the file named by ``OUTRIDER_TOKEN_FILE`` is read (the run credential the operator mounts
+    into an admitted Run's Job), and read again whenever it changes, so a renewed credential is picked up.
+    ``namespace`` (the tenant) defaults to ``OUTRIDER_RUN_NAMESPACE``; ``source`` (the CloudEvents source, the
+    producer's identity) defaults to ``/workers/<hostname>``.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Client:
         token: str | None = None,
         *,
         source: str | None = None,
+        namespace: str | None = None,
         batch_size: int = 50,
         flush_interval: float = 1.0,
         max_buffer: int = 10_000,
@@ -89,6 +94,11 @@ class Client:
             raise ClientError("batch_size and max_buffer must be >= 1, flush_interval and backoff_initial > 0, backoff_max >= backoff_initial")
         self.url = url.rstrip("/")
         self.token = token if token is not None else os.environ.get("OUTRIDER_TOKEN", "")
+        token_file = os.environ.get(credentials.TOKEN_FILE_ENV) if token is None and not self.token else None
+        self._token_file = Path(token_file) if token_file else None
+        self._token_mtime: float | None = None
+        self._refresh_token()
+        self.namespace = namespace if namespace is not None else (os.environ.get(credentials.RUN_NAMESPACE_ENV) or None)
         self.source = source or f"/workers/{os.environ.get('HOSTNAME') or socket.gethostname()}"
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -146,6 +156,8 @@ class Client:
             event["runid"] = runid
         if target is not None:
             event["target"] = target
+        if self.namespace is not None:
+            event["namespace"] = self.namespace
         validated, problems = events.validate_event(event)
         if validated is None:
             raise ClientError("; ".join(f"{p.field or 'event'}: {p.message}" for p in problems))
@@ -252,10 +264,24 @@ class Client:
                 self._flush_requested = False
             return batch
 
+    def _refresh_token(self) -> None:
+        """Read the token file again when it changed (a Secret update replaces the mounted file)."""
+        if self._token_file is None:
+            return
+        try:
+            mtime = self._token_file.stat().st_mtime
+            if mtime != self._token_mtime:
+                self.token = self._token_file.read_text(encoding="utf-8").strip()
+                self._token_mtime = mtime
+        except OSError as exc:
+            log.warning("outrider: cannot read the token file %s: %s", self._token_file, exc)
+
+    def _headers(self) -> dict[str, str]:
+        self._refresh_token()
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def _run(self) -> None:
         headers = {"Content-Type": BATCH_CONTENT_TYPE}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         with httpx.Client(base_url=self.url, headers=headers, timeout=self.request_timeout) as http:
             while True:
                 batch = self._take()
@@ -272,7 +298,7 @@ class Client:
             with self._lock:
                 self._attempts += 1
             try:
-                response = http.post("/v1/events", content=body)
+                response = http.post("/v1/events", content=body, headers=self._headers())
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             else:

@@ -62,6 +62,9 @@ def build(
         raw["runid"] = runid
     if subject:
         raw["subject"] = subject
+        kind, _, rest = subject.partition("/")
+        if kind in ("runs", "targets") and "/" in rest:  # runs/<namespace>/<name>: the tenant the event belongs to
+            raw["namespace"] = rest.split("/", 1)[0]
     _, problems = events.validate_event(raw)
     if problems:
         raise ValueError(f"operator built an invalid {type_} event: {[p.model_dump() for p in problems]}")

@@ -169,7 +169,7 @@ async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
 
 
 async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunInfo, logger: kopf.Logger) -> None:
-    manifest = jobs.job_for_run(model._plain(body))
+    manifest = jobs.job_for_run(model._plain(body), credential=rt.signing_key is not None)
     try:
         await rt.client.create(kube.jobs(run.namespace), manifest)
     except kube.ApiError as exc:

@@ -2,7 +2,8 @@
 
 The Job is created suspended (admission unsuspends it), owned by the Run (deleting the Run deletes it),
 labelled ``outrider.dev/run`` and ``outrider.dev/target``, and its containers get ``OUTRIDER_RUN_ID`` and
-``OUTRIDER_TARGET`` so the agent's own events name the same run and target as the operator's. The reverse
+``OUTRIDER_TARGET`` (and ``OUTRIDER_RUN_NAMESPACE``) so the agent's own events name the same run, target and
+namespace as the operator's. The reverse
 direction maps the Job's status to the Run's phase, times, reason and error summary. Pure: dicts in, dicts out.
 """
 
@@ -14,15 +15,17 @@ import datetime as dt
 import json
 from typing import Any
 
-from outrider.common import k8s
+from outrider.common import credentials, k8s
 from outrider.operator import breaker as breaker_mod
+from outrider.operator import run_credentials
 
 #: The longest termination message kept as errorSummary (Kubernetes caps the message at 4096 bytes anyway).
 ERROR_SUMMARY_MAX = 1024
 
 
-def job_for_run(run: dict[str, Any]) -> dict[str, Any]:
-    """The suspended Job for a Run with ``spec.template``."""
+def job_for_run(run: dict[str, Any], *, credential: bool = False) -> dict[str, Any]:
+    """The suspended Job for a Run with ``spec.template``; with ``credential``, its containers mount the run's
+    credential Secret (``run_credentials``), which the operator creates when it admits the Run."""
     meta = run["metadata"]
     spec = run.get("spec") or {}
     template = copy.deepcopy(spec.get("template") or {})
@@ -41,9 +44,12 @@ def job_for_run(run: dict[str, Any]) -> dict[str, Any]:
     for container in pod_spec.get("containers") or []:
         env = container.setdefault("env", [])
         present = {item.get("name") for item in env}
-        for name, value in (("OUTRIDER_RUN_ID", meta["name"]), ("OUTRIDER_TARGET", spec["target"])):
+        for name, value in (("OUTRIDER_RUN_ID", meta["name"]), ("OUTRIDER_TARGET", spec["target"]),
+                            (credentials.RUN_NAMESPACE_ENV, meta.get("namespace") or "default")):
             if name not in present:
                 env.append({"name": name, "value": value})
+    if credential:
+        run_credentials.mount(pod_spec, meta["name"])
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

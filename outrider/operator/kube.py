@@ -116,6 +116,10 @@ def configmaps(namespace: str, name: str | None = None) -> str:
     return path("", "v1", "configmaps", namespace, name)
 
 
+def secrets(namespace: str, name: str | None = None) -> str:
+    return path("", "v1", "secrets", namespace, name)
+
+
 def pods(namespace: str) -> str:
     return path("", "v1", "pods", namespace)
 

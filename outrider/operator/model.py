@@ -54,6 +54,8 @@ class RunInfo:
     job_name: str | None
     #: The resourceVersion this view of the Run was read at: status writes send it as their precondition.
     resource_version: str | None = None
+    #: spec.activeDeadlineSeconds (bounds the run credential's lifetime).
+    active_deadline_seconds: int | None = None
 
     @property
     def terminal(self) -> bool:
@@ -78,6 +80,7 @@ class RunInfo:
             has_template=bool(spec.get("template")),
             job_name=spec.get("jobName") or (spec.get("template") and meta.get("name")) or None,
             resource_version=meta.get("resourceVersion") or None,
+            active_deadline_seconds=spec.get("activeDeadlineSeconds") if isinstance(spec.get("activeDeadlineSeconds"), int) else None,
         )
 
 

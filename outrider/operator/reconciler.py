@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from outrider.common import events, k8s
-from outrider.operator import admission, conditions, events_client, health, kube, metrics, model
+from outrider.operator import admission, conditions, events_client, health, kube, metrics, model, run_credentials
 from outrider.operator import breaker as breaker_mod
 from outrider.operator import budget as budget_mod
 from outrider.operator import runtime as runtime_mod
@@ -349,6 +349,11 @@ class TargetReconciler:
                                                    generation=run.generation),
         }, job_suspended=True, seen=run):
             return False
+        if self.rt.signing_key is not None:  # the credential exists before any pod of the Job can start
+            await run_credentials.issue(
+                self.rt.client, self.rt.signing_key, namespace=run.namespace, run_name=run.name, run_uid=run.uid,
+                target=run.target, ttl=run_credentials.ttl_seconds(self.rt.settings.run_credential_ttl_seconds,
+                                                                   run.active_deadline_seconds))
         await self.rt.client.patch(kube.jobs(job.namespace, job.name), {
             "metadata": {"annotations": {k8s.ANNOTATION_ADMITTED_AT: stamp,
                                          k8s.ANNOTATION_PROBE: "true" if decision.probe else None,

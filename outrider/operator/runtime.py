@@ -20,7 +20,7 @@ from typing import Any
 from outrider.common import events
 from outrider.operator import autonomy as autonomy_mod
 from outrider.operator import budget as budget_mod
-from outrider.operator import events_client, kube, kube_events, metrics
+from outrider.operator import events_client, kube, kube_events, metrics, run_credentials
 from outrider.operator import settings as settings_mod
 
 logger = logging.getLogger("outrider.operator")
@@ -56,6 +56,8 @@ class Runtime:
         self.registry = metrics.registry_for(self.view)
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
+        #: Signs each admitted Run's credential (run_credentials); None: Jobs get none.
+        self.signing_key = run_credentials.load_signing_key(settings.run_signing_key_file)
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -7,6 +7,7 @@ every client of the control plane uses (CLI, operator, workers).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,14 @@ class OperatorSettings(BaseSettings):
     url: str | None = Field(default=None, description=(
         "OUTRIDER_URL: the control plane's base URL, e.g. http://outrider-control-plane:8000. Unset: no events are sent."))
     token: str | None = Field(default=None, description="OUTRIDER_TOKEN: bearer token for the control plane.")
+    run_signing_key_file: Path | None = Field(default=None, description=(
+        "OUTRIDER_RUN_SIGNING_KEY_FILE: file whose first line is the key that signs per-run credentials (the chart "
+        "mounts a Secret here; the control plane verifies with the same key). Unset: Jobs get no credential, and "
+        "their workers need an ingest key of their own."))
+    run_credential_ttl_seconds: int = Field(default=86400, ge=60, le=30 * 86400, description=(
+        "OUTRIDER_RUN_CREDENTIAL_TTL_SECONDS: lifetime of a run's credential from its admission, at most (it also "
+        "ends when the run finishes, plus the control plane's grace period). Default 86400 (24 h); a Run with "
+        "activeDeadlineSeconds gets that plus 10 minutes when shorter."))
     heartbeat_seconds: float = Field(default=30.0, gt=0, description=(
         "OUTRIDER_HEARTBEAT_SECONDS: seconds between operator.heartbeat events. Default 30."))
     events_buffer_max: int = Field(default=10_000, ge=1, description=(

@@ -40,7 +40,7 @@ def operator_env(cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "OUTRIDER_METRICS_HOST": "127.0.0.1",
         "OUTRIDER_HEARTBEAT_SECONDS": "0.5",
     }
-    for key in ("OUTRIDER_URL", "OUTRIDER_TOKEN", "KUBERNETES_SERVICE_HOST"):
+    for key in ("OUTRIDER_URL", "OUTRIDER_TOKEN", "OUTRIDER_RUN_SIGNING_KEY_FILE", "KUBERNETES_SERVICE_HOST"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -35,7 +35,7 @@ def test_a_run_gets_a_suspended_job_owned_by_it_then_is_admitted(cluster: Cluste
     (owner,) = job["metadata"]["ownerReferences"]
     assert owner["kind"] == "Run" and owner["uid"] == run["metadata"]["uid"] and owner["controller"] is True
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env == {"OUTRIDER_RUN_ID": "r1", "OUTRIDER_TARGET": "repo-a"}
+    assert env == {"OUTRIDER_RUN_ID": "r1", "OUTRIDER_TARGET": "repo-a", "OUTRIDER_RUN_NAMESPACE": "default"}
     wait_for(lambda: admitted(cluster, "r1"), what="admission")
     status = cluster.run_status("r1")
     assert status["jobName"] == "r1" and status["admittedAt"] and status["probe"] is False

@@ -28,7 +28,7 @@ def test_the_job_is_suspended_owned_labelled_and_given_the_run_id():
     pod = manifest["spec"]["template"]
     assert pod["metadata"]["labels"]["outrider.dev/run"] == "r1"
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
-    assert env == {"OUTRIDER_TARGET": "kept", "OUTRIDER_RUN_ID": "r1"}  # a value the template set is kept
+    assert env == {"OUTRIDER_TARGET": "kept", "OUTRIDER_RUN_ID": "r1", "OUTRIDER_RUN_NAMESPACE": "ns"}  # a value the template set is kept
 
 
 def test_the_run_template_is_not_modified():
