@@ -111,12 +111,16 @@ def objects_of(rendered: dict[str, str]) -> list[dict]:
     return objects
 
 
+#: Secrets the chart generates: left out of the committed install (a secret in a committed file is a shared one).
+GENERATED_SECRETS = (f"{RELEASE}-api-token", f"{RELEASE}-operator-token", f"{RELEASE}-run-signing-key")
+
+
 def install_yaml(chart_dir: Path = CHART) -> str:
     """The plain install: the chart with default values, in install order."""
     objects = [
         obj
         for obj in objects_of(render_chart(chart_dir=chart_dir))
-        if not (obj["kind"] == "Secret" and obj["metadata"]["name"] == f"{RELEASE}-api-token")
+        if not (obj["kind"] == "Secret" and obj["metadata"]["name"] in GENERATED_SECRETS)
     ]
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     objects.insert(0, namespace)
@@ -124,11 +128,13 @@ def install_yaml(chart_dir: Path = CHART) -> str:
     header = (
         "# Outrider, plain install: the Helm chart charts/outrider rendered with its default values by\n"
         "# `make manifests` (do not edit; a test fails when this file is stale). Release name 'outrider',\n"
-        "# namespace 'outrider'. Not included: the API-token Secret, because a token in a committed file is a\n"
-        "# shared credential. Create it first, then apply:\n"
+        "# namespace 'outrider'. Not included: the three generated Secrets (admin token, operator token, run\n"
+        "# signing key), because a secret in a committed file is a shared one. Create them first, then apply:\n"
         "#\n"
         "#   kubectl create namespace outrider\n"
         "#   kubectl -n outrider create secret generic outrider-api-token --from-literal=token=\"$(openssl rand -hex 24)\"\n"
+        "#   kubectl -n outrider create secret generic outrider-operator-token --from-literal=token=\"$(openssl rand -hex 24)\"\n"
+        "#   kubectl -n outrider create secret generic outrider-run-signing-key --from-literal=key=\"$(openssl rand -hex 32)\"\n"
         "#   kubectl apply --server-side -f manifests/install.yaml\n"
     )
     body = "---\n".join(yaml.safe_dump(obj, sort_keys=False, width=120) for obj in objects)

@@ -82,11 +82,13 @@ def secret_for(key: bytes, *, namespace: str, run_name: str, run_uid: str, targe
 
 
 async def issue(client: kube.Client, key: bytes, *, namespace: str, run_name: str, run_uid: str, target: str, ttl: int) -> None:
-    """Create the run's credential Secret, or replace its token when it exists (a re-admission after a drain)."""
+    """Create the run's credential Secret. One that exists already (a re-admission after a drain) is kept: its
+    token still holds for this run. The operator may only *create* Secrets (RBAC): it can neither read nor
+    change anyone else's, so a Secret is never overwritten."""
     secret = secret_for(key, namespace=namespace, run_name=run_name, run_uid=run_uid, target=target, ttl=ttl)
     try:
         await client.create(kube.secrets(namespace), secret)
     except kube.ApiError as exc:
         if exc.status != 409:
             raise
-        await client.patch(kube.secrets(namespace, secret_name(run_name)), {"data": secret["data"]})
+        log.debug("the credential Secret of Run %s/%s exists already; kept", namespace, run_name)

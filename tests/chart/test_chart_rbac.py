@@ -21,6 +21,7 @@ OPERATOR_RULES = {
     ("batch", "cronjobs"): {"list", "watch", "patch"},
     ("", "pods"): {"list"},
     ("", "events"): {"create"},
+    ("", "secrets"): {"create"},  # each admitted Run's credential (runCredentials.enabled); create only
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
 #: In the release namespace: the autonomy ConfigMap, by name. (apiGroup, resource, resourceNames) -> verbs.

@@ -26,9 +26,12 @@ COMBINATIONS = {
     "operator-replicas-2": {"operator": {"replicas": 2}},
     "operator-replicas-2-namespaced": {"operator": {"replicas": 2, "watchNamespace": "agents"}},
     "network-policy": {"networkPolicy": {"enabled": True}},
+    "run-credentials-off": {"runCredentials": {"enabled": False}},
     "crds-off": {"crds": {"enabled": False}},
     "crds-not-kept": {"crds": {"keep": False}},
-    "existing-token-secret": {"apiToken": {"existingSecret": "my-token", "secretKey": "bearer"}},
+    "existing-token-secret": {"apiToken": {"existingSecret": "my-token", "secretKey": "bearer"},
+                              "operatorToken": {"existingSecret": "my-operator-token"},
+                              "runCredentials": {"existingSecret": "my-signing-key"}},
     "autonomy-drained": {"autonomy": {"enabled": False, "mode": "drain", "reason": "incident 42"}},
     "other-release-name": {"__release__": "prod"},
     "kind": {"image": {"repository": "outrider", "tag": "dev", "pullPolicy": "Never"}, "controlPlane": {"persistence": {"size": "256Mi", "storageClassName": "standard"}}},
@@ -86,7 +89,7 @@ def test_default_install_is_sqlite_on_a_volume() -> None:
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "outrider-data"
     mounts = {m["name"]: m["mountPath"] for m in support.container(deployment)["volumeMounts"]}
-    assert mounts == {"data": "/data", "tmp": "/tmp"}
+    assert mounts == {"data": "/data", "tmp": "/tmp", "run-signing-key": "/etc/outrider/run-signing"}
     service = support.one(objs, "Service", CP)
     assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
     assert support.find(objs, "ServiceMonitor") == [] and support.find(objs, "PrometheusRule") == []
@@ -108,7 +111,7 @@ def test_probes_ports_and_commands() -> None:
     assert env["OUTRIDER_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["OUTRIDER_AUTONOMY_CONFIGMAP"]["value"] == "outrider-autonomy"
     assert env["OUTRIDER_URL"]["value"] == "http://outrider-control-plane.outrider.svc:8000"
-    assert env["OUTRIDER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "outrider-api-token", "key": "token"}
+    assert env["OUTRIDER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "outrider-operator-token", "key": "token"}
     assert op_deployment["spec"]["strategy"] == {"type": "Recreate"}
     metrics = support.one(objs, "Service", OP)
     assert metrics["spec"]["ports"][0]["name"] == "metrics"
@@ -126,8 +129,10 @@ def test_every_pod_is_locked_down() -> None:
                 assert sc["allowPrivilegeEscalation"] is False
                 assert sc["capabilities"] == {"drop": ["ALL"]}
                 assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
-                # The only writable paths are volumes: /tmp everywhere, /data for the SQLite file.
-                assert {m["mountPath"] for m in c["volumeMounts"]} <= {"/tmp", "/data"}
+                # The only writable paths are volumes: /tmp everywhere, /data for the SQLite file; the signing key
+                # is mounted read-only.
+                writable = {m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")}
+                assert writable <= {"/tmp", "/data"}
 
 
 def test_postgres_from_values_goes_through_a_secret() -> None:
@@ -181,8 +186,30 @@ def test_existing_token_secret_is_used_and_none_is_created() -> None:
     objs = render_combination("existing-token-secret")
     assert support.find(objs, "Secret") == []
     ref = {"name": "my-token", "key": "bearer"}
-    assert support.env_of(support.one(objs, "Deployment", CP))["OUTRIDER_API_TOKENS"]["valueFrom"]["secretKeyRef"] == ref
-    assert support.env_of(support.one(objs, "Deployment", OP))["OUTRIDER_TOKEN"]["valueFrom"]["secretKeyRef"] == ref
+    operator_ref = {"name": "my-operator-token", "key": "token"}
+    cp_env = support.env_of(support.one(objs, "Deployment", CP))
+    assert cp_env["OUTRIDER_API_TOKENS"]["valueFrom"]["secretKeyRef"] == ref
+    assert cp_env["OUTRIDER_OPERATOR_TOKENS"]["valueFrom"]["secretKeyRef"] == operator_ref
+    assert support.env_of(support.one(objs, "Deployment", OP))["OUTRIDER_TOKEN"]["valueFrom"]["secretKeyRef"] == operator_ref
+
+
+def test_each_component_gets_only_its_own_credentials() -> None:
+    """The admin token reaches the control plane only; the operator holds its own token and the signing key; no
+    Job or worker gets either (workers get per-run credentials from the operator)."""
+    objs = support.objects()
+    cp, op = support.one(objs, "Deployment", CP), support.one(objs, "Deployment", OP)
+    op_secrets = {v["valueFrom"]["secretKeyRef"]["name"] for v in support.env_of(op).values() if "valueFrom" in v and "secretKeyRef" in v["valueFrom"]}
+    assert op_secrets == {"outrider-operator-token"}
+    assert support.env_of(op)["OUTRIDER_RUN_SIGNING_KEY_FILE"]["value"] == "/etc/outrider/run-signing/key"
+    assert support.env_of(cp)["OUTRIDER_RUN_SIGNING_KEYS_FILE"]["value"] == "/etc/outrider/run-signing/key"
+    for deployment in (cp, op):
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["run-signing-key"]["secret"]["secretName"] == "outrider-run-signing-key"
+    key = base64.b64decode(support.one(objs, "Secret", "outrider-run-signing-key")["data"]["key"])
+    assert len(key) >= 32
+    off = render_combination("run-credentials-off")
+    assert support.find(off, "Secret", "outrider-run-signing-key") == []
+    assert "OUTRIDER_RUN_SIGNING_KEY_FILE" not in support.env_of(support.one(off, "Deployment", OP))
 
 
 def checksum(objs: list[dict], name: str) -> str:

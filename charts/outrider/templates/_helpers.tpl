@@ -64,6 +64,14 @@ app.kubernetes.io/component: {{ $component }}
 {{- default (include "outrider.componentName" (list . "api-token")) .Values.apiToken.existingSecret }}
 {{- end }}
 
+{{/* The Secret with the operator's own token (role operator), and the one with the run signing key. */}}
+{{- define "outrider.operatorTokenSecretName" -}}
+{{- default (include "outrider.componentName" (list . "operator-token")) .Values.operatorToken.existingSecret }}
+{{- end }}
+{{- define "outrider.runSigningSecretName" -}}
+{{- default (include "outrider.componentName" (list . "run-signing-key")) .Values.runCredentials.existingSecret }}
+{{- end }}
+
 {{/* Whether the control plane uses PostgreSQL (a URL given inline or in an existing Secret) rather than SQLite. */}}
 {{- define "outrider.externalDatabase" -}}
 {{- if or .Values.database.url .Values.database.existingSecret }}true{{- end }}
