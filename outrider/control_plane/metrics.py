@@ -138,37 +138,45 @@ class StoreCollector(Collector):
             by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + int(row["count"])
         rejected.samples.extend((rejected.name, (("reason", reason),), count) for reason, count in by_reason.items())
 
-        runs = Family("outrider_runs_total", "counter", "Finished runs, by target and final status.")
+        runs = Family("outrider_runs_total", "counter", "Finished runs, by namespace, target and final status.")
         runs.samples.extend(
-            (runs.name, (("status", row["status"]), ("target", row["target"] or "")), int(row["count"])) for row in aggregates["runs"]
+            (runs.name, (_ns(row), ("status", row["status"]), ("target", row["target"] or "")), int(row["count"]))
+            for row in aggregates["runs"]
         )
 
         histogram = Family(
-            "outrider_run_duration_seconds", "histogram", "Duration of finished runs (completed_at - started_at), by target."
+            "outrider_run_duration_seconds", "histogram",
+            "Duration of finished runs (completed_at - started_at), by namespace and target."
         )
         bucket, count, total = (histogram.name + suffix for suffix in ("_bucket", "_count", "_sum"))
         for row in durations:
-            target = ("target", row["target"] or "")
-            histogram.samples.extend((bucket, (le, target), n) for le, n in zip(_LE, row["buckets"], strict=True))
-            histogram.samples.append((bucket, (("le", "+Inf"), target), row["count"]))
-            histogram.samples.append((count, (target,), row["count"]))
-            histogram.samples.append((total, (target,), row["sum"]))
+            namespace, target = _ns(row), ("target", row["target"] or "")
+            histogram.samples.extend((bucket, (le, namespace, target), n) for le, n in zip(_LE, row["buckets"], strict=True))
+            histogram.samples.append((bucket, (("le", "+Inf"), namespace, target), row["count"]))
+            histogram.samples.append((count, (namespace, target), row["count"]))
+            histogram.samples.append((total, (namespace, target), row["sum"]))
 
         tokens = Family(
-            "outrider_llm_tokens_total", "counter", "LLM tokens reported by runs, by target, model and direction (input/output)."
+            "outrider_llm_tokens_total", "counter",
+            "LLM tokens reported by runs, by namespace, target, model and direction (input/output)."
         )
-        cost = Family("outrider_llm_cost_usd_total", "counter", "LLM cost reported by runs in USD, by target and model.")
+        cost = Family("outrider_llm_cost_usd_total", "counter", "LLM cost reported by runs in USD, by namespace, target and model.")
         for row in aggregates["llm"]:
-            model, target = ("model", row["model"]), ("target", row["target"])
-            tokens.samples.append((tokens.name, (("direction", "input"), model, target), int(row["input_tokens"])))
-            tokens.samples.append((tokens.name, (("direction", "output"), model, target), int(row["output_tokens"])))
-            cost.samples.append((cost.name, (model, target), int(row["cost_nano_usd"]) / projection.NANO))
+            model, namespace, target = ("model", row["model"]), _ns(row), ("target", row["target"])
+            tokens.samples.append((tokens.name, (("direction", "input"), model, namespace, target), int(row["input_tokens"])))
+            tokens.samples.append((tokens.name, (("direction", "output"), model, namespace, target), int(row["output_tokens"])))
+            cost.samples.append((cost.name, (model, namespace, target), int(row["cost_nano_usd"]) / projection.NANO))
 
         prs = Family(
-            "outrider_prs_created_total", "counter", "Pull requests created by runs (each PR number once per run), by target."
+            "outrider_prs_created_total", "counter",
+            "Pull requests created by runs (each PR number once per run), by namespace and target."
         )
-        prs.samples.extend((prs.name, (("target", row["target"]),), int(row["created"])) for row in aggregates["prs"])
+        prs.samples.extend((prs.name, (_ns(row), ("target", row["target"])), int(row["created"])) for row in aggregates["prs"])
         return [received, rejected, runs, histogram, tokens, cost, prs]
+
+
+def _ns(row: dict[str, Any]) -> tuple[str, str]:
+    return ("namespace", row.get("namespace") or "default")
 
 
 def _bound(value: float) -> str:

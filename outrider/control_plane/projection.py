@@ -267,7 +267,7 @@ def _outcome(state: RunState) -> tuple[str, datetime | None, datetime | None, da
     return status, created, started, completed, duration, error_type, error_stage, summary
 
 
-def record(run_id: str, state: RunState) -> dict[str, Any]:
+def record(run_id: str, state: RunState, namespace: str = "default") -> dict[str, Any]:
     """The run record (``schemas.RunRecord`` shape) derived from a fold state."""
     status, created, started, completed, duration, error_type, error_stage, summary = _outcome(state)
     notes: list[str] = []
@@ -307,6 +307,7 @@ def record(run_id: str, state: RunState) -> dict[str, Any]:
         for number, (_, url, _created, merged) in sorted(state["prs"].items(), key=lambda item: int(item[0]))
     ]
     return {
+        "namespace": namespace,
         "run_id": run_id,
         "target": state["target"][1] if state["target"] else None,
         "status": status,
@@ -337,7 +338,7 @@ def record(run_id: str, state: RunState) -> dict[str, Any]:
     }
 
 
-def columns(run_id: str, state: RunState) -> dict[str, Any]:
+def columns(run_id: str, state: RunState, namespace: str = "default") -> dict[str, Any]:
     """The ``runs`` table's query columns for a fold state (everything else stays in the state JSON).
 
     The same values as the fields of :func:`record` with these names, computed without building the whole
@@ -345,6 +346,7 @@ def columns(run_id: str, state: RunState) -> dict[str, Any]:
     status, created, started, completed, duration, error_type, error_stage, summary = _outcome(state)
     total = _sum(state["usage"]["model"])
     return {
+        "namespace": namespace,
         "run_id": run_id,
         "target": state["target"][1] if state["target"] else None,
         "status": status,

@@ -46,18 +46,18 @@ def micros(duration: float) -> int:
 
 
 def _add(
-    runs: collections.Counter[tuple[str, str]],
-    durations: dict[tuple[str, int], list[int]],
+    runs: collections.Counter[tuple[str, str, str]],
+    durations: dict[tuple[str, str, int], list[int]],
     columns: Columns | None,
     sign: int,
 ) -> None:
     if columns is None or columns["status"] not in FINISHED:
         return
-    target = columns["target"] or ""
-    runs[(target, columns["status"])] += sign
+    namespace, target = columns.get("namespace") or "default", columns["target"] or ""
+    runs[(namespace, target, columns["status"])] += sign
     duration = columns["duration_seconds"]
     if duration is not None:
-        cell = durations.setdefault((target, bucket(duration)), [0, 0])
+        cell = durations.setdefault((namespace, target, bucket(duration)), [0, 0])
         cell[0] += sign
         cell[1] += sign * micros(duration)
 
@@ -65,15 +65,15 @@ def _add(
 def deltas(changes: Iterable[tuple[Columns | None, Columns]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``agg_runs`` and ``agg_run_durations`` rows to add for runs that changed from ``old`` (None when
     new) to ``new``; keys whose delta nets to zero are left out."""
-    runs: collections.Counter[tuple[str, str]] = collections.Counter()
-    durations: dict[tuple[str, int], list[int]] = {}
+    runs: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    durations: dict[tuple[str, str, int], list[int]] = {}
     for old, new in changes:
         _add(runs, durations, old, -1)
         _add(runs, durations, new, 1)
-    run_rows = [{"target": t, "status": s, "count": n} for (t, s), n in runs.items() if n]
+    run_rows = [{"namespace": ns, "target": t, "status": s, "count": n} for (ns, t, s), n in runs.items() if n]
     duration_rows = [
-        {"target": t, "bucket": b, "count": n, "sum_micros": total}
-        for (t, b), (n, total) in durations.items()
+        {"namespace": ns, "target": t, "bucket": b, "count": n, "sum_micros": total}
+        for (ns, t, b), (n, total) in durations.items()
         if n or total
     ]
     return run_rows, duration_rows
@@ -84,11 +84,12 @@ def apply(cursor: Any, changes: Iterable[tuple[Columns | None, Columns]], bump: 
     transaction (``cursor`` is its DBAPI cursor)."""
     run_rows, duration_rows = deltas(changes)
     if run_rows:
-        bump(cursor, tables.agg_runs.name, ("target", "status"), ("count",), [(r["target"], r["status"], r["count"]) for r in run_rows])
+        bump(cursor, tables.agg_runs.name, ("namespace", "target", "status"), ("count",),
+             [(r["namespace"], r["target"], r["status"], r["count"]) for r in run_rows])
     if duration_rows:
         bump(
-            cursor, tables.agg_run_durations.name, ("target", "bucket"), ("count", "sum_micros"),
-            [(r["target"], r["bucket"], r["count"], r["sum_micros"]) for r in duration_rows],
+            cursor, tables.agg_run_durations.name, ("namespace", "target", "bucket"), ("count", "sum_micros"),
+            [(r["namespace"], r["target"], r["bucket"], r["count"], r["sum_micros"]) for r in duration_rows],
         )
 
 
@@ -98,20 +99,22 @@ def recount(rows: Iterable[Columns]) -> tuple[list[dict[str, Any]], list[dict[st
 
 
 def histograms(rows: Iterable[Columns]) -> list[dict[str, Any]]:
-    """Per target, from ``agg_run_durations`` rows: ``count``, ``sum`` (seconds) and the cumulative count at
-    each bound of :data:`DURATION_BUCKETS` (what a Prometheus histogram reports), targets in name order."""
-    cells: dict[str, list[int]] = {}
-    sums: collections.Counter[str] = collections.Counter()
+    """Per (namespace, target), from ``agg_run_durations`` rows: ``count``, ``sum`` (seconds) and the cumulative
+    count at each bound of :data:`DURATION_BUCKETS` (what a Prometheus histogram reports), in name order."""
+    cells: dict[tuple[str, str], list[int]] = {}
+    sums: collections.Counter[tuple[str, str]] = collections.Counter()
     for row in rows:
-        counts = cells.setdefault(row["target"], [0] * (len(DURATION_BUCKETS) + 1))
+        key = (row.get("namespace") or "default", row["target"])
+        counts = cells.setdefault(key, [0] * (len(DURATION_BUCKETS) + 1))
         counts[int(row["bucket"])] += int(row["count"])
-        sums[row["target"]] += int(row["sum_micros"])
+        sums[key] += int(row["sum_micros"])
     out = []
-    for target in sorted(cells):
-        counts = cells[target]
+    for key in sorted(cells):
+        counts = cells[key]
         cumulative, running = [], 0
         for count in counts[:-1]:
             running += count
             cumulative.append(running)
-        out.append({"target": target, "count": running + counts[-1], "sum": sums[target] / MICROS, "buckets": cumulative})
+        out.append({"namespace": key[0], "target": key[1], "count": running + counts[-1], "sum": sums[key] / MICROS,
+                    "buckets": cumulative})
     return out

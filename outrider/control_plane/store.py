@@ -64,6 +64,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: A run's identity in the store: (namespace, run_id).
+RunKey = tuple[str, str]
+#: The namespace of events that name none, and of everything stored before namespaces existed (migration 0007).
+DEFAULT_NAMESPACE = "default"
+
+
 class StoreUnavailable(Exception):
     """The store could not commit or read; the request must answer 503 and the client retry."""
 
@@ -270,7 +276,7 @@ class Store:
         #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
         self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
         #: The writer's run cache (see ``RUN_CACHE``): run id → (fold state as stored JSON text, its query columns).
-        self._runs: collections.OrderedDict[str, tuple[str, dict[str, Any]]] = collections.OrderedDict()
+        self._runs: collections.OrderedDict[RunKey, tuple[str, dict[str, Any]]] = collections.OrderedDict()
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
         self.last_commit_error: str | None = None
 
@@ -449,7 +455,8 @@ class Store:
                     stored = f"{when[:10]} {when[11:26]}" if text_times else event.time
                     body = event_json(event).decode()
                     found[key] = (index, event, body, when, stored)
-                    rows.append((key[0], key[1], event.type, stored, event.target, event.runid, received, body))
+                    rows.append((key[0], key[1], event.type, stored, event.target, event.runid, received, body,
+                                 event.namespace or DEFAULT_NAMESPACE))
         cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
         returned = self._insert_events(cursor, rows)
         accepted = [0] * len(group)
@@ -476,8 +483,8 @@ class Store:
         return results, published
 
     #: Columns of the events insert, in the order of the tuples ``_write`` builds.
-    EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body")
-    #: Rows per INSERT statement: 8 parameters each stays far below SQLite's and PostgreSQL's limits.
+    EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body", "namespace")
+    #: Rows per INSERT statement: 9 parameters each stays far below SQLite's and PostgreSQL's limits.
     INSERT_CHUNK = 500
     #: Columns of the runs upsert, in the order of the tuples ``_fold`` builds.
     RUN_COLUMNS = tuple(column.name for column in tables.runs.columns)
@@ -568,18 +575,23 @@ class Store:
             + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in numbers),
         )
 
-    def _load_runs(self, cursor: Any, run_ids: list[str]) -> dict[str, tuple[projection.RunState, dict[str, Any]]]:
-        """(state, query columns) of the stored runs among ``run_ids`` that the cache does not hold."""
+    def _load_runs(self, cursor: Any, keys: list[RunKey]) -> dict[RunKey, tuple[projection.RunState, dict[str, Any]]]:
+        """(state, query columns) of the stored runs among ``keys`` ((namespace, run_id)) the cache does not hold."""
         cache = self._runs
-        missing = [run_id for run_id in run_ids if run_id not in cache]
-        loaded: dict[str, tuple[projection.RunState, dict[str, Any]]] = {}
+        missing: dict[str, list[str]] = {}
+        for namespace, run_id in keys:
+            if (namespace, run_id) not in cache:
+                missing.setdefault(namespace, []).append(run_id)
+        loaded: dict[RunKey, tuple[projection.RunState, dict[str, Any]]] = {}
         mark = "?" if self.dialect == "sqlite" else "%s"
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            cursor.execute(f"SELECT run_id, state FROM runs WHERE run_id IN ({', '.join([mark] * len(chunk))})", chunk)
-            for run_id, text in cursor.fetchall():
-                state = json.loads(text)
-                loaded[run_id] = (state, projection.columns(run_id, state))
+        for namespace, run_ids in missing.items():
+            for start in range(0, len(run_ids), 500):
+                chunk = run_ids[start : start + 500]
+                cursor.execute(f"SELECT run_id, state FROM runs WHERE namespace = {mark} AND run_id IN ({', '.join([mark] * len(chunk))})",
+                               [namespace, *chunk])
+                for run_id, text in cursor.fetchall():
+                    state = json.loads(text)
+                    loaded[(namespace, run_id)] = (state, projection.columns(run_id, state, namespace))
         return loaded
 
     def _fold(self, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str, Any]]) -> None:
@@ -589,9 +601,9 @@ class Store:
         run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache keeps
         them)."""
         type_counts: dict[str, int] = {}
-        llm: dict[tuple[str, str], list[int]] = {}
-        prs: collections.Counter[str] = collections.Counter()
-        by_run: dict[str, list[tuple[int, events.CloudEvent, str, Any]]] = {}
+        llm: dict[tuple[str, str, str], list[int]] = {}
+        prs: collections.Counter[tuple[str, str]] = collections.Counter()
+        by_run: dict[RunKey, list[tuple[int, events.CloudEvent, str, Any]]] = {}
         calls: list[tuple[Any, ...]] = []
         run_types, llm_usage = projection.RUN_TYPES, events.EventType.RUN_LLM_USAGE
         for item in inserted:
@@ -599,10 +611,11 @@ class Store:
             kind = event.type
             type_counts[kind] = type_counts.get(kind, 0) + 1
             run_id = event.runid
+            namespace = event.namespace or DEFAULT_NAMESPACE
             if run_id and kind in run_types:  # projection.is_run_event, inline: this runs once per event
-                run_events = by_run.get(run_id)
+                run_events = by_run.get((namespace, run_id))
                 if run_events is None:
-                    by_run[run_id] = [item]
+                    by_run[(namespace, run_id)] = [item]
                 else:
                     run_events.append(item)
             if kind == llm_usage:
@@ -613,33 +626,34 @@ class Store:
                     calls.append((
                         item[0], item[3], event.target, run_id,
                         str(data["provider"]), str(data["model"]), int(data["input_tokens"]),
-                        int(data["output_tokens"]), nano, data.get("latency_s"), bool(data.get("error")),
+                        int(data["output_tokens"]), nano, data.get("latency_s"), bool(data.get("error")), namespace,
                     ))
-                key = (event.target or "", str(data["model"]))
+                key = (namespace, event.target or "", str(data["model"]))
                 old = llm.get(key, [0, 0, 0])
                 llm[key] = [old[0] + int(data["input_tokens"]), old[1] + int(data["output_tokens"]), old[2] + (nano or 0)]
 
         cache = self._runs
         loaded = self._load_runs(cursor, list(by_run))
-        changes: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = []
+        changes: list[tuple[RunKey, dict[str, Any] | None, dict[str, Any]]] = []
         run_rows: list[tuple[Any, ...]] = []
-        for run_id, run_events in by_run.items():
-            cached = cache.pop(run_id, None)
+        for run_key, run_events in by_run.items():
+            namespace, run_id = run_key
+            cached = cache.pop(run_key, None)
             before: dict[str, Any] | None
             if cached is not None:
                 state, before = json.loads(cached[0]), cached[1]
             else:
-                state, before = loaded.get(run_id) or (projection.empty_state(), None)
+                state, before = loaded.get(run_key) or (projection.empty_state(), None)
             for _, event, when, _ in run_events:
                 if event.type == events.EventType.PR_CREATED:
                     number = str(int(event.data["number"]))
                     if not state["prs"].get(number, [None, None, False, False])[2]:
-                        prs[event.target or ""] += 1  # a PR counts once per run, however often reported
+                        prs[(namespace, event.target or "")] += 1  # a PR counts once per run, however often reported
                 projection.merge_into(state, event, when)
-            after = projection.columns(run_id, state)
+            after = projection.columns(run_id, state, namespace)
             text = json.dumps(state, separators=(",", ":"))
-            cache[run_id] = (text, after)  # most recently used last
-            changes.append((run_id, before, after))
+            cache[run_key] = (text, after)  # most recently used last
+            changes.append((run_key, before, after))
             row = dict(after, updated_seq=run_events[-1][0], state=text)
             for name in ("created_at", "started_at", "completed_at", "last_event_at"):
                 if row[name] is not None:
@@ -652,15 +666,15 @@ class Store:
         if run_rows:
             self._write_rows(
                 cursor, f"INSERT INTO runs ({', '.join(self.RUN_COLUMNS)})", len(self.RUN_COLUMNS), run_rows,
-                "ON CONFLICT (run_id) DO UPDATE SET "
-                + ", ".join(f"{name} = excluded.{name}" for name in self.RUN_COLUMNS if name != "run_id"),
+                "ON CONFLICT (namespace, run_id) DO UPDATE SET "
+                + ", ".join(f"{name} = excluded.{name}" for name in self.RUN_COLUMNS if name not in ("namespace", "run_id")),
             )
         self._bump(cursor, "agg_event_types", ("type",), ("count",), list(type_counts.items()))
         self._bump(
-            cursor, "agg_llm", ("target", "model"), ("input_tokens", "output_tokens", "cost_nano_usd"),
-            [(t, m, *v) for (t, m), v in llm.items()],
+            cursor, "agg_llm", ("namespace", "target", "model"), ("input_tokens", "output_tokens", "cost_nano_usd"),
+            [(n, t, m, *v) for (n, t, m), v in llm.items()],
         )
-        self._bump(cursor, "agg_prs", ("target",), ("created",), list(prs.items()))
+        self._bump(cursor, "agg_prs", ("namespace", "target"), ("created",), [(n, t, c) for (n, t), c in prs.items()])
         run_aggregates.apply(cursor, [(before, after) for _, before, after in changes], self._bump)
 
     # --- live updates ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ against. Times are ``TIMESTAMP WITH TIME ZONE`` (SQLite stores UTC text without 
 reattaches UTC when reading).
 
 - ``events``: every accepted event once, in arrival order (``seq``), unique on (source, event_id).
-- ``runs``: one row per run id, the projection of its events (columns for queries, ``state`` JSON for the rest).
+- ``runs``: one row per (namespace, run id), the projection of its events (columns for queries, ``state`` JSON for the rest).
 - ``llm_calls``: one row per LLM call (the analytics of ``/v1/analytics/models``).
 - ``agg_*``: small counters kept in the same transaction as the events, read by ``/metrics`` so a scrape
   never scans the event history (``agg_runs`` / ``agg_run_durations``: see ``run_aggregates``).
@@ -33,6 +33,7 @@ events = sa.Table(
     sa.Column("target", sa.String(253), nullable=True),
     sa.Column("run_id", sa.String(253), nullable=True),
     sa.Column("received_at", Time, nullable=False),
+    sa.Column("namespace", sa.String(63), nullable=False, server_default="default", comment="Kubernetes namespace (tenant); 'default' for events that named none."),
     sa.Column("body", sa.Text(), nullable=False, comment="The event as accepted, JSON."),
     sa.UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     sa.Index("ix_events_run_id_seq", "run_id", "seq"),
@@ -46,6 +47,7 @@ events = sa.Table(
 runs = sa.Table(
     "runs",
     metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True, comment="Kubernetes namespace (tenant): a run is (namespace, run_id)."),
     sa.Column("run_id", sa.String(253), primary_key=True),
     sa.Column("target", sa.String(253), nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
@@ -94,6 +96,7 @@ agg_rejections = sa.Table(
 agg_llm = sa.Table(
     "agg_llm",
     metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
     sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
     sa.Column("model", sa.String(256), primary_key=True),
     sa.Column("input_tokens", sa.BigInteger(), nullable=False),
@@ -104,6 +107,7 @@ agg_llm = sa.Table(
 agg_prs = sa.Table(
     "agg_prs",
     metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
     sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
     sa.Column("created", sa.BigInteger(), nullable=False),
 )
@@ -111,6 +115,7 @@ agg_prs = sa.Table(
 agg_runs = sa.Table(
     "agg_runs",
     metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
     sa.Column("target", sa.String(253), primary_key=True, comment="'' when the run has no target."),
     sa.Column("status", sa.String(16), primary_key=True, comment="A terminal status."),
     sa.Column("count", sa.BigInteger(), nullable=False),
@@ -120,6 +125,7 @@ agg_runs = sa.Table(
 agg_run_durations = sa.Table(
     "agg_run_durations",
     metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
     sa.Column("target", sa.String(253), primary_key=True, comment="'' when the run has no target."),
     sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False,
               comment="Index into run_aggregates.DURATION_BUCKETS of the first bound >= the duration."),
@@ -142,6 +148,7 @@ llm_calls = sa.Table(
     sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True),
     sa.Column("latency_s", sa.Float(), nullable=True),
     sa.Column("error", sa.Boolean(), nullable=False),
+    sa.Column("namespace", sa.String(63), nullable=False, server_default="default", comment="Kubernetes namespace (tenant); 'default' for events that named none."),
     # Covers the budgets' spend sums (time range, grouped by target): see migration 0005.
     sa.Index("ix_llm_calls_time_target_cost", "time", "target", "cost_nano_usd"),
     sa.Index("ix_llm_calls_target_time", "target", "time"),

@@ -21,16 +21,16 @@ METRICS = (
     ("outrider_events_received_total", {"type": "run.llm_usage"}),
     ("outrider_events_received_total", {"type": "run.created"}),
     ("outrider_events_rejected_total", {"reason": "invalid_event"}),
-    ("outrider_runs_total", {"target": "acme/web", "status": "succeeded"}),
-    ("outrider_runs_total", {"target": "acme/api", "status": "failed"}),
-    ("outrider_run_duration_seconds_count", {"target": "acme/web"}),
-    ("outrider_run_duration_seconds_sum", {"target": "acme/web"}),
-    ("outrider_run_duration_seconds_bucket", {"target": "acme/web", "le": "60"}),
-    ("outrider_run_duration_seconds_bucket", {"target": "acme/web", "le": "30"}),
-    ("outrider_llm_tokens_total", {"target": "acme/web", "model": "claude", "direction": "input"}),
-    ("outrider_llm_tokens_total", {"target": "acme/api", "model": "claude", "direction": "output"}),
-    ("outrider_llm_cost_usd_total", {"target": "acme/web", "model": "claude"}),
-    ("outrider_prs_created_total", {"target": "acme/web"}),
+    ("outrider_runs_total", {"namespace": "default", "target": "acme/web", "status": "succeeded"}),
+    ("outrider_runs_total", {"namespace": "default", "target": "acme/api", "status": "failed"}),
+    ("outrider_run_duration_seconds_count", {"namespace": "default", "target": "acme/web"}),
+    ("outrider_run_duration_seconds_sum", {"namespace": "default", "target": "acme/web"}),
+    ("outrider_run_duration_seconds_bucket", {"namespace": "default", "target": "acme/web", "le": "60"}),
+    ("outrider_run_duration_seconds_bucket", {"namespace": "default", "target": "acme/web", "le": "30"}),
+    ("outrider_llm_tokens_total", {"namespace": "default", "target": "acme/web", "model": "claude", "direction": "input"}),
+    ("outrider_llm_tokens_total", {"namespace": "default", "target": "acme/api", "model": "claude", "direction": "output"}),
+    ("outrider_llm_cost_usd_total", {"namespace": "default", "target": "acme/web", "model": "claude"}),
+    ("outrider_prs_created_total", {"namespace": "default", "target": "acme/web"}),
 )
 
 
@@ -64,7 +64,7 @@ def test_out_of_order_and_duplicate_delivery_converges(api: RunningServer) -> No
     assert ordered["event_count"] == len(events)
     assert ordered["pull_requests"] == [{"number": 7, "url": "https://example.test/pr/7", "merged": True}]
     assert ordered["status"] == "succeeded"  # the later terminal event wins
-    assert api.registry.get_sample_value("outrider_prs_created_total", {"target": "acme/web"}) == 2  # once per run
+    assert api.registry.get_sample_value("outrider_prs_created_total", {"namespace": "default", "target": "acme/web"}) == 2  # once per run
 
 
 def test_concurrent_clients_each_get_their_own_answer(api: RunningServer) -> None:
@@ -100,11 +100,11 @@ def test_restart_keeps_history_records_and_metric_totals(make_settings, start_se
     runs_before = first.client.get("/v1/runs").json()
     metrics_before = {(name, tuple(labels.items())): first.registry.get_sample_value(name, labels) for name, labels in METRICS}
     assert all(value is not None for value in metrics_before.values()), metrics_before
-    assert metrics_before[("outrider_runs_total", (("target", "acme/web"), ("status", "succeeded")))] == 3
-    assert metrics_before[("outrider_llm_tokens_total", (("target", "acme/web"), ("model", "claude"), ("direction", "input")))] == 12000
-    assert abs(metrics_before[("outrider_llm_cost_usd_total", (("target", "acme/web"), ("model", "claude")))] - 0.156) < 1e-9
-    assert metrics_before[("outrider_run_duration_seconds_bucket", (("target", "acme/web"), ("le", "30")))] == 0
-    assert metrics_before[("outrider_run_duration_seconds_bucket", (("target", "acme/web"), ("le", "60")))] == 3
+    assert metrics_before[("outrider_runs_total", (("namespace", "default"), ("target", "acme/web"), ("status", "succeeded")))] == 3
+    assert metrics_before[("outrider_llm_tokens_total", (("namespace", "default"), ("target", "acme/web"), ("model", "claude"), ("direction", "input")))] == 12000
+    assert abs(metrics_before[("outrider_llm_cost_usd_total", (("namespace", "default"), ("target", "acme/web"), ("model", "claude")))] - 0.156) < 1e-9
+    assert metrics_before[("outrider_run_duration_seconds_bucket", (("namespace", "default"), ("target", "acme/web"), ("le", "30")))] == 0
+    assert metrics_before[("outrider_run_duration_seconds_bucket", (("namespace", "default"), ("target", "acme/web"), ("le", "60")))] == 3
     first.stop()
 
     second = start_server(config)
@@ -131,9 +131,9 @@ def test_metrics_endpoint_text_format(api: RunningServer) -> None:
         'outrider_events_received_total{type="run.created"} 1.0',
         'outrider_events_received_total{type="autonomy.changed"} 0.0',
         'outrider_events_rejected_total{reason="malformed_json"} 0.0',
-        'outrider_runs_total{status="succeeded",target="acme/web"} 1.0',
-        'outrider_run_duration_seconds_bucket{le="+Inf",target="acme/web"} 1.0',
-        'outrider_prs_created_total{target="acme/web"} 1.0',
+        'outrider_runs_total{namespace="default",status="succeeded",target="acme/web"} 1.0',
+        'outrider_run_duration_seconds_bucket{le="+Inf",namespace="default",target="acme/web"} 1.0',
+        'outrider_prs_created_total{namespace="default",target="acme/web"} 1.0',
         "outrider_ingest_duration_seconds_count 1.0",
         "process_cpu_seconds_total",
     ):

@@ -253,7 +253,7 @@ def test_retention_sweeps_events_but_keeps_runs_and_totals(
         ev("run.log", "new", recent, data={"level": "info", "message": "new line"}),
     ])
     before = _totals(api)
-    assert before[("outrider_llm_tokens_total", (("direction", "input"), ("model", "claude"), ("target", "acme/web")))] == 7
+    assert before[("outrider_llm_tokens_total", (("direction", "input"), ("model", "claude"), ("namespace", "default"), ("target", "acme/web")))] == 7
     deadline = time.monotonic() + 20
     while api.client.get("/v1/events", params={"run_id": "old"}).json()["items"]:
         assert time.monotonic() < deadline, "the sweep did not delete the old events"

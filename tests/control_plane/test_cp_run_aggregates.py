@@ -34,9 +34,9 @@ def valid(raw: dict[str, Any]) -> events.CloudEvent:
 
 def stored_aggregates(engine: sa.Engine) -> tuple[dict[tuple[str, str], int], dict[tuple[str, int], tuple[int, int]]]:
     with engine.connect() as conn:
-        runs = {(t, s): int(n) for t, s, n in conn.execute(sa.select(tables.agg_runs)) if n}
+        runs = {(t, s): int(n) for _, t, s, n in conn.execute(sa.select(tables.agg_runs)) if n}
         durations = {
-            (t, int(b)): (int(n), int(total)) for t, b, n, total in conn.execute(sa.select(tables.agg_run_durations)) if n
+            (t, int(b)): (int(n), int(total)) for _, t, b, n, total in conn.execute(sa.select(tables.agg_run_durations)) if n
         }
     return runs, durations
 
@@ -131,15 +131,15 @@ def test_metrics_report_the_aggregates(make_settings, start_server) -> None:  # 
     runs, durations = recount(server.app.state.store.engine)
     value = server.registry.get_sample_value
     for (target, status), count in runs.items():
-        assert value("outrider_runs_total", {"target": target, "status": status}) == count
-    assert value("outrider_runs_total", {"target": "acme/t2", "status": "cancelled"}) is None  # zero rows are not shown
+        assert value("outrider_runs_total", {"namespace": "default", "target": target, "status": status}) == count
+    assert value("outrider_runs_total", {"namespace": "default", "target": "acme/t2", "status": "cancelled"}) is None  # zero rows are not shown
     for target in {t for t, _ in durations}:
         cells = {b: nt for (t, b), nt in durations.items() if t == target}
-        assert value("outrider_run_duration_seconds_count", {"target": target}) == sum(n for n, _ in cells.values())
-        assert value("outrider_run_duration_seconds_sum", {"target": target}) == sum(t for _, t in cells.values()) / 1e6
+        assert value("outrider_run_duration_seconds_count", {"namespace": "default", "target": target}) == sum(n for n, _ in cells.values())
+        assert value("outrider_run_duration_seconds_sum", {"namespace": "default", "target": target}) == sum(t for _, t in cells.values()) / 1e6
         for index, bound in enumerate(metrics_module.DURATION_BUCKETS):
             expected = sum(n for b, (n, _) in cells.items() if b <= index)
-            assert value("outrider_run_duration_seconds_bucket", {"target": target, "le": metrics_module._bound(bound)}) == expected
+            assert value("outrider_run_duration_seconds_bucket", {"namespace": "default", "target": target, "le": metrics_module._bound(bound)}) == expected
 
 
 def test_the_migration_backfills_existing_runs(make_settings) -> None:  # type: ignore[no-untyped-def]

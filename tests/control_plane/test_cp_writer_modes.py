@@ -39,7 +39,7 @@ def test_both_writer_modes_store_and_answer_alike(make_sqlite_settings: Any, sta
     assert [item["event"]["id"] for item in server.client.get("/v1/events", params={"run_id": "run-m"}).json()["items"]] == [
         event["id"] for event in run
     ]
-    assert _metric(server, 'outrider_runs_total{status="succeeded",target="acme/web"}') == "1.0"
+    assert _metric(server, 'outrider_runs_total{namespace="default",status="succeeded",target="acme/web"}') == "1.0"
     assert _metric(server, 'outrider_events_rejected_total{reason="invalid_event"}') == "1.0"
     assert server.client.get("/readyz").status_code == 200
 
