@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from outrider.control_plane import auth, settings, store
 from outrider.control_plane.principals import Principal
@@ -25,3 +25,15 @@ SettingsDep = Annotated[settings.Settings, Depends(get_settings)]
 
 #: The authenticated caller (401 without a valid credential): reads filter by its namespaces and targets.
 PrincipalDep = Annotated[Principal, Depends(auth.require_token)]
+
+
+async def get_scope(
+    principal: PrincipalDep,
+    namespace: Annotated[str | None, Query(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                                           description="Only this namespace (tenant).")] = None,
+) -> store.Scope:
+    """What the caller may see (its key's namespaces and targets), narrowed by ``?namespace=``."""
+    return store.Scope.of(principal, namespace)
+
+
+ScopeDep = Annotated[store.Scope, Depends(get_scope)]

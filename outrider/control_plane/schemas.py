@@ -124,6 +124,7 @@ class Artifact(BaseModel):
 class RunRecord(BaseModel):
     """One run, folded from its events. The same events in any order or repetition give the same record."""
 
+    namespace: str = Field(default="default", description="The run's namespace (tenant): a run is (namespace, run_id).")
     run_id: str
     target: str | None
     status: RunStatus
@@ -229,6 +230,7 @@ class AutonomyStatus(BaseModel):
 class TargetState(BaseModel):
     """One Target as the operator last reported it in a ``target.status`` event."""
 
+    namespace: str = Field(default="default", description="The Target's namespace (tenant): a target is (namespace, name).")
     target: str
     health: str
     health_reason: str | None

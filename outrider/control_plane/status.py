@@ -111,6 +111,7 @@ def target_state(stored: schemas.StoredEvent, now: datetime) -> schemas.TargetSt
     if data.cooldown_until is not None:
         remaining = max(0.0, (data.cooldown_until - now).total_seconds())
     return schemas.TargetState(
+        namespace=event.namespace or "default",
         target=event.target,
         health=data.health,
         health_reason=data.health_reason,
@@ -402,11 +403,11 @@ def latest_target_statuses(conn: sa.Connection) -> list[schemas.StoredEvent]:
     latest = (
         sa.select(sa.func.max(t.c.seq).label("seq"))
         .where(t.c.type == events.EventType.TARGET_STATUS.value, t.c.target.is_not(None))
-        .group_by(t.c.target)
+        .group_by(t.c.namespace, t.c.target)  # a target is (namespace, name): two tenants' "web" are two targets
         .subquery()
     )
     rows = conn.execute(
-        sa.select(t.c.seq, t.c.received_at, t.c.body).join(latest, latest.c.seq == t.c.seq).order_by(t.c.target)
+        sa.select(t.c.seq, t.c.received_at, t.c.body).join(latest, latest.c.seq == t.c.seq).order_by(t.c.target, t.c.namespace)
     ).all()
     return [_stored(row) for row in rows]
 

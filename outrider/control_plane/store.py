@@ -70,6 +70,48 @@ RunKey = tuple[str, str]
 DEFAULT_NAMESPACE = "default"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scope:
+    """Which tenants a read may see: namespaces and targets (None: all). Built from the caller's principal and
+    an optional ``?namespace=`` filter (``Scope.of``); every read that routes and the console make takes one."""
+
+    namespaces: frozenset[str] | None = None
+    targets: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, principal: Any, namespace: str | None = None) -> Scope:
+        namespaces = principal.namespaces
+        if namespace is not None:
+            namespaces = frozenset({namespace}) if namespaces is None else namespaces & {namespace}
+        return cls(namespaces, principal.targets)
+
+    def sees(self, namespace: str | None, target: str | None) -> bool:
+        if self.namespaces is not None and (namespace or DEFAULT_NAMESPACE) not in self.namespaces:
+            return False
+        return self.targets is None or (target is not None and target in self.targets)
+
+    def where(self, namespace: Any, target: Any) -> list[Any]:
+        """SQL conditions on a table's namespace and target columns."""
+        conditions = []
+        if self.namespaces is not None:
+            conditions.append(namespace.in_(sorted(self.namespaces)))
+        if self.targets is not None:
+            conditions.append(target.in_(sorted(self.targets)))
+        return conditions
+
+
+#: Every tenant (the operator, admins, /metrics).
+EVERYTHING = Scope()
+
+
+class AmbiguousRun(Exception):
+    """A run id that names runs in several visible namespaces; ``namespaces`` lists them."""
+
+    def __init__(self, run_id: str, namespaces: list[str]) -> None:
+        super().__init__(f"run {run_id!r} exists in several namespaces: {', '.join(namespaces)}")
+        self.namespaces = namespaces
+
+
 class StoreUnavailable(Exception):
     """The store could not commit or read; the request must answer 503 and the client retry."""
 
@@ -244,9 +286,12 @@ class Subscription:
         return items
 
 
-def _event_filters(query: Any, target: str | None, run_id: str | None, type_: str | None, until: datetime | None) -> Any:
-    """``query`` narrowed by the event filters both orders of ``GET /v1/events`` share."""
+def _event_filters(query: Any, target: str | None, run_id: str | None, type_: str | None, until: datetime | None,
+                   scope: Scope = EVERYTHING) -> Any:
+    """``query`` narrowed by the event filters both orders of ``GET /v1/events`` share, within ``scope``."""
     e = tables.events
+    for condition in scope.where(e.c.namespace, e.c.target):
+        query = query.where(condition)
     if target is not None:
         query = query.where(e.c.target == target)
     if run_id is not None:
@@ -770,10 +815,11 @@ class Store:
         until: datetime | None = None,
         after_seq: int = 0,
         limit: int = 100,
+        scope: Scope = EVERYTHING,
     ) -> list[dict[str, Any]]:
         """Events in arrival order after ``after_seq``, filtered; at most ``limit``."""
         rows = self.list_event_rows(
-            target=target, run_id=run_id, type=type, since=since, until=until, after_seq=after_seq, limit=limit
+            target=target, run_id=run_id, type=type, since=since, until=until, after_seq=after_seq, limit=limit, scope=scope
         )
         return [{"seq": seq, "received_at": received, "event": json.loads(body)} for seq, received, body in rows]
 
@@ -787,11 +833,12 @@ class Store:
         until: datetime | None = None,
         after_seq: int = 0,
         limit: int = 100,
+        scope: Scope = EVERYTHING,
     ) -> list[tuple[int, datetime, str]]:
         """Like :meth:`list_events`, but each event as stored: (seq, received_at, body JSON text)."""
         e = tables.events
         query = _event_filters(
-            sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq), target, run_id, type, until
+            sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq), target, run_id, type, until, scope
         )
         if since is not None:
             query = query.where(e.c.time >= since.astimezone(UTC))
@@ -808,6 +855,7 @@ class Store:
         until: datetime | None = None,
         after: tuple[datetime, int] | None = None,
         limit: int = 100,
+        scope: Scope = EVERYTHING,
     ) -> list[tuple[int, datetime, datetime, str]]:
         """Events whose time is in ``[since, until)``, ordered by (time, seq), after the ``after`` position:
         (seq, time, received_at, body JSON text).
@@ -828,13 +876,18 @@ class Store:
             query = query.where(sa.or_(e.c.time > at, sa.and_(e.c.time == at, e.c.seq > seq)))
         if lower is not None:
             query = query.where(e.c.time >= lower)
-        rows = self._read(_event_filters(query, target, run_id, type, until).order_by(e.c.time, e.c.seq).limit(limit))
+        rows = self._read(_event_filters(query, target, run_id, type, until, scope).order_by(e.c.time, e.c.seq).limit(limit))
         return [(int(seq), utc(moment), utc(received), body) for seq, moment, received, body in rows]  # type: ignore[misc]
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run record of ``run_id``, or None when no event named it."""
-        rows = self._read(sa.select(tables.runs.c.state).where(tables.runs.c.run_id == run_id))
-        return projection.record(run_id, json.loads(rows[0][0])) if rows else None
+    def get_run(self, run_id: str, scope: Scope = EVERYTHING) -> dict[str, Any] | None:
+        """The run record of ``run_id`` within ``scope``, or None when no event named it there (a run outside the
+        scope is not found either: no existence leak); :class:`AmbiguousRun` when several namespaces have it."""
+        r = tables.runs
+        rows = self._read(sa.select(r.c.namespace, r.c.state).where(r.c.run_id == run_id, *scope.where(r.c.namespace, r.c.target))
+                          .order_by(r.c.namespace).limit(20))
+        if len(rows) > 1:
+            raise AmbiguousRun(run_id, [namespace for namespace, _ in rows])
+        return projection.record(run_id, json.loads(rows[0][1]), rows[0][0]) if rows else None
 
     def list_runs(
         self,
@@ -844,10 +897,11 @@ class Store:
         since: datetime | None = None,
         before: tuple[datetime, str] | None = None,
         limit: int = 100,
+        scope: Scope = EVERYTHING,
     ) -> list[dict[str, Any]]:
         """Run records, newest ``created_at`` first (ties by run id), after the ``before`` position."""
         r = tables.runs
-        query = sa.select(r.c.run_id, r.c.state)
+        query = sa.select(r.c.run_id, r.c.state, r.c.namespace).where(*scope.where(r.c.namespace, r.c.target))
         if target is not None:
             query = query.where(r.c.target == target)
         if status is not None:
@@ -859,9 +913,9 @@ class Store:
             at = at.astimezone(UTC)
             query = query.where(sa.tuple_(r.c.created_at, r.c.run_id) < sa.tuple_(at, run_id))  # index range scan
         rows = self._read(query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).limit(limit))
-        return [projection.record(run_id, json.loads(state)) for run_id, state in rows]
+        return [projection.record(run_id, json.loads(state), namespace) for run_id, state, namespace in rows]
 
-    def summary_facts(self, since: datetime) -> dict[str, Any]:
+    def summary_facts(self, since: datetime, scope: Scope = EVERYTHING) -> dict[str, Any]:
         """What ``GET /v1/runs/summary`` needs about runs created at or after ``since``, aggregated in SQL.
 
         ``by_status``: status → {count, input_tokens, output_tokens, cost_nano_usd, priced, pr_count};
@@ -870,7 +924,7 @@ class Store:
         """
         r = tables.runs
         since = since.astimezone(UTC)
-        window = r.c.created_at >= since
+        window = sa.and_(r.c.created_at >= since, *scope.where(r.c.namespace, r.c.target))
         totals = (
             sa.select(
                 r.c.status,
@@ -895,7 +949,7 @@ class Store:
             .limit(1)
             .scalar_subquery()
         )
-        latest = sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary).where(r.c.run_id == latest_id)
+        latest = sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary).where(r.c.run_id == latest_id, window)
         try:
             with self.engine.connect() as conn:
                 by_status = {
@@ -923,13 +977,14 @@ class Store:
             }
         return {"by_status": by_status, "durations": spans, "latest_failure": latest_failure}
 
-    def finished_groups(self, since: datetime, column: str) -> list[tuple[str | None, str, int]]:
+    def finished_groups(self, since: datetime, column: str, scope: Scope = EVERYTHING) -> list[tuple[str | None, str, int]]:
         """(value of ``column``, status, count) over finished runs created at or after ``since``."""
         r = tables.runs
         key = r.c[column]
         query = (
             sa.select(key, r.c.status, sa.func.count())
-            .where(r.c.created_at >= since.astimezone(UTC), r.c.status.in_(list(projection.TERMINAL)))
+            .where(r.c.created_at >= since.astimezone(UTC), r.c.status.in_(list(projection.TERMINAL)),
+                   *scope.where(r.c.namespace, r.c.target))
             .group_by(key, r.c.status)
         )
         return [(value, status, int(count)) for value, status, count in self._read(query)]
@@ -962,14 +1017,15 @@ class Store:
             seconds = sa.cast(sa.func.strftime("%s", column), sa.Integer)
         return (seconds - origin) // size  # both operands integers and >= 0 (the WHERE clause): exact floor
 
-    def trend_cells(self, start: datetime, size: int, target: str | None) -> tuple[dict[int, int], list[tuple[int, str, int, int, int, int, int]]]:
+    def trend_cells(self, start: datetime, size: int, target: str | None,
+                    scope: Scope = EVERYTHING) -> tuple[dict[int, int], list[tuple[int, str, int, int, int, int, int]]]:
         """Runs bucketed in SQL from ``start`` in buckets of ``size`` seconds: started per bucket, and per
         (bucket, status) of the finished ones: (bucket, status, count, tokens, cost_nano_usd, priced, prs)."""
         r = tables.runs
         start = start.astimezone(UTC)
-        scope = [] if target is None else [r.c.target == target]
+        scope_ = ([] if target is None else [r.c.target == target]) + scope.where(r.c.namespace, r.c.target)
         started_bucket = self._bucket(r.c.started_at, start, size).label("b")
-        started = sa.select(started_bucket, sa.func.count()).where(r.c.started_at >= start, *scope).group_by(started_bucket)
+        started = sa.select(started_bucket, sa.func.count()).where(r.c.started_at >= start, *scope_).group_by(started_bucket)
         done_bucket = self._bucket(r.c.completed_at, start, size).label("b")
         finished = (
             sa.select(
@@ -977,7 +1033,7 @@ class Store:
                 sa.func.coalesce(sa.func.sum(r.c.cost_nano_usd), 0), sa.func.count(r.c.cost_nano_usd),
                 sa.func.coalesce(sa.func.sum(r.c.pr_count), 0),
             )
-            .where(r.c.completed_at >= start, r.c.status.in_(list(projection.TERMINAL)), *scope)
+            .where(r.c.completed_at >= start, r.c.status.in_(list(projection.TERMINAL)), *scope_)
             .group_by(done_bucket, r.c.status)
         )
         try:
@@ -991,20 +1047,20 @@ class Store:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
         return counts, cells
 
-    def event_times(self, kind: str, since: datetime, target: str | None) -> list[datetime]:
+    def event_times(self, kind: str, since: datetime, target: str | None, scope: Scope = EVERYTHING) -> list[datetime]:
         """Times of the stored events of type ``kind`` at or after ``since`` (index on (type, time))."""
         e = tables.events
-        query = sa.select(e.c.time).where(e.c.type == kind, e.c.time >= since.astimezone(UTC))
+        query = sa.select(e.c.time).where(e.c.type == kind, e.c.time >= since.astimezone(UTC), *scope.where(e.c.namespace, e.c.target))
         if target is not None:
             query = query.where(e.c.target == target)
         return [utc(moment) for (moment,) in self._read(query)]  # type: ignore[misc]
 
-    def model_facts(self, since: datetime, target: str | None) -> dict[tuple[str, str], dict[str, Any]]:
+    def model_facts(self, since: datetime, target: str | None, scope: Scope = EVERYTHING) -> dict[tuple[str, str], dict[str, Any]]:
         """Per (provider, model), over the LLM calls since ``since``, aggregated in SQL: ``calls``, ``errors``,
         ``input_tokens``, ``output_tokens``, ``cost_nano_usd``, ``priced`` (calls with a cost), ``runs``
         (status → distinct runs that made such a call) and ``latencies`` (every reported latency_s)."""
         c, r = tables.llm_calls, tables.runs
-        where = [c.c.time >= since.astimezone(UTC)]
+        where = [c.c.time >= since.astimezone(UTC), *scope.where(c.c.namespace, c.c.target)]
         if target is not None:
             where.append(c.c.target == target)
         key = (c.c.provider, c.c.model)
@@ -1012,10 +1068,10 @@ class Store:
             *key, sa.func.count(), sa.func.sum(sa.case((c.c.error, 1), else_=0)), sa.func.sum(c.c.input_tokens),
             sa.func.sum(c.c.output_tokens), sa.func.coalesce(sa.func.sum(c.c.cost_nano_usd), 0), sa.func.count(c.c.cost_nano_usd),
         ).where(*where).group_by(*key)
-        used = sa.select(*key, c.c.run_id).where(*where).distinct().subquery()
+        used = sa.select(*key, c.c.namespace, c.c.run_id).where(*where).distinct().subquery()
         runs = (
             sa.select(used.c.provider, used.c.model, r.c.status, sa.func.count())
-            .select_from(used.outerjoin(r, r.c.run_id == used.c.run_id))
+            .select_from(used.outerjoin(r, sa.and_(r.c.namespace == used.c.namespace, r.c.run_id == used.c.run_id)))
             .group_by(used.c.provider, used.c.model, r.c.status)
         )
         latencies = sa.select(*key, c.c.latency_s).where(*where, c.c.latency_s.is_not(None))
@@ -1038,14 +1094,15 @@ class Store:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
         return facts
 
-    def graph_runs(self, since: datetime, target: str | None, limit: int) -> list[dict[str, Any]]:
+    def graph_runs(self, since: datetime, target: str | None, limit: int, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
         """Run records created at or after ``since`` (oldest first), at most ``limit``."""
         r = tables.runs
-        query = sa.select(r.c.run_id, r.c.state).where(r.c.created_at >= since.astimezone(UTC))
+        query = sa.select(r.c.run_id, r.c.state, r.c.namespace).where(r.c.created_at >= since.astimezone(UTC),
+                                                                      *scope.where(r.c.namespace, r.c.target))
         if target is not None:
             query = query.where(r.c.target == target)
         rows = self._read(query.order_by(r.c.created_at, r.c.run_id).limit(limit))
-        return [projection.record(run_id, json.loads(state)) for run_id, state in rows]
+        return [projection.record(run_id, json.loads(state), namespace) for run_id, state, namespace in rows]
 
     def sweep(self, before: datetime, chunk: int = 5000) -> int:
         """Delete events (and their per-call rows) whose time is before ``before``, in chunks; how many events.

@@ -171,7 +171,7 @@ def test_console_pages_live_updates_and_accessibility(server: support.Server, br
 
     # Run detail: timeline, LLM usage by phase and model, error and traceback tail, event log, sibling links.
     page.get_by_role("link", name="run-fail-2").click()
-    page.wait_for_url("**/runs/run-fail-2")
+    page.wait_for_url("**/runs/run-fail-2?namespace=default")
     assert "failed" in page.locator("#run-title").inner_text()
     assert page.locator(".timeline li").count() == 2
     assert "TimeoutError: tests did not finish in 600s" in page.locator("pre.traceback").inner_text()
@@ -179,7 +179,7 @@ def test_console_pages_live_updates_and_accessibility(server: support.Server, br
     assert page.locator("ol.log li").count() == 9
     _check_page(page, output_dir, "run-detail")
     page.get_by_role("link", name="run-fail-1").click()
-    page.wait_for_url("**/runs/run-fail-1")
+    page.wait_for_url("**/runs/run-fail-1?namespace=default")
     assert errors == []
     context.close()
 

@@ -134,7 +134,7 @@ def test_query_columns_are_the_records_fields(specs: list[dict[str, Any]]) -> No
     usage = list(state["usage"]["model"].values())
     priced = sum(values[3] for values in usage)
     expected = {name: record[name] for name in (
-        "run_id", "target", "status", "created_at", "started_at", "completed_at", "duration_seconds",
+        "namespace", "run_id", "target", "status", "created_at", "started_at", "completed_at", "duration_seconds",
         "error_summary", "error_type", "error_stage", "pr_count", "event_count", "last_event_at",
     )} | {
         "input_tokens": sum(values[0] for values in usage),

@@ -98,12 +98,12 @@ def pct(value: float | None) -> float | None:
     return None if value is None else 100 * value
 
 
-def _trend_page(st: store.Store, window: str, bucket: str, target: str | None) -> dict[str, Any]:
+def _trend_page(st: store.Store, window: str, bucket: str, target: str | None, scope: store.Scope) -> dict[str, Any]:
     span, size = params.window(window), params.window(bucket)
     now = datetime.now(UTC)
     start = insights.bucket_start(now, span, size)
-    started, finished = st.trend_cells(start, int(size.total_seconds()), target)
-    trips = st.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target)
+    started, finished = st.trend_cells(start, int(size.total_seconds()), target, scope)
+    trips = st.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target, scope)
     buckets = insights.trends(started, finished, trips, start=start, now=now, bucket=size)
     fmt = "%m-%d %H:%M" if size.total_seconds() < 86400 else "%m-%d"
     labels = [b["start"].strftime(fmt) for b in buckets]
@@ -128,7 +128,8 @@ async def trends_page(request: Request) -> Response:
         problems.append(f"Window {window!r} is not offered here; showing 7d.")
         window = "7d"
     try:
-        found = await asyncio.to_thread(_trend_page, console._store(request), window, TREND_CHOICES[window], target)
+        found = await asyncio.to_thread(_trend_page, console._store(request), window, TREND_CHOICES[window], target,
+                                          console._scope(request))
     except store.StoreUnavailable as exc:
         return console._unavailable(request, exc, "Trends")
     return console._render(request, "trends.html", {
@@ -144,7 +145,7 @@ async def models_page(request: Request) -> Response:
     window, target, problems = _filters(request, "7d")
     since = datetime.now(UTC) - params.window(window)
     try:
-        rows = await asyncio.to_thread(console._store(request).model_facts, since, target)
+        rows = await asyncio.to_thread(console._store(request).model_facts, since, target, console._scope(request))
     except store.StoreUnavailable as exc:
         return console._unavailable(request, exc, "Models")
     return console._render(request, "models.html", {
@@ -183,7 +184,7 @@ async def graph_page(request: Request) -> Response:
     window, target, problems = _filters(request, "7d")
     since = datetime.now(UTC) - params.window(window)
     try:
-        records = await asyncio.to_thread(console._store(request).graph_runs, since, target, GRAPH_RUNS + 1)
+        records = await asyncio.to_thread(console._store(request).graph_runs, since, target, GRAPH_RUNS + 1, console._scope(request))
     except store.StoreUnavailable as exc:
         return console._unavailable(request, exc, "Graph")
     return console._render(request, "graph.html", {

@@ -16,6 +16,7 @@ send an ``Authorization`` header.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import math
@@ -155,6 +156,18 @@ async def _reader(request: Request) -> Principal | None:
     return principal
 
 
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _scope(request: Request, namespace: str | None = None) -> store.Scope:
+    """What the signed-in reader may see, narrowed to ``namespace`` (or the page's ``?namespace=``) when given."""
+    principal: Principal = request.state.principal
+    wanted = namespace or request.query_params.get("namespace") or None
+    if wanted is not None and (len(wanted) > 63 or not NAMESPACE.match(wanted)):
+        wanted = None
+    return store.Scope.of(principal, wanted)
+
+
 def _login_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
@@ -288,10 +301,10 @@ async def static(name: str) -> Response:
 PR_SEARCH_RUNS = 200
 
 
-def _unmerged_prs(st: store.Store, target: str) -> list[dict[str, Any]]:
+def _unmerged_prs(st: store.Store, target: str, scope: store.Scope) -> list[dict[str, Any]]:
     """PRs that runs of ``target`` reported created and not merged (newest runs first; closed PRs report nothing)."""
     found = []
-    for row in st.list_runs(target=target, limit=PR_SEARCH_RUNS):
+    for row in st.list_runs(target=target, limit=PR_SEARCH_RUNS, scope=scope):
         for pr in row.get("pull_requests") or []:
             if not pr.get("merged"):
                 found.append({"number": pr["number"], "url": pr["url"], "run_id": row["run_id"]})
@@ -301,21 +314,25 @@ def _unmerged_prs(st: store.Store, target: str) -> list[dict[str, Any]]:
 def _system(request: Request) -> tuple[schemas.SystemStatus, list[schemas.TargetState], dict[str, list[dict[str, Any]]]]:
     now = datetime.now(UTC)
     st = _store(request)
-    inputs = status_routes.read(st)
+    scope = _scope(request)
+    inputs = status_routes.read(st, scope)
     targets = status.target_states(inputs.target_statuses, now)
     prs: dict[str, list[dict[str, Any]]] = {}
     if inputs.store_error is None:
         for t in targets:
             if t.blocked_by == schemas.BlockedBy.MAX_OPEN_PRS:
                 try:
-                    prs[t.target] = _unmerged_prs(st, t.target)
+                    prs[t.target] = _unmerged_prs(st, t.target, _scope(request, t.namespace))
                 except store.StoreUnavailable:
                     prs[t.target] = []
     return status.compute(inputs, now=now), targets, prs
 
 
 def _budgets(request: Request) -> dict[str, schemas.Budget]:
-    """Spend and limits per Target (GET /v1/budgets' figures) for the targets table; empty if the store fails."""
+    """Spend and limits per Target (GET /v1/budgets' figures) for the targets table; empty if the store fails,
+    and for a reader bound to namespaces or targets (budgets span every tenant)."""
+    if not request.state.principal.unbounded:
+        return {}
     try:
         with _store(request).engine.connect() as conn:
             return {b.scope: b for b in budgets.read(conn).budgets}
@@ -355,7 +372,7 @@ async def event_stream(request: Request) -> Response:
     if not await _reader(request):
         return Response(status_code=401)
     return await event_routes.stream(
-        request, _store(request), request.app.state.settings, target=None, run_id=None, type=None, after=None
+        request, _store(request), request.app.state.settings, _scope(request), target=None, run_id=None, type=None, after=None
     )
 
 
@@ -364,7 +381,7 @@ async def activity_partial(request: Request, seq: Annotated[int, Query(ge=1, le=
     """One activity item rendered for the live feed (so the feed's markup lives only in templates)."""
     if not await _reader(request):
         return Response(status_code=401)
-    found = await asyncio.to_thread(_store(request).list_events, after_seq=seq - 1, limit=1)
+    found = await asyncio.to_thread(_store(request).list_events, after_seq=seq - 1, limit=1, scope=_scope(request))
     if not found or found[0]["seq"] != seq or found[0]["event"].get("type") not in status.ACTIVITY_TYPES:
         return Response(status_code=204)
     item = status.activity_item(schemas.StoredEvent.model_validate(found[0]))
@@ -374,9 +391,9 @@ async def activity_partial(request: Request, seq: Annotated[int, Query(ge=1, le=
 # --- run history ---------------------------------------------------------------------------------------
 
 
-def _history(st: store.Store, target: str | None, run_status: str | None, since: datetime | None,
+def _history(st: store.Store, scope: store.Scope, target: str | None, run_status: str | None, since: datetime | None,
              before: tuple[datetime, str] | None) -> tuple[list[schemas.RunRecord], str | None]:
-    rows = st.list_runs(target=target, status=run_status, since=since, before=before, limit=PAGE_SIZE + 1)
+    rows = st.list_runs(target=target, status=run_status, since=since, before=before, limit=PAGE_SIZE + 1, scope=scope)
     runs = [schemas.RunRecord.model_validate(row) for row in rows[:PAGE_SIZE]]
     cursor = None
     if len(rows) > PAGE_SIZE and runs:
@@ -411,7 +428,7 @@ async def run_history(request: Request, cursor: str | None = None) -> Response:
             problems.append("That page link is no longer valid; showing the newest runs.")
     filters = {"target": target or "", "status": run_status or "", "window": window or ""}
     try:
-        runs, next_cursor = await asyncio.to_thread(_history, _store(request), target, run_status, since, before)
+        runs, next_cursor = await asyncio.to_thread(_history, _store(request), _scope(request), target, run_status, since, before)
     except store.StoreUnavailable as exc:
         return _unavailable(request, exc, "Run History")
     next_url = None
@@ -459,12 +476,13 @@ def _timeline(run: schemas.RunRecord) -> list[dict[str, Any]]:
     return bars
 
 
-def _detail(st: store.Store, run_id: str) -> dict[str, Any] | None:
-    row = st.get_run(run_id)
+def _detail(st: store.Store, run_id: str, scope: store.Scope) -> dict[str, Any] | None:
+    row = st.get_run(run_id, scope)
     if row is None:
         return None
     run = schemas.RunRecord.model_validate(row)
-    log = [schemas.StoredEvent.model_validate(item) for item in st.list_events(run_id=run_id, limit=RUN_EVENTS_LIMIT)]
+    scope = dataclasses.replace(scope, namespaces=frozenset({run.namespace}))  # this run's tenant only
+    log = [schemas.StoredEvent.model_validate(item) for item in st.list_events(run_id=run_id, limit=RUN_EVENTS_LIMIT, scope=scope)]
     traceback = None
     for stored in reversed(log):
         if stored.event.type == events.EventType.RUN_FAILED and stored.event.data.get("traceback"):
@@ -473,7 +491,7 @@ def _detail(st: store.Store, run_id: str) -> dict[str, Any] | None:
             break
     siblings: list[schemas.RunRecord] = []
     if run.target:
-        siblings = [schemas.RunRecord.model_validate(r) for r in st.list_runs(target=run.target, limit=11)]
+        siblings = [schemas.RunRecord.model_validate(r) for r in st.list_runs(target=run.target, limit=11, scope=scope)]
         siblings = [r for r in siblings if r.run_id != run_id][:10]
     return {"run": run, "log": log, "traceback": traceback, "siblings": siblings, "timeline": _timeline(run),
             "truncated": len(log) >= RUN_EVENTS_LIMIT}
@@ -484,7 +502,11 @@ async def run_detail(request: Request, run_id: str) -> Response:
     if not await _reader(request):
         return _login_redirect(request)
     try:
-        found = await asyncio.to_thread(_detail, _store(request), run_id)
+        found = await asyncio.to_thread(_detail, _store(request), run_id, _scope(request))
+    except store.AmbiguousRun as exc:
+        links = ", ".join(f'<a href="/runs/{quote(run_id)}?namespace={quote(n)}">{markupsafe.escape(n)}</a>' for n in exc.namespaces)
+        return _render(request, "error.html", {"title": f"Run {run_id}", "message": markupsafe.Markup(
+            f"Run {markupsafe.escape(run_id)} exists in several namespaces: {links}.")}, status_code=409)
     except store.StoreUnavailable as exc:
         return _unavailable(request, exc, f"Run {run_id}")
     if found is None:

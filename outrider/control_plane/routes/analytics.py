@@ -20,13 +20,14 @@ router = APIRouter(tags=["analytics"], dependencies=[Depends(auth.require_token)
 )
 def error_analytics(
     store_: deps.StoreDep,
+    scope: deps.ScopeDep,
     window: Annotated[str, Query(description="How far back: e.g. 30m, 24h, 7d.")] = "24h",
     by: Annotated[Literal["target", "error_type", "stage"], Query(description="What to group failures by.")] = "target",
 ) -> dict[str, Any]:
     """Counts and rates; every rate is null when its denominator is 0."""
     since = datetime.now(UTC) - params.window(window)
     try:
-        groups = store_.finished_groups(since, analytics.GROUP_COLUMNS[by])
+        groups = store_.finished_groups(since, analytics.GROUP_COLUMNS[by], scope)
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
     return analytics.errors(groups, window, since, by)

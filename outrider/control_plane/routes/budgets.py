@@ -27,6 +27,7 @@ router = APIRouter(tags=["budgets"], dependencies=[Depends(auth.require_token)])
 )
 async def read_budgets(
     store_: deps.StoreDep,
+    principal: deps.PrincipalDep,
     target: Annotated[str | None, Query(min_length=1, max_length=253, description="Only this Target (and global).")] = None,
     usd_per_hour: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False,
                                                 description="Judge against this hourly limit instead of the reported one "
@@ -36,6 +37,9 @@ async def read_budgets(
                                                        description="Judge the global scope against this.")] = None,
     global_usd_per_day: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False, description="Same, daily.")] = None,
 ) -> schemas.BudgetsResponse:
+    if not principal.unbounded:
+        raise auth.forbidden("budgets span every tenant (the global cap included); a key bound to namespaces or "
+                             "targets cannot read them yet")
     overrides = global_overrides = None
     if usd_per_hour is not None or usd_per_day is not None:
         overrides = budgets.Limits(per_hour=usd_per_hour, per_day=usd_per_day)

@@ -37,7 +37,8 @@ SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 PLAIN = "application/json"
 CONTENT_TYPES = (SINGLE, PLAIN, BATCH)
-REPLAY_PAGE = 1000
+#: Stored events replayed per read for a reconnecting stream: what one slow client can hold in memory at once.
+REPLAY_PAGE = 200
 #: JSON escapes of what no database stores: NUL, and UTF-16 surrogates (lone ones are not UTF-8).
 UNSTORABLE = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
 
@@ -256,6 +257,7 @@ def _ingested(accepted: int, duplicates: int) -> Response:
 )
 def list_events(
     store_: deps.StoreDep,
+    scope: deps.ScopeDep,
     target: str | None = None,
     run_id: str | None = None,
     type: Annotated[str | None, Query(description="Event type, e.g. run.failed.")] = None,
@@ -272,13 +274,13 @@ def list_events(
         if by_time:
             after = _time_position(cursor) if cursor else None
             timed = store_.list_event_rows_by_time(
-                target=target, run_id=run_id, type=type, since=since, until=until, after=after, limit=limit + 1
+                target=target, run_id=run_id, type=type, since=since, until=until, after=after, limit=limit + 1, scope=scope
             )
             rows = [(seq, received, body) for seq, _, received, body in timed]
         else:
             after_seq = _seq_position(cursor) if cursor else 0
             rows = store_.list_event_rows(
-                target=target, run_id=run_id, type=type, after_seq=after_seq, limit=limit + 1
+                target=target, run_id=run_id, type=type, after_seq=after_seq, limit=limit + 1, scope=scope
             )
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
@@ -338,6 +340,7 @@ async def stream(
     request: Request,
     store_: deps.StoreDep,
     config: deps.SettingsDep,
+    scope: deps.ScopeDep,
     target: str | None = None,
     run_id: str | None = None,
     type: str | None = None,
@@ -356,7 +359,8 @@ async def stream(
 
     def wanted(event: dict[str, Any]) -> bool:
         return (
-            (target is None or event.get("target") == target)
+            scope.sees(event.get("namespace"), event.get("target"))
+            and (target is None or event.get("target") == target)
             and (run_id is None or event.get("runid") == run_id)
             and (type is None or event.get("type") == type)
         )
@@ -367,7 +371,7 @@ async def stream(
             yield f"retry: 3000\n: connected at seq {sent}\n\n"
             while after is not None:  # replay what the client missed, page by page, before going live
                 missed = await asyncio.to_thread(
-                    store_.list_events, target=target, run_id=run_id, type=type, after_seq=sent, limit=REPLAY_PAGE
+                    store_.list_events, target=target, run_id=run_id, type=type, after_seq=sent, limit=REPLAY_PAGE, scope=scope
                 )
                 for item in missed:
                     sent = max(sent, item["seq"])

@@ -44,6 +44,7 @@ def _unavailable(exc: store.StoreUnavailable) -> errors.APIError:
 )
 def trends(
     store_: deps.StoreDep,
+    scope: deps.ScopeDep,
     window: WindowQuery = "7d",
     bucket: Annotated[str, Query(description="Bucket size, same syntax as window, e.g. 1h, 1d.")] = "1d",
     target: TargetQuery = None,
@@ -53,8 +54,8 @@ def trends(
     now = datetime.now(UTC)
     start = insights.bucket_start(now, span, size)
     try:
-        started, finished = store_.trend_cells(start, int(size.total_seconds()), target)
-        trips = store_.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target)
+        started, finished = store_.trend_cells(start, int(size.total_seconds()), target, scope)
+        trips = store_.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target, scope)
     except store.StoreUnavailable as exc:
         raise _unavailable(exc) from exc
     buckets = insights.trends(started, finished, trips, start=start, now=now, bucket=size)
@@ -67,10 +68,10 @@ def trends(
     summary="Per provider/model: calls, latency percentiles, errors, tokens, cost, success of the runs that used it",
     responses=errors.responses(401, 422, 503),
 )
-def models(store_: deps.StoreDep, window: WindowQuery = "7d", target: TargetQuery = None) -> dict[str, Any]:
+def models(store_: deps.StoreDep, scope: deps.ScopeDep, window: WindowQuery = "7d", target: TargetQuery = None) -> dict[str, Any]:
     since = datetime.now(UTC) - params.window(window)
     try:
-        calls = store_.model_facts(since, target)
+        calls = store_.model_facts(since, target, scope)
     except store.StoreUnavailable as exc:
         raise _unavailable(exc) from exc
     return {"window": window, "target": target, "since": since, "models": insights.models(calls)}
@@ -79,10 +80,10 @@ def models(store_: deps.StoreDep, window: WindowQuery = "7d", target: TargetQuer
 LimitQuery = Annotated[int, Query(ge=1, le=10000, description="Most runs to include (oldest first).")]
 
 
-def _graph(store_: store.Store, window: str, target: str | None, limit: int) -> tuple[datetime, bool, Any]:
+def _graph(store_: store.Store, window: str, target: str | None, limit: int, scope: store.Scope) -> tuple[datetime, bool, Any]:
     since = datetime.now(UTC) - params.window(window)
     try:
-        records = store_.graph_runs(since, target, limit + 1)
+        records = store_.graph_runs(since, target, limit + 1, scope)
     except store.StoreUnavailable as exc:
         raise _unavailable(exc) from exc
     return since, len(records) > limit, insights.graph(records[:limit])
@@ -94,8 +95,8 @@ def _graph(store_: store.Store, window: str, target: str | None, limit: int) -> 
     summary="Nodes of the run graph: targets, tasks, runs, pull requests",
     responses=errors.responses(401, 422, 503),
 )
-def graph_nodes(store_: deps.StoreDep, window: WindowQuery = "7d", target: TargetQuery = None, limit: LimitQuery = 1000) -> dict[str, Any]:
-    since, truncated, (nodes, _) = _graph(store_, window, target, limit)
+def graph_nodes(store_: deps.StoreDep, scope: deps.ScopeDep, window: WindowQuery = "7d", target: TargetQuery = None, limit: LimitQuery = 1000) -> dict[str, Any]:
+    since, truncated, (nodes, _) = _graph(store_, window, target, limit, scope)
     return {"window": window, "since": since, "truncated": truncated, "items": nodes}
 
 
@@ -105,6 +106,6 @@ def graph_nodes(store_: deps.StoreDep, window: WindowQuery = "7d", target: Targe
     summary="Edges of the run graph: task, run, pr, retry, probe",
     responses=errors.responses(401, 422, 503),
 )
-def graph_edges(store_: deps.StoreDep, window: WindowQuery = "7d", target: TargetQuery = None, limit: LimitQuery = 1000) -> dict[str, Any]:
-    since, truncated, (_, edges) = _graph(store_, window, target, limit)
+def graph_edges(store_: deps.StoreDep, scope: deps.ScopeDep, window: WindowQuery = "7d", target: TargetQuery = None, limit: LimitQuery = 1000) -> dict[str, Any]:
+    since, truncated, (_, edges) = _graph(store_, window, target, limit, scope)
     return {"window": window, "since": since, "truncated": truncated, "items": edges}

@@ -28,7 +28,7 @@ def _remote(request: Request) -> str | None:
 
 
 @router.post("/v1/keys", status_code=201, response_model=schemas.KeyCreated, summary="Create an API key (admin)",
-             responses=errors.responses(401, 403, 422))
+             responses=errors.responses(400, 401, 403, 422))
 async def create_key(body: schemas.KeyCreate, request: Request, principal: AdminDep) -> dict[str, Any]:
     """The new key with its secret, shown this once (only its hash is stored)."""
     expires_at = datetime.now(UTC) + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None

@@ -19,12 +19,13 @@ Level = Literal["debug", "info", "warning", "error", "critical"]
 SCAN = 1000  # stored log events read per query while filling a page
 
 
-def _page(store_: store.Store, run_id: str, level: str, after: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+def _page(store_: store.Store, run_id: str, level: str, after: int, limit: int,
+          scope: store.Scope = store.EVERYTHING) -> tuple[list[dict[str, Any]], int, bool]:
     """Up to ``limit`` lines at or above ``level`` after seq ``after``; (lines, last seq scanned, more stored)."""
     lines: list[dict[str, Any]] = []
     scanned = after
     while len(lines) < limit:
-        rows = store_.list_event_rows(run_id=run_id, type=events.EventType.RUN_LOG, after_seq=scanned, limit=SCAN)
+        rows = store_.list_event_rows(run_id=run_id, type=events.EventType.RUN_LOG, after_seq=scanned, limit=SCAN, scope=scope)
         if not rows:
             return lines, scanned, False
         for row in rows:
@@ -52,6 +53,7 @@ async def run_logs(
     run_id: str,
     store_: deps.StoreDep,
     config: deps.SettingsDep,
+    scope: deps.ScopeDep,
     level: Annotated[Level, Query(description="Minimum level: lines at this level or above.")] = "debug",
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -60,7 +62,7 @@ async def run_logs(
     after = params.seq(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
     if not follow:
         try:
-            lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, after, limit)
+            lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, after, limit, scope)
         except store.StoreUnavailable as exc:
             raise errors.APIError(503, "store_unavailable", str(exc)) from exc
         return {"items": lines, "next_cursor": params.encode_cursor({"seq": scanned}) if more else None}
@@ -75,7 +77,7 @@ async def run_logs(
         try:
             yield "retry: 3000\n\n"
             while True:
-                lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, sent, 1000)
+                lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, sent, 1000, scope)
                 for line in lines:
                     yield sse(line)
                 sent = max(sent, scanned)
@@ -95,7 +97,8 @@ async def run_logs(
                     continue
                 for item in batch:
                     event = item["event"]
-                    if item["seq"] <= sent or event.get("runid") != run_id or event.get("type") != events.EventType.RUN_LOG:
+                    if (item["seq"] <= sent or event.get("runid") != run_id or event.get("type") != events.EventType.RUN_LOG
+                            or not scope.sees(event.get("namespace"), event.get("target"))):
                         continue
                     sent = item["seq"]
                     for line in insights.log_lines([(item["seq"], item["received_at"], json.dumps(event))], level):

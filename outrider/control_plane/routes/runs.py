@@ -23,6 +23,7 @@ router = APIRouter(tags=["runs"], dependencies=[Depends(auth.require_token)])
 )
 def list_runs(
     store_: deps.StoreDep,
+    scope: deps.ScopeDep,
     target: str | None = None,
     status: schemas.RunStatus | None = None,
     since: Annotated[datetime | None, Query(description="Runs created at or after this (RFC 3339).")] = None,
@@ -38,7 +39,8 @@ def list_runs(
         before = (params.moment(position["created_at"]), position["run_id"])
     try:
         items = store_.list_runs(
-            target=target, status=status.value if status else None, since=params.aware(since), before=before, limit=limit + 1
+            target=target, status=status.value if status else None, since=params.aware(since), before=before, limit=limit + 1,
+            scope=scope,
         )
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
@@ -59,11 +61,12 @@ def list_runs(
 )
 def summary(
     store_: deps.StoreDep,
+    scope: deps.ScopeDep,
     window: Annotated[str, Query(description="How far back: a number and s, m, h, d or w, e.g. 30m, 24h, 7d.")] = "24h",
 ) -> dict[str, Any]:
     since = datetime.now(UTC) - params.window(window)
     try:
-        facts = store_.summary_facts(since)
+        facts = store_.summary_facts(since, scope)
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
     return analytics.summary(facts, window, since)
@@ -73,11 +76,15 @@ def summary(
     "/v1/runs/{run_id}",
     response_model=schemas.RunRecord,
     summary="One run record",
-    responses=errors.responses(401, 404, 503),
+    responses=errors.responses(401, 404, 409, 422, 503),
 )
-def get_run(run_id: str, store_: deps.StoreDep) -> dict[str, Any]:
+def get_run(run_id: str, store_: deps.StoreDep, scope: deps.ScopeDep) -> dict[str, Any]:
+    """The run ``run_id`` in the caller's namespaces (``?namespace=`` picks one: 409 ``ambiguous_run`` when
+    several have a run of that name). A run the caller may not see is 404, as if it did not exist."""
     try:
-        found = store_.get_run(run_id)
+        found = store_.get_run(run_id, scope)
+    except store.AmbiguousRun as exc:
+        raise errors.APIError(409, "ambiguous_run", f"{exc}; add ?namespace=", detail=[{"namespace": n} for n in exc.namespaces]) from exc
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
     if found is None:

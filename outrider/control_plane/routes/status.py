@@ -9,6 +9,7 @@ They answer 200 even when the store cannot be read: the status then says ``error
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
@@ -18,11 +19,17 @@ from outrider.control_plane import auth, deps, errors, schemas, status, store
 router = APIRouter(tags=["status"], dependencies=[Depends(auth.require_token)])
 
 
-def read(store_: store.Store) -> status.Inputs:
-    """The status inputs from ``store_``; a dead writer counts as an unreachable store (nothing can be stored)."""
+def read(store_: store.Store, scope: store.Scope = store.EVERYTHING) -> status.Inputs:
+    """The status inputs from ``store_`` as ``scope`` may see them (its tenants' targets and activity; autonomy
+    and the operator's liveness are global); a dead writer counts as an unreachable store."""
     inputs = status.load(store_.engine)
     if inputs.store_error is None and not store_.writer_alive:
         return status.Inputs(store_error="the store writer is not running")
+    if scope != store.EVERYTHING:
+        def visible(items: list[schemas.StoredEvent]) -> list[schemas.StoredEvent]:
+            return [s for s in items if scope.sees(s.event.namespace, s.event.target)]
+
+        inputs = dataclasses.replace(inputs, target_statuses=visible(inputs.target_statuses), recent=visible(inputs.recent))
     return inputs
 
 
@@ -30,10 +37,10 @@ def read(store_: store.Store) -> status.Inputs:
     "/v1/status",
     response_model=schemas.SystemStatus,
     summary="The system status: healthy, idle, blocked or error, with reason and action",
-    responses=errors.responses(401),
+    responses=errors.responses(401, 422),
 )
-async def system_status(store_: deps.StoreDep) -> schemas.SystemStatus:
-    inputs = await asyncio.to_thread(read, store_)
+async def system_status(store_: deps.StoreDep, scope: deps.ScopeDep) -> schemas.SystemStatus:
+    inputs = await asyncio.to_thread(read, store_, scope)
     return status.compute(inputs)
 
 
@@ -41,10 +48,10 @@ async def system_status(store_: deps.StoreDep) -> schemas.SystemStatus:
     "/v1/targets",
     response_model=list[schemas.TargetState],
     summary="Every Target as the operator last reported it (health, breaker, cooldown, runs, PRs)",
-    responses=errors.responses(401, 503),
+    responses=errors.responses(401, 422, 503),
 )
-async def targets(store_: deps.StoreDep) -> list[schemas.TargetState]:
-    inputs = await asyncio.to_thread(read, store_)
+async def targets(store_: deps.StoreDep, scope: deps.ScopeDep) -> list[schemas.TargetState]:
+    inputs = await asyncio.to_thread(read, store_, scope)
     if inputs.store_error is not None:
         raise errors.APIError(503, "store_unavailable", inputs.store_error)
     return status.target_states(inputs.target_statuses, datetime.now(UTC))
