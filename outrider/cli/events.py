@@ -79,13 +79,15 @@ def register(app: typer.Typer) -> None:
         since: Annotated[str | None, typer.Option("--since", help="Only events after this (24h, 30m or RFC 3339).")] = None,
         limit: Annotated[int, typer.Option("--limit", min=1, help="Most history events to print before following.")] = 1000,
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they arrive (Ctrl-C ends).")] = False,
+        namespace: options.Namespace = None,
         fmt: options.FormatOpt = output.Format.TABLE,
         url: options.Url = options.DEFAULT_URL,
         token: options.Token = None,
     ) -> None:
         """Print events (oldest first); --follow keeps streaming new ones."""
         after = options.since(since)
-        params = {"run_id": run, "target": target, "type": type_, "since": after.isoformat() if after else None}
+        params = {"run_id": run, "target": target, "type": type_, "since": after.isoformat() if after else None,
+                  "namespace": namespace}
         try:
             with client.Client(url, token) as api:
                 with output.spinner("Fetching events…"):

@@ -23,6 +23,11 @@ FormatOpt = Annotated[
     typer.Option("--format", "-o", case_sensitive=False, help="table for people, json for machines (pure JSON)."),
 ]
 
+Namespace = Annotated[
+    str | None,
+    typer.Option("--namespace", "-N", help="Only this namespace (tenant); a key bound to namespaces sees only those anyway."),
+]
+
 DEFAULT_URL = client.DEFAULT_URL
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")

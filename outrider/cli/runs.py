@@ -38,6 +38,7 @@ def list_runs(
     since: Annotated[str | None, typer.Option("--since", help="Only runs created in this window (24h, 30m, 7d) or after an RFC 3339 time.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100_000, help="Most runs to list (newest first).")] = 50,
     fail_on_failed: Annotated[bool, typer.Option("--fail-on-failed", help="Exit 1 when a listed run failed.")] = False,
+    namespace: options.Namespace = None,
     fmt: options.FormatOpt = output.Format.TABLE,
     url: options.Url = options.DEFAULT_URL,
     token: options.Token = None,
@@ -48,6 +49,7 @@ def list_runs(
         "target": target,
         "status": status.value if status else None,
         "since": after.isoformat() if after else None,
+        "namespace": namespace,
     }
     try:
         with output.spinner("Fetching runs…"), client.Client(url, token) as api:
@@ -58,10 +60,13 @@ def list_runs(
         output.print_json({"items": items, "next_cursor": cursor})
     else:
         table = Table(title=f"Runs ({len(items)}{'+' if cursor else ''})", title_justify="left")
-        for column in ("RUN", "TARGET", "STATUS", "CREATED", "DURATION", "TOKENS", "COST", "PRS", "ERROR"):
+        tenants = len({run.get("namespace") for run in items}) > 1 or any(run.get("namespace") != "default" for run in items)
+        columns = (("NAMESPACE",) if tenants else ()) + ("RUN", "TARGET", "STATUS", "CREATED", "DURATION", "TOKENS", "COST", "PRS", "ERROR")
+        for column in columns:
             table.add_column(column, no_wrap=column not in ("ERROR",), overflow="fold")
         for run in items:
             table.add_row(
+                *((output.esc(run.get("namespace")),) if tenants else ()),
                 output.esc(run["run_id"]),
                 output.esc(run.get("target")),
                 output.styled(run["status"]),
@@ -86,12 +91,13 @@ def list_runs(
 @app.command("show")
 def show_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run id.")],
+    namespace: options.Namespace = None,
     fmt: options.FormatOpt = output.Format.TABLE,
     url: options.Url = options.DEFAULT_URL,
     token: options.Token = None,
 ) -> None:
-    """Show one run: status, timings, stages, LLM usage, PRs and error."""
-    run = output.fetch(f"run {run_id}", f"/v1/runs/{run_id}", url, token, fmt)
+    """Show one run: status, timings, stages, LLM usage, PRs and error (--namespace when several have it)."""
+    run = output.fetch(f"run {run_id}", f"/v1/runs/{run_id}", url, token, fmt, {"namespace": namespace})
     if fmt == output.Format.JSON:
         output.print_json(run)
         return
@@ -100,6 +106,7 @@ def show_run(
     facts.add_column(style="bold")
     facts.add_column()
     facts.add_row("Run", output.esc(run["run_id"]))
+    facts.add_row("Namespace", output.esc(run.get("namespace")))
     facts.add_row("Target", output.esc(run.get("target")))
     facts.add_row("Status", output.styled(run["status"]))
     facts.add_row("Created", output.stamp(run.get("created_at")))

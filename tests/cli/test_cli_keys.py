@@ -43,3 +43,18 @@ def test_bad_key_arguments_and_a_non_admin_key(cli: Cli, server: support.Server)
     reader = json.loads(cli("keys", "create", "--role", "read", "--format", "json").stdout)
     refused = cli("keys", "list", env={"OUTRIDER_TOKEN": reader["secret"]})
     assert refused.returncode != 0 and "admin only" in refused.stderr
+
+
+def test_runs_in_two_namespaces(cli: Cli, server: support.Server) -> None:
+    for namespace in ("team-a", "team-b"):
+        server.post(*[{**event, "namespace": namespace} for event in support.run_events("web-1", "web")])
+    table = cli("runs", "list")
+    assert table.returncode == 0 and "NAMESPACE" in table.stdout and "team-a" in table.stdout and "team-b" in table.stdout
+    only_a = json.loads(cli("runs", "list", "--namespace", "team-a", "--format", "json").stdout)["items"]
+    assert [(r["namespace"], r["run_id"]) for r in only_a] == [("team-a", "web-1")]
+    ambiguous = cli("runs", "show", "web-1")
+    assert ambiguous.returncode != 0 and "several namespaces" in ambiguous.stderr
+    shown = cli("runs", "show", "web-1", "-N", "team-b")
+    assert shown.returncode == 0 and "team-b" in shown.stdout
+    events = json.loads("[" + ",".join(cli("events", "-N", "team-b", "--format", "json").stdout.splitlines()) + "]")
+    assert events and {e["event"]["namespace"] for e in events} == {"team-b"}
