@@ -262,3 +262,31 @@ def test_api_docs_render_offline_under_a_strict_csp(server: support.Server, brow
     assert "Outrider control plane" in page.content()
     assert problems == [], problems
     assert requests and all(url.startswith(server.url) or url.startswith("data:") for url in requests), requests
+
+
+def test_a_tenants_reader_sees_only_its_own_in_the_browser(server: support.Server, browser: Any, output_dir: Path) -> None:
+    """Two namespaces with the same Target and Run names; a read key bound to team-a signs in and sees team-a only,
+    on the dashboard, in Run History and on the run page."""
+    now = datetime.now(UTC)
+    for namespace, outcome in (("team-a", "succeeded"), ("team-b", "failed")):
+        server.post(*[{**event, "namespace": namespace}
+                      for event in support.run_events("web-1", "web", outcome=outcome, start=now - timedelta(minutes=5))])
+        server.post({**support.target_status("web", health="Healthy" if namespace == "team-a" else "Failed"), "namespace": namespace})
+    secret = server.client.post("/v1/keys", json={"role": "read", "namespaces": ["team-a"]}).json()["secret"]
+    page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
+    page.set_default_timeout(15_000)
+    page.goto(server.url + "/login?next=/runs")
+    page.get_by_label("API token").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/runs")
+    rows = page.locator("table tbody tr")
+    assert rows.count() == 1 and "team-a" in rows.first.inner_text() and "succeeded" in rows.first.inner_text()
+    page.screenshot(path=str(output_dir / "tenant-runs.png"))
+    page.get_by_role("link", name="web-1").click()
+    page.wait_for_url("**/runs/web-1?namespace=team-a")
+    assert "succeeded" in page.locator("#run-title").inner_text()
+    page.goto(server.url + "/")
+    body = page.locator("body").inner_text()
+    assert "team-b" not in body and "Failed" not in body
+    response = page.goto(server.url + "/runs/web-1?namespace=team-b")
+    assert response is not None and response.status == 404
