@@ -416,6 +416,7 @@ class BudgetWindow(BaseModel):
 
 class Budget(BaseModel):
     scope: str = Field(description="'global' (every call) or a Target name.")
+    namespace: str | None = Field(default=None, description="The Target's namespace; null for the global scope.")
     pacing: str | None = Field(description="burst or even as the operator reported it; null when unknown.")
     avg_run_cost_usd: float | None = Field(
         default=None, description="Average cost of the scope's runs that finished in the last 24 h with a cost "

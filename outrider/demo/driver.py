@@ -64,7 +64,7 @@ class Driver:
         self.kube = httpx.Client(base_url=kube_url, timeout=10)
         self.api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         #: The demo workers' event emitter (the worker SDK), shared by all of them.
-        self.reporting = client.Client(api_url, token, source="/demo/workers", flush_interval=0.25)
+        self.reporting = client.Client(api_url, token, source="/demo/workers", namespace=namespace, flush_interval=0.25)
         self.run_every, self.run_seconds, self.merge_every = run_every, run_seconds, merge_every
         self.pending_per_target = pending_per_target
         self.rng = random.Random(seed)

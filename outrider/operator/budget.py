@@ -151,15 +151,15 @@ class Client:
         self._cache: dict[Any, tuple[dt.datetime, Spend | None, str | None]] = {}
 
     async def fetch(self, target: str, limits: Limits | None, glob: Limits | None,
-                    now: dt.datetime) -> tuple[Spend | None, str | None]:
-        """(spend, None) or (None, why it is unknown)."""
+                    now: dt.datetime, namespace: str = "default") -> tuple[Spend | None, str | None]:
+        """(spend, None) or (None, why it is unknown); the target's spend is its namespace's only."""
         if not self.url:
             return None, "OUTRIDER_URL is not set"
-        key = (target, limits, glob)
+        key = (namespace, target, limits, glob)
         cached = self._cache.get(key)
         if cached is not None and now < cached[0]:
             return cached[1], cached[2]
-        params: dict[str, Any] = {"target": target}
+        params: dict[str, Any] = {"target": target, "namespace": namespace}
         for prefix, scope in (("", limits), ("global_", glob)):
             if scope is not None and scope.any:
                 for name, value in (("usd_per_hour", scope.per_hour), ("usd_per_day", scope.per_day)):

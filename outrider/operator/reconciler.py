@@ -324,7 +324,7 @@ class TargetReconciler:
         glob = budget_mod.Limits(per_hour=autonomy.budget_usd_per_hour, per_day=autonomy.budget_usd_per_day)
         if not waiting or not autonomy.enabled or (target.budget is None and not glob.any):
             return None
-        spend, error = await self.rt.budgets.fetch(self.name, target.budget, glob if glob.any else None, now)
+        spend, error = await self.rt.budgets.fetch(self.name, target.budget, glob if glob.any else None, now, self.namespace)
         admitted_times = [t for t in (breaker_mod.parse_time(r.status.get("admittedAt")) for r in runs) if t]
         admitted_times.extend(self.admitted.values())
         return budget_mod.gate(spend, target=target.budget, glob=glob, now=now, error=error,

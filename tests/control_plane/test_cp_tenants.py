@@ -101,7 +101,13 @@ def test_a_tenants_key_sees_only_its_own(server: RunningServer) -> None:
     assert [m["cost_usd"] for m in models] == [1.0]
     nodes = team_a.get("/v1/graph/nodes", params={"window": "3650d"}).json()["items"]
     assert [n["label"] for n in nodes if n["kind"] == "run"] == ["web-1"]
-    assert team_a.get("/v1/budgets").status_code == 403  # budgets span tenants: fail closed
+    budgets = team_a.get("/v1/budgets").json()["budgets"]
+    assert [(b["scope"], b["namespace"]) for b in budgets] == [("web", "team-a")]  # no global scope: it spans tenants
+    operator = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=30)
+    every = operator.get("/v1/budgets").json()["budgets"]
+    assert [(b["scope"], b["namespace"]) for b in every] == [("global", None), ("web", "team-a"), ("web", "team-b")]
+    one = operator.get("/v1/budgets", params={"target": "web", "namespace": "team-b"}).json()["budgets"]
+    assert [(b["scope"], b["namespace"]) for b in one] == [("global", None), ("web", "team-b")]
 
 
 def test_a_tenants_live_stream_carries_only_its_events(server: RunningServer) -> None:

@@ -329,13 +329,14 @@ def _system(request: Request) -> tuple[schemas.SystemStatus, list[schemas.Target
 
 
 def _budgets(request: Request) -> dict[str, schemas.Budget]:
-    """Spend and limits per Target (GET /v1/budgets' figures) for the targets table; empty if the store fails,
-    and for a reader bound to namespaces or targets (budgets span every tenant)."""
-    if not request.state.principal.unbounded:
-        return {}
+    """Spend and limits per Target (GET /v1/budgets' figures) for the targets table, keyed by target name
+    (``namespace/name`` outside ``default``); empty if the store fails."""
+    scope = _scope(request)
     try:
         with _store(request).engine.connect() as conn:
-            return {b.scope: b for b in budgets.read(conn).budgets}
+            found = budgets.read(conn, sees=None if scope == store.EVERYTHING else scope.sees,
+                                 include_global=request.state.principal.unbounded).budgets
+            return {b.scope if b.namespace in (None, "default") else f"{b.namespace}/{b.scope}": b for b in found}
     except Exception:  # noqa: BLE001 - the status section already says when the store cannot be read
         return {}
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
-from outrider.control_plane import auth, budgets, deps, errors, schemas
+from outrider.control_plane import auth, budgets, deps, errors, schemas, store
 
 router = APIRouter(tags=["budgets"], dependencies=[Depends(auth.require_token)])
 
@@ -27,6 +27,7 @@ router = APIRouter(tags=["budgets"], dependencies=[Depends(auth.require_token)])
 )
 async def read_budgets(
     store_: deps.StoreDep,
+    scope: deps.ScopeDep,
     principal: deps.PrincipalDep,
     target: Annotated[str | None, Query(min_length=1, max_length=253, description="Only this Target (and global).")] = None,
     usd_per_hour: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False,
@@ -37,9 +38,6 @@ async def read_budgets(
                                                        description="Judge the global scope against this.")] = None,
     global_usd_per_day: Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False, description="Same, daily.")] = None,
 ) -> schemas.BudgetsResponse:
-    if not principal.unbounded:
-        raise auth.forbidden("budgets span every tenant (the global cap included); a key bound to namespaces or "
-                             "targets cannot read them yet")
     overrides = global_overrides = None
     if usd_per_hour is not None or usd_per_day is not None:
         overrides = budgets.Limits(per_hour=usd_per_hour, per_day=usd_per_day)
@@ -48,7 +46,9 @@ async def read_budgets(
 
     def read() -> schemas.BudgetsResponse:
         with store_.engine.connect() as conn:
-            return budgets.read(conn, target=target, overrides=overrides, global_overrides=global_overrides)
+            namespace = next(iter(scope.namespaces)) if scope.namespaces is not None and len(scope.namespaces) == 1 else None
+            return budgets.read(conn, target=target, namespace=namespace, overrides=overrides, global_overrides=global_overrides,
+                                sees=None if scope == store.EVERYTHING else scope.sees, include_global=principal.unbounded)
 
     try:
         return await asyncio.to_thread(read)
