@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     audit_retention_days: float = Field(
         default=365.0, gt=0, description="Audit entries older than this are deleted by the retention sweep (days, default 365)."
     )
+    metrics_max_targets: int = Field(
+        default=200, ge=1, le=100_000,
+        description=(
+            "Most (namespace, target) pairs with series of their own in /metrics (default 200): every Target the "
+            "operator reported first, then the busiest; the rest are summed under target=\"other\" (cardinality.py)."
+        ),
+    )
+    metrics_max_models: int = Field(
+        default=50, ge=1, le=10_000,
+        description="Most models with series of their own in /metrics (default 50, the busiest); the rest under model=\"other\".",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         gt=0,

@@ -1006,6 +1006,15 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
 
+    def reported_targets(self) -> list[tuple[str, str]]:
+        """(namespace, target) of every Target the operator reported (``target.status``), newest report first:
+        the label values /metrics keeps however many made-up targets clients send."""
+        e = tables.events
+        query = (sa.select(e.c.namespace, e.c.target, sa.func.max(e.c.seq).label("last"))
+                 .where(e.c.type == events.EventType.TARGET_STATUS.value, e.c.target.is_not(None))
+                 .group_by(e.c.namespace, e.c.target).order_by(sa.desc("last")))
+        return [(str(namespace), str(target)) for namespace, target, _ in self._read(query)]
+
     # --- insights (trends, models, graph, logs, retention) -----------------------------------------
 
     def _bucket(self, column: Any, start: datetime, size: int) -> Any:

@@ -1,0 +1,39 @@
+"""/metrics stays bounded whatever clients send: 10,000 made-up targets and models fold into ``other`` beyond the
+kept sets (Targets the operator reported first), and the totals stay exact."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from outrider.control_plane import settings
+from tests.control_plane import cp_support as support
+from tests.control_plane.conftest import RunningServer
+
+MAX_TARGETS, MAX_MODELS = 20, 5
+BATCH = {"content-type": "application/cloudevents-batch+json"}
+
+
+def test_ten_thousand_random_targets_and_models_stay_within_the_limits(
+        make_sqlite_settings: Callable[..., settings.Settings], start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    api = start_server(make_sqlite_settings(metrics_max_targets=MAX_TARGETS, metrics_max_models=MAX_MODELS, operator_tokens="op-token-0123456789"))
+    reported = {**support.event("target.status", None, target="the-real-one", source="/outrider/operator", data={
+        "health": "Healthy", "breaker_state": "Closed", "consecutive_failures": 0, "trips": 0, "active_runs": 0,
+        "pending_runs": 0, "max_open_prs": 1, "max_concurrent_runs": 1})}
+    assert api.client.post("/v1/events", json=reported, headers={"Authorization": "Bearer op-token-0123456789"}).status_code == 202
+    for chunk in range(10):
+        batch = [support.event("run.llm_usage", f"r-{chunk}-{i}", target=f"made-up-{chunk}-{i}", data={
+            "provider": "p", "model": f"model-{chunk}-{i}", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.001})
+            for i in range(1000)]
+        assert api.client.post("/v1/events", json=batch, headers=BATCH).status_code == 202
+    api.client.post("/v1/events", json=support.event("run.llm_usage", "real-1", target="the-real-one", data={
+        "provider": "p", "model": "model-real", "input_tokens": 1, "output_tokens": 1}))
+    text = api.client.get("/metrics").text
+    tokens = [line for line in text.splitlines() if line.startswith("outrider_llm_tokens_total{")]
+    targets = {re.search(r'target="([^"]*)"', line).group(1) for line in tokens}  # type: ignore[union-attr]
+    models = {re.search(r'model="([^"]*)"', line).group(1) for line in tokens}  # type: ignore[union-attr]
+    assert len(targets) <= MAX_TARGETS + 1 and "other" in targets and "the-real-one" in targets  # + other
+    assert len(models) <= MAX_MODELS + 1 and "other" in models
+    assert len(text.splitlines()) < 600, len(text.splitlines())
+    total_input = sum(float(line.rsplit(" ", 1)[1]) for line in tokens if 'direction="input"' in line)
+    assert total_input == 10_001  # folded, never dropped
