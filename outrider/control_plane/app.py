@@ -25,6 +25,7 @@ from outrider.control_plane import (
     budget_metrics,
     errors,
     keys,
+    limits,
     metrics,
     sessions,
     settings,
@@ -146,6 +147,8 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.run_state_cache = {}
     app.state.last_heartbeat_actor = None
     app.state.store = the_store
+    app.state.streams = limits.StreamSlots(config.max_streams, config.max_streams_per_key)
+    app.state.auth_failures = limits.AuthFailures(config.auth_failures_per_minute)
     app.state.keys = keys.KeyStore(the_store.engine, config.key_cache_seconds)
     app.state.sessions = sessions.SessionStore(the_store.engine, config.session_seconds)
     app.state.audit = audit.AuditLog(the_store.engine)

@@ -113,12 +113,21 @@ async def resolve(state: Any, presented: str) -> Principal | None:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The caller's principal (also left on ``request.state.principal``); 401 without a valid credential."""
+    """The caller's principal (also left on ``request.state.principal``); 401 without a valid credential, 429
+    while the client's address has failed too often this minute (``limits.AuthFailures``)."""
+    failures = request.app.state.auth_failures
+    address = request.client.host if request.client else "?"
+    failures.check(address)
     presented = bearer(request)
     if presented is None:
         raise unauthorized("a bearer token is required")
-    principal = await resolve(request.app.state, presented)
+    try:
+        principal = await resolve(request.app.state, presented)
+    except errors.APIError:
+        failures.failed(address)
+        raise
     if principal is None:
+        failures.failed(address)
         raise unauthorized("the bearer token is not valid (unknown, revoked or expired)")
     request.state.principal = principal
     return principal

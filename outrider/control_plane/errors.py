@@ -60,6 +60,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Body or batch too large.",
         415: "Unsupported content type or content encoding.",
         422: "Invalid input; detail lists each problem.",
+        429: "Too many: live streams, or failed authentications from this address; see Retry-After.",
         503: "The store is unavailable; retry.",
     }
     return {status: {"model": schemas.ErrorBody, "description": descriptions[status]} for status in statuses}

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     audit_retention_days: float = Field(
         default=365.0, gt=0, description="Audit entries older than this are deleted by the retention sweep (days, default 365)."
     )
+    max_streams: int = Field(default=500, ge=1, description="Most live SSE streams open at once (default 500); beyond, 429.")
+    max_streams_per_key: int = Field(
+        default=20, ge=1, description="Most live SSE streams one credential may hold open (default 20); beyond, 429."
+    )
+    auth_failures_per_minute: int = Field(
+        default=30, ge=1,
+        description="Failed authentications one client address may make per minute (default 30); beyond, 429 until the minute ends.",
+    )
     metrics_max_targets: int = Field(
         default=200, ge=1, le=100_000,
         description=(

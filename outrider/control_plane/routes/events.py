@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from outrider.common import events
-from outrider.control_plane import auth, bodies, deps, errors, params, principals, schemas, settings, store
+from outrider.control_plane import auth, bodies, deps, errors, limits, params, principals, schemas, settings, store
 
 # The token is checked by a dependency on the reads and inline in ``ingest``: resolving a dependency costs the
 # hot path more per request than validating a small event does.
@@ -332,7 +332,7 @@ def _sse(item: dict[str, Any]) -> str:
     response_class=StreamingResponse,
     responses={
         200: {"description": "text/event-stream: one SSE message per stored event (id = seq, event = type, data = the CloudEvent, JSON format).", "content": {"text/event-stream": {}}},
-        **errors.responses(401, 422),
+        **errors.responses(401, 422, 429),
     },
     dependencies=AUTHENTICATED,
 )
@@ -355,6 +355,9 @@ async def stream(
     last = params.last_event_id(request.headers.get("last-event-id"))
     if after is None and last is not None:
         after = last
+    slots: limits.StreamSlots = request.app.state.streams
+    holder = request.state.principal.key_id
+    slots.take(holder)  # 429 beyond the server's or this credential's live streams
     subscription = store_.subscribe()
 
     def wanted(event: dict[str, Any]) -> bool:
@@ -396,6 +399,7 @@ async def stream(
                         yield _sse(item)
         finally:
             store_.unsubscribe(subscription)
+            slots.give(holder)
 
     return StreamingResponse(
         generate(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -7,11 +7,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from outrider.common import events
-from outrider.control_plane import auth, deps, errors, insights, params, schemas, store
+from outrider.control_plane import auth, deps, errors, insights, limits, params, schemas, store
 
 router = APIRouter(tags=["runs"], dependencies=[Depends(auth.require_token)])
 
@@ -46,10 +46,11 @@ def _page(store_: store.Store, run_id: str, level: str, after: int, limit: int,
     responses={
         200: {"description": "JSON LogPage, or with follow=true text/event-stream: one `event: log` per line (id = seq, data = LogLine JSON).",
               "content": {"text/event-stream": {}}},
-        **errors.responses(401, 422, 503),
+        **errors.responses(401, 422, 429, 503),
     },
 )
 async def run_logs(
+    request: Request,
     run_id: str,
     store_: deps.StoreDep,
     config: deps.SettingsDep,
@@ -67,6 +68,9 @@ async def run_logs(
             raise errors.APIError(503, "store_unavailable", str(exc)) from exc
         return {"items": lines, "next_cursor": params.encode_cursor({"seq": scanned}) if more else None}
 
+    slots: limits.StreamSlots = request.app.state.streams
+    holder = request.state.principal.key_id
+    slots.take(holder)  # 429 beyond the server's or this credential's live streams
     subscription = store_.subscribe()  # before the backlog read, so nothing committed in between is missed
 
     def sse(line: dict[str, Any]) -> str:
@@ -105,5 +109,6 @@ async def run_logs(
                         yield sse(line)
         finally:
             store_.unsubscribe(subscription)
+            slots.give(holder)
 
     return StreamingResponse(generate(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,81 @@
+"""Limits on what one client can hold or try: live streams, and failed authentications.
+
+- **Streams.** Every SSE stream holds a subscription and a connection for as long as the client stays. At most
+  ``max_streams`` are open in all and ``max_streams_per_key`` per credential; beyond, 429 with ``Retry-After``.
+- **Failed authentications.** More than ``auth_failures_per_minute`` failed authentications from one client
+  address within a minute answer 429 (``Retry-After``) for the rest of that minute, valid credential or not:
+  guessing keys gets slow, and the refusals are logged once per address and minute, not once per request.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+from outrider.control_plane import errors
+
+log = logging.getLogger(__name__)
+WINDOW_SECONDS = 60.0
+TRACKED_ADDRESSES = 10_000
+
+
+def too_many(message: str, retry_after: int) -> errors.APIError:
+    return errors.APIError(429, "too_many_requests", message, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class StreamSlots:
+    def __init__(self, total: int, per_key: int) -> None:
+        self.total = total
+        self.per_key = per_key
+        self.open: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str) -> None:
+        """Reserve a stream for ``key_id``; 429 when the server or the key has as many as allowed."""
+        with self._lock:
+            if sum(self.open.values()) >= self.total:
+                raise too_many(f"the server has {self.total} live streams open, its limit; retry later", 10)
+            if self.open[key_id] >= self.per_key:
+                raise too_many(f"this credential has {self.per_key} live streams open, its limit; close one", 10)
+            self.open[key_id] += 1
+
+    def give(self, key_id: str) -> None:
+        with self._lock:
+            self.open[key_id] -= 1
+            if self.open[key_id] <= 0:
+                del self.open[key_id]
+
+
+class AuthFailures:
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._windows: dict[str, tuple[float, int, bool]] = {}  # address → (window start, failures, logged)
+        self._lock = threading.Lock()
+
+    def check(self, address: str) -> None:
+        """429 while ``address`` is over its failures for the current minute."""
+        with self._lock:
+            found = self._windows.get(address)
+        if found is None:
+            return
+        start, failures, _ = found
+        left = start + WINDOW_SECONDS - time.monotonic()
+        if left > 0 and failures > self.per_minute:
+            raise too_many("too many failed authentications from this address; wait before retrying", int(left) + 1)
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            start, failures, logged = self._windows.get(address, (now, 0, False))
+            if now - start > WINDOW_SECONDS:
+                start, failures, logged = now, 0, False
+            failures += 1
+            if failures > self.per_minute and not logged:
+                log.warning("auth: %d failed authentications from %s within a minute; refusing it until the minute ends",
+                            failures, address)
+                logged = True
+            if len(self._windows) >= TRACKED_ADDRESSES and address not in self._windows:
+                self._windows.clear()
+            self._windows[address] = (start, failures, logged)
