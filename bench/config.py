@@ -37,8 +37,12 @@ class BenchConfig:
     #: (bench/kmock_server.py) the operator part takes ~1.5-2 minutes at this size on 2 shared cores.
     operator_runs: int = 1000
     operator_targets: int = 50
-    #: Which parts to run: any of ingestion, queries, operator.
-    parts: list[str] = field(default_factory=lambda: ["ingestion", "queries", "operator"])
+    #: Projection benchmark (bench.projection_bench): seconds of closed-loop load for the sustained rate, and of
+    #: open-loop load at half that rate for the projection lag.
+    sustained_seconds: float = 10.0
+    lag_seconds: float = 10.0
+    #: Which parts to run: any of ingestion, projection, queries, operator.
+    parts: list[str] = field(default_factory=lambda: ["ingestion", "projection", "queries", "operator"])
     #: PostgreSQL is measured when a server can be started here.
     postgres: bool = True
 
@@ -59,6 +63,8 @@ def from_environment() -> BenchConfig:
             query_samples=30,
             operator_runs=50,
             operator_targets=5,
+            sustained_seconds=1.0,
+            lag_seconds=1.0,
         )
     else:
         config = BenchConfig(quick=False, repeats=3, cell_seconds=2.0, cell_max_requests=200_000, warmup_requests=64)
@@ -69,6 +75,10 @@ def from_environment() -> BenchConfig:
     parts = os.environ.get("BENCH_PARTS")
     if parts:
         config.parts = [p.strip() for p in parts.split(",") if p.strip()]
+    if os.environ.get("BENCH_QUERY_EVENTS"):  # e.g. 10000000 for the 10^7 (runs grow in proportion)
+        scale = int(os.environ["BENCH_QUERY_EVENTS"]) / config.query_events
+        config.query_events = int(os.environ["BENCH_QUERY_EVENTS"])
+        config.query_runs = int(config.query_runs * scale)
     if os.environ.get("BENCH_POSTGRES_QUERIES") == "1":
         config.postgres_queries = True
     if os.environ.get("BENCH_POSTGRES", "1") == "0":

@@ -77,13 +77,32 @@ def render(results: dict[str, Any]) -> str:
                 )
             )
         lines.append("")
+    projection = results.get("projection") or {}
+    if projection and not projection.get("error"):
+        lines += [
+            "### Event log and projection",
+            "",
+            _row(["store", "replicas", "events", "accepted/s", "accepted and projected/s", "drain s",
+                  "half-load rate/s", "lag p50 s", "lag p99 s", "lag max s"]),
+            _row(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+        ]
+        for store, info in projection.items():
+            half = info.get("half_load") or {}
+            lines.append(_row([store, str(info.get("replicas", 1)), f"{info['events']:,}", fmt(info["accepted_per_s"]),
+                               fmt(info["sustained_per_s"]), fmt(info["drain_seconds"], 2), fmt(half.get("rate_per_s")),
+                               fmt(half.get("lag_p50_s"), 3), fmt(half.get("lag_p99_s"), 3), fmt(half.get("lag_max_s"), 3)]))
+        lines.append("")
+    elif projection:
+        lines += ["### Event log and projection", "", f"Not measured: {projection.get('error')}", ""]
     queries = results.get("queries") or {}
     if queries.get("results"):
         seed = queries.get("seed") or {}
         for store, info in seed.items():
             lines.append(
                 f"Seeded {store}: {info['events']:,} events, {info['runs']:,} runs, {info['targets']} targets in "
-                f"{info['seconds']:.0f} s ({fmt(info['events_per_s'])} events/s) through `Store.submit`."
+                f"{info['seconds']:.0f} s ({fmt(info['events_per_s'])} events/s) through `Store.submit`"
+                + (f"; appended in {info['append_seconds']:.0f} s, projected {info['projection_caught_up_after_s']:.0f} s later."
+                   if info.get("append_seconds") is not None else ".")
             )
         lines += [
             "",

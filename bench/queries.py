@@ -28,7 +28,9 @@ import sqlalchemy as sa
 from bench import config as config_module
 from bench import loadgen, payloads, postgres, servers, stats
 
-SPAN = timedelta(days=7)
+#: Runs start evenly over this span: the 30-day windows of models/trends/budgets/errors cover all of it, at the
+#: rollups' largest size (720 hours × targets × models), which does not grow with the number of events.
+SPAN = timedelta(days=30)
 
 
 def target_name(index: int) -> str:
@@ -59,7 +61,7 @@ def seed(database_url: str, config: config_module.BenchConfig, log: Callable[...
     def settle(limit: int) -> None:
         nonlocal accepted, duplicates
         while len(in_flight) > limit:
-            new, dup = in_flight.popleft().result(timeout=300)
+            new, dup, _position = in_flight.popleft().result(timeout=300)
             accepted += new
             duplicates += dup
 
@@ -82,6 +84,8 @@ def seed(database_url: str, config: config_module.BenchConfig, log: Callable[...
         if batch:
             in_flight.append(the_store.submit(batch))
         settle(0)
+        appended = time.perf_counter() - started
+        projected_at = _caught_up(the_store, log)
     finally:
         the_store.close()
     seconds = time.perf_counter() - started
@@ -95,8 +99,24 @@ def seed(database_url: str, config: config_module.BenchConfig, log: Callable[...
         "targets": config.query_targets,
         "events_per_run": per_run,
         "seconds": seconds,
+        "append_seconds": appended,
+        "projection_caught_up_after_s": projected_at,
         "events_per_s": accepted / seconds if seconds else None,
     }
+
+
+def _caught_up(the_store: Any, log: Callable[..., Any], timeout: float = 3600.0) -> float:
+    """Wait until the projector has folded the whole log (the queries read projections); seconds since the start."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    while True:
+        status = the_store.projection_status()
+        if status["position"] >= status["head"]:
+            return time.perf_counter() - started
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the projection did not catch up: {status}")
+        log(f"  projecting: {status['position']:,}/{status['head']:,}", highlight=False)
+        time.sleep(2.0)
 
 
 def query_plan(config: config_module.BenchConfig) -> list[tuple[str, Callable[[int, str | None], str], bool]]:
@@ -130,6 +150,13 @@ def query_plan(config: config_module.BenchConfig) -> list[tuple[str, Callable[[i
         ("/v1/events since=6d ago, paged", lambda i, c: with_cursor(f"/v1/events?since={since_6d}&limit=100", c), True),
         ("/v1/events limit=1000, paged (export)", lambda i, c: with_cursor("/v1/events?limit=1000", c), True),
         ("/metrics", lambda i, c: "/metrics", False),
+        # Issue 14: analytics from rollups, their cost independent of the number of events.
+        ("/v1/analytics/models window=30d", lambda i, c: "/v1/analytics/models?window=30d", False),
+        ("/v1/analytics/models window=30d target=…", lambda i, c: f"/v1/analytics/models?window=30d&target={t(i)}", False),
+        ("/v1/analytics/trends window=30d", lambda i, c: "/v1/analytics/trends?window=30d", False),
+        ("/v1/analytics/errors by=target window=30d", lambda i, c: "/v1/analytics/errors?by=target&window=30d", False),
+        ("/v1/budgets", lambda i, c: "/v1/budgets", False),
+        ("/v1/budgets target=…", lambda i, c: f"/v1/budgets?target={t(i)}", False),
     ]
 
 

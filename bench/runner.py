@@ -57,7 +57,7 @@ def run_all(
     pg_reason: str | None = None
     errors: list[str] = []
     try:
-        if config.postgres and ("ingestion" in config.parts or "queries" in config.parts):
+        if config.postgres and ("ingestion" in config.parts or "queries" in config.parts or "projection" in config.parts):
             log("[bold]starting PostgreSQL[/bold]")
             pg, pg_reason = postgres.start()
             if pg is None:
@@ -69,6 +69,11 @@ def run_all(
         if "ingestion" in config.parts:
             log("[bold]ingestion[/bold]")
             results["ingestion"] = _ingestion(config, token, workdir, pg, log, errors)
+        if "projection" in config.parts:
+            log("[bold]projection (event log → run records, rollups)[/bold]")
+            results["projection"] = _guarded(
+                "projection", errors,
+                lambda: importlib.import_module("bench.projection_bench").run(config, token, workdir, pg, log))
         if "queries" in config.parts:
             log("[bold]queries at scale[/bold]")
             results["queries"] = _guarded(
@@ -92,6 +97,8 @@ def run_all(
     ingestion = results.get("ingestion") or {}
     if ingestion.get("cells"):
         checks += targets.ingestion(ingestion["cells"], f"batch{config.batch_size}", max(config.concurrencies))
+    if results.get("projection") and "error" not in results["projection"]:
+        checks += targets.projection(results["projection"], ingestion.get("cells") or [], f"batch{config.batch_size}")
     if (results.get("queries") or {}).get("results"):
         checks += targets.queries(results["queries"]["results"])
     if "operator" in config.parts:

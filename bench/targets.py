@@ -81,3 +81,27 @@ def operator(result: dict[str, Any] | None) -> list[dict[str, Any]]:
         _check("operator: Job→Run status p99 s", "≤ 1", p99, _at_most(p99, 1.0)),
         _check("operator: peak RSS MB", "≤ 200", rss, _at_most(rss, 200.0)),
     ]
+
+
+#: The batched rate (100 per request, 32 clients, SQLite) before the event log and projector (issue 14), from
+#: bench/results.json of 2026-11-26 (commit 29434a3): the issue's "today's batched rate". It cannot be measured
+#: in the same run any more (that code is gone), so it is the one figure here not from the same run.
+PREVIOUS_SQLITE_BATCHED = 17_427.0
+
+
+def projection(found: dict[str, Any], cells: list[dict[str, Any]], batch_workload: str) -> list[dict[str, Any]]:
+    """Issue 14: acceptance vs the NDJSON baseline, sustained rate vs the previous batched rate, lag at half load."""
+    checks = []
+    ndjson = _median(_cell(cells, "ndjson", batch_workload, 32))
+    sqlite_batch = _median(_cell(cells, "sqlite", batch_workload, 32))
+    r = stats.ratio(sqlite_batch, ndjson)
+    checks.append(_check(f"sqlite: {batch_workload} c=32 / NDJSON", "≥ 1×", r, _at_least(r, 1.0)))
+    for name, figures in found.items():
+        rate = figures.get("sustained_per_s")
+        if name == "sqlite":
+            r = stats.ratio(rate, PREVIOUS_SQLITE_BATCHED)
+            checks.append(_check("sqlite: accepted and projected / previous batched rate", "≥ 2×", r, _at_least(r, 2.0),
+                                 f"previous: {PREVIOUS_SQLITE_BATCHED:,.0f} events/s (2026-11-26)"))
+        lag = (figures.get("half_load") or {}).get("lag_p99_s")
+        checks.append(_check(f"{name}: projection lag p99 s at half the sustained rate", "≤ 1", lag, _at_most(lag, 1.0)))
+    return checks

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,13 @@ def output_dir(request: pytest.FixtureRequest) -> Path:
     path = Path("test-output") / request.node.name.replace("/", "_")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def counts(response: Any) -> dict[str, int]:
+    """``{accepted, duplicates}`` of an ingestion answer, after checking it also carries the log position
+    (an integer, also in the Outrider-Position header) whenever it acknowledged an event."""
+    body = response.json()
+    if body["accepted"] or body["duplicates"]:
+        assert isinstance(body["position"], int) and body["position"] >= 1, body
+        assert response.headers["Outrider-Position"] == str(body["position"])
+    return {"accepted": body["accepted"], "duplicates": body["duplicates"]}

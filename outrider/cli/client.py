@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from outrider.common import read_your_writes
+
 EXIT_OK = 0
 EXIT_FAILURE_FOUND = 1
 EXIT_USAGE = 2
@@ -46,7 +48,9 @@ class Client:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        #: What this invocation wrote, its reads see (outrider.common.read_your_writes).
+        self.session = read_your_writes.Session()
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, event_hooks=self.session.hooks())
 
     def __enter__(self) -> Client:
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outrider.cli import autonomy, events, insights, keys, runs, servers, status
+from outrider.cli import autonomy, events, insights, keys, runs, servers, status, store
 
 app = typer.Typer(
     name="outrider",
@@ -26,6 +26,7 @@ status.register(app)
 insights.register(app)
 app.add_typer(autonomy.app, name="autonomy")
 keys.register(app)
+app.add_typer(store.app, name="store")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from outrider.common import credentials, events
+from outrider.common import credentials, events, read_your_writes
 
 if TYPE_CHECKING:
     from outrider.client import run as run_module
@@ -60,6 +60,9 @@ class Stats:
     attempts: int
     failed_attempts: int
     last_error: str | None
+    #: The highest event-log position the control plane acknowledged (0: none yet). A reader that must see these
+    #: events passes it as ?min_position= or the Outrider-Min-Position header (read-your-writes).
+    position: int = 0
 
 
 class Client:
@@ -113,6 +116,8 @@ class Client:
         self._lock = threading.Condition()
         self._buffer: collections.deque[dict[str, Any]] = collections.deque()
         self._emitted = 0
+        #: The log positions the control plane acknowledged (``Stats.position``).
+        self.positions = read_your_writes.Session()
         self._settled = 0  # events delivered, refused or dropped: flush waits until this reaches its mark
         self._delivered = self._duplicates = self._dropped = self._rejected = 0
         self._attempts = self._failed_attempts = 0
@@ -225,7 +230,7 @@ class Client:
             return Stats(
                 emitted=self._emitted, delivered=self._delivered, duplicates=self._duplicates, dropped=self._dropped,
                 rejected=self._rejected, pending=self._emitted - self._settled, attempts=self._attempts,
-                failed_attempts=self._failed_attempts, last_error=self._last_error,
+                failed_attempts=self._failed_attempts, last_error=self._last_error, position=self.positions.position,
             )
 
     def __enter__(self) -> Client:
@@ -282,7 +287,7 @@ class Client:
 
     def _run(self) -> None:
         headers = {"Content-Type": BATCH_CONTENT_TYPE}
-        with httpx.Client(base_url=self.url, headers=headers, timeout=self.request_timeout) as http:
+        with httpx.Client(base_url=self.url, headers=headers, timeout=self.request_timeout, event_hooks=self.positions.hooks()) as http:
             while True:
                 batch = self._take()
                 if batch is None:

@@ -43,6 +43,7 @@ from outrider.control_plane.routes import keys as key_routes
 from outrider.control_plane.routes import logs as log_routes
 from outrider.control_plane.routes import metrics as metrics_routes
 from outrider.control_plane.routes import otlp as otlp_routes
+from outrider.control_plane.routes import projection as projection_routes
 from outrider.control_plane.routes import runs as run_routes
 from outrider.control_plane.routes import status as status_routes
 
@@ -162,6 +163,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.include_router(event_routes.router)
     app.include_router(otlp_routes.router)
     app.include_router(run_routes.router)
+    app.include_router(projection_routes.router)
     app.include_router(log_routes.router)
     app.include_router(insight_routes.router)
     app.include_router(analytics_routes.router)

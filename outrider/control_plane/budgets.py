@@ -1,9 +1,13 @@
 """LLM spend against budgets over rolling windows: what ``GET /v1/budgets`` and the budget metrics report.
 
 Spend is the control plane's own: the sum of ``cost_usd`` of the ``run.llm_usage`` events whose event time lies
-in the window ``(now - W, now]`` (W = 1 h or 24 h), read from the ``llm_calls`` table through its
-``(target, time)`` and ``(time)`` indexes — one indexed range sum per scope and window. Calls without a price
-count nothing. Limits are the operator's (``Target.spec.budget`` and the autonomy ConfigMap): it reports them in
+in the window ``(now - W, now]`` (W = 1 h or 24 h), exactly. Whole minutes inside the window are read from
+the projector's per-minute rollup (``rollup_spend``: at most 1,440 rows per scope and day, however many
+calls); the two partial minutes at the window's edges, and every call the projector has not folded yet, are
+read from the event log itself (``Spend``). So a budget check never under-counts however far the projection
+lags: each call in the log is counted once, in the rollup or from the log, both read for one checkpoint
+(``consistent``). Calls without a price count nothing. (Budgets therefore need the log of the last 24 h:
+``retention_days`` is at least 1.) Limits are the operator's (``Target.spec.budget`` and the autonomy ConfigMap): it reports them in
 ``target.status`` (``budget_usd_per_hour``/``budget_usd_per_day``/``budget_pacing``) and ``operator.heartbeat``
 (the global ones); this module takes the latest report. docs/concepts/budgets.md defines every figure:
 
@@ -16,6 +20,7 @@ count nothing. Limits are the operator's (``Target.spec.budget`` and the autonom
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +30,7 @@ import sqlalchemy as sa
 from outrider.common import events
 from outrider.control_plane import schemas, status, tables
 from outrider.control_plane.principals import DEFAULT_NAMESPACE
+from outrider.control_plane.store import rollups
 
 #: The rolling windows: name → length.
 WINDOWS: dict[str, timedelta] = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
@@ -75,52 +81,158 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _where(target: str | None, since: datetime, now: datetime, namespace: str | None = None) -> list[Any]:
-    c = tables.llm_calls
-    where = [c.c.time > since, c.c.time <= now, c.c.cost_nano_usd.is_not(None)]
-    if target is not None:
-        where.append(c.c.target == target)
-    if namespace is not None:
-        where.append(c.c.namespace == namespace)
-    return where
+Call = tuple[str, str | None, datetime, int]  # (namespace, target, time, nano-USD) of one priced call
 
 
-def spent_nano(conn: sa.Connection, target: str | None, since: datetime, now: datetime, namespace: str | None = None) -> int:
-    """Nano-USD spent in ``(since, now]``; ``target`` None: every call (the global scope)."""
-    c = tables.llm_calls
-    value = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(c.c.cost_nano_usd), 0))
-                         .where(*_where(target, since, now, namespace))).scalar()
-    return int(value or 0)
+def checkpoint(conn: sa.Connection) -> int:
+    s = tables.projector_state
+    return int(conn.execute(sa.select(s.c.position).where(s.c.id == 1)).scalar() or 0)
 
 
-def resets_at(conn: sa.Connection, target: str | None, since: datetime, now: datetime, window: timedelta,
-              spent: int, limit: int, namespace: str | None = None) -> datetime | None:
-    """When the spend in the window first drops under ``limit`` if nothing more is spent (see module doc)."""
-    if spent < limit:
-        return None
-    c = tables.llm_calls
-    rows = conn.execute(sa.select(c.c.time, c.c.cost_nano_usd).where(*_where(target, since, now, namespace))
-                        .order_by(c.c.time)).yield_per(500)
-    remaining = spent
-    for moment, cost in rows:
-        remaining -= int(cost or 0)
-        if remaining < limit:
-            return _utc(moment) + window
-    return None  # only if the rows changed between the two reads: unknown rather than guessed
+def _calls(conn: sa.Connection, *conditions: Any) -> list[Call]:
+    """Priced ``run.llm_usage`` calls from the log matching ``conditions`` (on the events table)."""
+    e = tables.events
+    rows = conn.execute(sa.select(e.c.namespace, e.c.target, e.c.body).where(e.c.type == events.EventType.RUN_LLM_USAGE.value, *conditions))
+    found = []
+    for namespace, target, body in rows:
+        event = json.loads(body)
+        cost = (event.get("data") or {}).get("cost_usd")
+        if cost is None:
+            continue
+        try:
+            nano = round(float(cost) * NANO)
+        except (TypeError, ValueError):
+            continue
+        found.append((str(namespace), target, _utc(datetime.fromisoformat(event["time"])), nano))
+    return found
+
+
+@dataclasses.dataclass
+class Spend:
+    """The priced calls of one rolling window ``(since, now]``, read once: whole minutes from the projector's
+    rollup (``first``..``last``), and from the log the calls of the two partial minutes at the window's edges
+    (exact to the microsecond) plus those the projector has not folded yet (``exact``)."""
+
+    since: datetime
+    now: datetime
+    first: int
+    last: int
+    exact: list[Call]
+
+    @classmethod
+    def read(cls, conn: sa.Connection, since: datetime, now: datetime) -> Spend:
+        e = tables.events
+        position = checkpoint(conn)
+        edge_start, edge_end = rollups.minute_of(since.timestamp()), rollups.minute_of(now.timestamp())
+        since, now = since.astimezone(UTC), now.astimezone(UTC)
+        first_minute_end = datetime.fromtimestamp((edge_start + 1) * rollups.MINUTE, UTC)
+        last_minute_start = datetime.fromtimestamp(edge_end * rollups.MINUTE, UTC)
+        exact = _calls(conn, e.c.time > since, e.c.time <= now,
+                       sa.or_(e.c.time < first_minute_end, e.c.time >= last_minute_start, e.c.seq > position))
+        return cls(since, now, edge_start + 1, edge_end - 1, exact)
+
+    def _where(self, target: str | None, namespace: str | None) -> list[Any]:
+        m = tables.rollup_spend
+        where = [m.c.minute >= self.first, m.c.minute <= self.last]
+        if target is not None:
+            where.append(m.c.target == target)
+        if namespace is not None:
+            where.append(m.c.namespace == namespace)
+        return where
+
+    def _exact(self, target: str | None, namespace: str | None) -> list[Call]:
+        return [c for c in self.exact if (target is None or c[1] == target) and (namespace is None or c[0] == namespace)]
+
+    def spent(self, conn: sa.Connection, target: str | None, namespace: str | None = None) -> int:
+        """Nano-USD spent in the window; ``target`` None: every call (the global scope)."""
+        m = tables.rollup_spend
+        folded = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(m.c.cost_nano_usd), 0)).where(*self._where(target, namespace))).scalar()
+        return int(folded or 0) + sum(c[3] for c in self._exact(target, namespace))
+
+    def by_target(self, conn: sa.Connection) -> dict[str | None, int]:
+        """Nano-USD per target (None: calls without one), one grouped read of the rollup."""
+        m = tables.rollup_spend
+        spent: dict[str | None, int] = {}
+        for target, value in conn.execute(sa.select(m.c.target, sa.func.sum(m.c.cost_nano_usd)).where(*self._where(None, None)).group_by(m.c.target)):
+            spent[target or None] = spent.get(target or None, 0) + int(value or 0)
+        for _, target, _, nano in self.exact:
+            spent[target] = spent.get(target, 0) + nano
+        return spent
+
+    def targets(self, conn: sa.Connection) -> set[tuple[str, str]]:
+        m = tables.rollup_spend
+        found = {(str(n), str(t)) for n, t in conn.execute(sa.select(m.c.namespace, m.c.target).where(*self._where(None, None), m.c.target != "").distinct())}
+        found.update((ns, t) for ns, t, _, _ in self.exact if t)
+        return found
+
+    def resets_at(self, conn: sa.Connection, target: str | None, namespace: str | None, window: timedelta, spent: int,
+                  limit: int) -> datetime | None:
+        """When the spend first drops under ``limit`` if nothing more is spent: the time of the oldest call that
+        must leave, plus the window. A rolled-up minute is looked up in the log to find that call's exact time;
+        if the log no longer has its calls, the end of the minute is given (later, never earlier)."""
+        if spent < limit:
+            return None
+        m = tables.rollup_spend
+        items: list[tuple[datetime, int, int | None]] = [(c[2], c[3], None) for c in self._exact(target, namespace)]
+        items.extend((datetime.fromtimestamp((minute + 1) * rollups.MINUTE, UTC), int(cost or 0), int(minute)) for minute, cost in conn.execute(
+            sa.select(m.c.minute, sa.func.sum(m.c.cost_nano_usd)).where(*self._where(target, namespace)).group_by(m.c.minute)))
+        remaining = spent
+        for moment, cost, minute in sorted(items, key=lambda item: item[0]):
+            if remaining - cost >= limit:
+                remaining -= cost
+                continue
+            if minute is None:
+                return moment + window
+            return self._within(conn, minute, target, namespace, remaining, cost, limit) + window
+        return None  # only if the rows changed between the reads: unknown rather than guessed
+
+    def _within(self, conn: sa.Connection, minute: int, target: str | None, namespace: str | None, remaining: int,
+                cost: int, limit: int) -> datetime:
+        e = tables.events
+        start = datetime.fromtimestamp(minute * rollups.MINUTE, UTC)
+        end = datetime.fromtimestamp((minute + 1) * rollups.MINUTE, UTC)
+        calls = sorted((c for c in _calls(conn, e.c.time >= start, e.c.time < end)
+                        if (target is None or c[1] == target) and (namespace is None or c[0] == namespace)), key=lambda c: c[2])
+        if sum(c[3] for c in calls) != cost:
+            return end  # the log no longer holds this minute exactly (retention): its end, never earlier
+        for _, _, moment, nano in calls:
+            remaining -= nano
+            if remaining < limit:
+                return moment
+        return end
 
 
 def window_of(conn: sa.Connection, target: str | None, name: str, limit_usd: float | None,
               now: datetime, namespace: str | None = None) -> schemas.BudgetWindow:
     window = WINDOWS[name]
     since = now - window
-    spent = spent_nano(conn, target, since, now, namespace)
     limit = round(limit_usd * NANO) if limit_usd is not None else None
+
+    def read() -> tuple[int, datetime | None]:
+        spend = Spend.read(conn, since, now)
+        spent = spend.spent(conn, target, namespace)
+        return spent, spend.resets_at(conn, target, namespace, window, spent, limit) if limit is not None else None
+
+    spent, resets = consistent(conn, read)
     return schemas.BudgetWindow(
         window=name, window_seconds=int(window.total_seconds()), limit_usd=limit_usd, spent_usd=spent / NANO,
         remaining_usd=max(0, limit - spent) / NANO if limit is not None else None,
         exceeded=spent >= limit if limit is not None else None,
-        resets_at=resets_at(conn, target, since, now, window, spent, limit, namespace) if limit is not None else None,
+        resets_at=resets,
     )
+
+
+def consistent(conn: sa.Connection, read: Callable[[], Any], attempts: int = 5) -> Any:
+    """``read()`` (the log's calls first, then the rollup) again while the checkpoint moved during it, so both
+    describe the same checkpoint. After ``attempts`` the last result stands: it may count a batch twice (too
+    much), never miss one."""
+    result = None
+    for _ in range(attempts):
+        before = checkpoint(conn)
+        result = read()
+        if checkpoint(conn) == before:
+            break
+    return result
 
 
 def avg_run_cost(conn: sa.Connection, target: str | None, since: datetime, namespace: str | None = None) -> float | None:
@@ -144,9 +256,7 @@ def budget_of(conn: sa.Connection, scope: str, limits: Limits, now: datetime, na
 
 def spending_targets(conn: sa.Connection, since: datetime, now: datetime) -> list[tuple[str, str]]:
     """(namespace, target) of every target with priced calls in ``(since, now]``."""
-    c = tables.llm_calls
-    rows = conn.execute(sa.select(c.c.namespace, c.c.target).where(*_where(None, since, now), c.c.target.is_not(None)).distinct())
-    return [(str(n), str(t)) for n, t in rows]
+    return sorted(Spend.read(conn, since, now).targets(conn))
 
 
 def read(conn: sa.Connection, *, now: datetime | None = None, target: str | None = None, namespace: str | None = None,
@@ -184,11 +294,8 @@ def read(conn: sa.Connection, *, now: datetime | None = None, target: str | None
 
 
 def spent_by_target(conn: sa.Connection, since: datetime, now: datetime) -> dict[str | None, int]:
-    """Nano-USD spent in ``(since, now]`` per target (None: calls without one), in one grouped range read."""
-    c = tables.llm_calls
-    rows = conn.execute(sa.select(c.c.target, sa.func.sum(c.c.cost_nano_usd)).where(*_where(None, since, now))
-                        .group_by(c.c.target))
-    return {target: int(value or 0) for target, value in rows}
+    """Nano-USD spent in ``(since, now]`` per target (None: calls without one)."""
+    return Spend.read(conn, since, now).by_target(conn)
 
 
 def spend_and_limits(conn: sa.Connection, *, now: datetime | None = None) -> list[tuple[str, dict[str, tuple[int, float | None]]]]:
@@ -201,7 +308,7 @@ def spend_and_limits(conn: sa.Connection, *, now: datetime | None = None) -> lis
     moment = _utc(now or datetime.now(UTC))
     heartbeat = status._latest_of_type(conn, events.EventType.OPERATOR_HEARTBEAT.value)
     glob, per_target = reported_limits(heartbeat, status.latest_target_statuses(conn))
-    spent = {name: spent_by_target(conn, moment - length, moment) for name, length in WINDOWS.items()}
+    spent = consistent(conn, lambda: {name: spent_by_target(conn, moment - length, moment) for name, length in WINDOWS.items()})
     names = sorted(set(per_target) | {str(t) for t in spent["24h"] if t is not None})
     found = [(GLOBAL, {window: (sum(spent[window].values()), glob.of(window)) for window in WINDOWS})]
     for name in names:

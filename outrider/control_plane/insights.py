@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from outrider.control_plane import analytics, projection
+from outrider.control_plane.store import rollups
 
 #: Most buckets one trends answer may have.
 MAX_BUCKETS = 2000
@@ -93,7 +94,7 @@ def models(facts: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]
         finished = sum(count for status, count in runs.items() if status in projection.TERMINAL)
         succeeded = runs.get("succeeded", 0)
         failed = runs.get("failed", 0)
-        latencies = group["latencies"]
+        latencies = group["latency_buckets"]
         calls = group["calls"]
         out.append(
             {
@@ -102,10 +103,10 @@ def models(facts: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]
                 "calls": calls,
                 "error_calls": group["errors"],
                 "error_rate": analytics.ratio(group["errors"], calls),
-                "latency_samples": len(latencies),
-                "latency_p50_seconds": analytics.percentile(latencies, 50),
-                "latency_p95_seconds": analytics.percentile(latencies, 95),
-                "latency_p99_seconds": analytics.percentile(latencies, 99),
+                "latency_samples": sum(latencies),
+                "latency_p50_seconds": rollups.percentile(latencies, 50),
+                "latency_p95_seconds": rollups.percentile(latencies, 95),
+                "latency_p99_seconds": rollups.percentile(latencies, 99),
                 "input_tokens": group["input_tokens"],
                 "output_tokens": group["output_tokens"],
                 "tokens_per_call": analytics.ratio(group["input_tokens"] + group["output_tokens"], calls),

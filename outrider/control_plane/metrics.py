@@ -119,7 +119,31 @@ class StoreCollector(Collector):
             up.samples.append(("outrider_store_up", (), 0))
             return [up]
         up.samples.append(("outrider_store_up", (), 1))
-        return [up, *self._families(aggregates, run_aggregates.histograms(aggregates["durations"]))]
+        return [up, *self._projection(), *self._families(aggregates, run_aggregates.histograms(aggregates["durations"]))]
+
+    def _projection(self) -> list[Family]:
+        """How far the projection lags the event log, and whether any projector works for this database."""
+        try:
+            status = self.store.projection_status()
+        except store.StoreUnavailable:
+            log.warning("metrics scrape could not read the projection's progress", exc_info=True)
+            return []
+        families = []
+        for name, kind, documentation, value in (
+            ("outrider_log_position", "gauge", "The event log's last position (seq).", status["head"]),
+            ("outrider_projection_position", "gauge", "The log position the projection has reached (its checkpoint).", status["position"]),
+            ("outrider_projection_lag_events", "gauge",
+             "Log events not yet projected into run records, rollups and these counters (counted up to 10^6).", status["lag_events"]),
+            ("outrider_projection_lag_seconds", "gauge",
+             "How long the oldest unprojected event has waited since it was received; 0 when none waits.", status["lag_seconds"]),
+            ("outrider_projector_up", "gauge",
+             "1 when a projector holds a fresh lease for this database (any replica), else 0.",
+             0 if self.store.projector_stopped(status) else 1),
+        ):
+            family = Family(name, kind, documentation)
+            family.samples.append((name, (), value))
+            families.append(family)
+        return families
 
     def _families(self, aggregates: dict[str, list[dict[str, Any]]], durations: list[dict[str, Any]]) -> list[Family]:
         # Labels are listed in name order: the order the text format writes them in.

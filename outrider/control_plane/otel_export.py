@@ -201,6 +201,8 @@ async def watch(the_store: store.Store, exporter: RunExporter, poll_seconds: flo
                 item["event"].get("runid") for item in batch
                 if item["event"].get("type") in TERMINAL and item["event"].get("runid")
             )
+            if finished:  # the trace is built from the run record: wait until the projection holds these events
+                await asyncio.to_thread(the_store.wait_projected, max(int(item["seq"]) for item in batch), 60.0)
             for run_id in finished:
                 try:
                     await asyncio.to_thread(exporter.export_run, the_store, str(run_id))

@@ -41,9 +41,31 @@ class ErrorBody(BaseModel):
 class IngestResult(BaseModel):
     accepted: int = Field(description="Events newly stored by this request.")
     duplicates: int = Field(description="Events already stored earlier (same source and id), acknowledged again.")
+    position: int | None = Field(
+        description=(
+            "The event log's position after this commit: every event of the request is at or below it. Pass it "
+            "as ?min_position= (or the Outrider-Min-Position header) to a read that must see these events "
+            "(docs/api.md, read-your-writes). Null when the request carried no event. Also sent as the "
+            "Outrider-Position header."
+        ),
+    )
 
 
 _REQUIRED_ATTRIBUTES = frozenset(name for name, field in events.CloudEvent.model_fields.items() if field.is_required())
+
+
+class ProjectionStatus(BaseModel):
+    """The projector's progress through the event log (``GET /v1/projection``)."""
+
+    position: int = Field(description="Log position (seq) the projection has reached: its checkpoint.")
+    head: int = Field(description="The last seq in the log.")
+    lag_events: int = Field(description="Events in the log after the checkpoint (counted up to 1,000,000).")
+    lag_seconds: float = Field(description="How long the oldest unprojected event has waited since it was received; 0 when none waits.")
+    holder: str | None = Field(description="The projector holding the lease (host:pid:random); null when none does.")
+    heartbeat_age_seconds: float | None = Field(description="Seconds since the lease holder's last heartbeat; null when nobody holds it.")
+    projected_at: float | None = Field(description="Unix time of the last projection write; null before the first.")
+    swept_through: int = Field(description="Highest seq a retention sweep deleted (0: none); a rebuild cannot reproduce what came before.")
+    stopped: str | None = Field(description="Why no projector works for this database (readiness fails then); null when one does.")
 
 
 class StoredEvent(BaseModel):
@@ -338,7 +360,9 @@ class ModelStats(BaseModel):
     error_calls: int = Field(description="Calls whose event carries a non-empty data.error.")
     error_rate: float | None = Field(description="error_calls / calls.")
     latency_samples: int = Field(description="Calls that reported latency_s.")
-    latency_p50_seconds: float | None = Field(description="Over the calls that reported latency_s (linear interpolation); null when none did.")
+    latency_p50_seconds: float | None = Field(description=(
+        "Over the calls that reported latency_s, estimated from the hourly latency histogram: within 25 % of the "
+        "exact percentile (docs/api.md); null when no call reported one."))
     latency_p95_seconds: float | None
     latency_p99_seconds: float | None
     input_tokens: int

@@ -154,9 +154,41 @@ class Settings(BaseSettings):
         default="process",
         description=(
             "Where the store's single writer runs (default process). `process`: a child process of its own "
-            "(`writer_process`), so committing and folding runs on its own core instead of sharing the request "
+            "(`store/writer_process.py`) with the projector beside it, so committing and projecting run on their own core instead of sharing the request "
             "loop's interpreter lock; the answer to a write still waits for its commit. `thread`: a thread of "
             "the server process (one process, lower throughput under load)."
+        ),
+    )
+    projector_enabled: bool = Field(
+        default=True,
+        description=(
+            "Run a projector in this replica (default true). Exactly one replica per database projects at a time "
+            "(a lease); the others stand by and take over within projector_lease_seconds when it stops."
+        ),
+    )
+    projector_batch_events: int = Field(
+        default=5000, gt=0, le=100_000,
+        description="Log events folded per projection transaction at most (default 5000).",
+    )
+    projector_poll_seconds: float = Field(
+        default=0.5, gt=0, le=60,
+        description=(
+            "How often an idle projector looks for events other replicas appended (seconds, default 0.5); "
+            "appends of its own replica wake it at once."
+        ),
+    )
+    projector_lease_seconds: float = Field(
+        default=5.0, gt=0, le=300,
+        description=(
+            "How long a projector's lease lasts without a heartbeat (seconds, default 5; heartbeats come every "
+            "second): a standby takes over this long after the projecting replica died."
+        ),
+    )
+    read_wait_max_seconds: float = Field(
+        default=10.0, ge=0, le=60,
+        description=(
+            "The longest a read with ?min_position= (or an Outrider-Min-Position header) waits for the projection "
+            "to reach that log position before answering 503 projection_lagging (seconds, default 10)."
         ),
     )
     sse_keepalive_seconds: float = Field(
@@ -175,13 +207,14 @@ class Settings(BaseSettings):
 
     retention_days: float | None = Field(
         default=None,
-        gt=0,
+        ge=1,
         description=(
             "Delete events (run.log lines and every other type) whose time is older than this many days "
-            "(default: unset, keep everything). The run records (runs table: status, times, tokens, cost, PRs, "
-            "artifacts) and the counters behind /metrics are never deleted, so no total drops. After a sweep, "
-            "GET /v1/events, run logs, model analytics and breaker trips in trends no longer cover the deleted "
-            "period, and an event re-sent after its copy was swept is stored (and counted) again."
+            "(default: unset, keep everything; at least 1: budgets read the last 24 h of the log). Only events the "
+            "projector has folded are deleted. The projections (run records, the counters behind /metrics, the "
+            "model and spend rollups) are never deleted, so no total drops. After a sweep, GET /v1/events, run "
+            "logs and breaker trips in trends no longer cover the deleted period, `outrider store rebuild` needs "
+            "--force, and an event re-sent after its copy was swept is stored (and counted) again."
         ),
     )
     retention_sweep_interval_seconds: float = Field(

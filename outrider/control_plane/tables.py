@@ -7,8 +7,9 @@ reattaches UTC when reading).
 
 - ``events``: every accepted event once, in arrival order (``seq``), unique on (source, event_id).
 - ``runs``: one row per (namespace, run id), the projection of its events (columns for queries, ``state`` JSON for the rest).
-- ``llm_calls``: one row per LLM call (the analytics of ``/v1/analytics/models``).
-- ``agg_*``: small counters kept in the same transaction as the events, read by ``/metrics`` so a scrape
+- ``projector_state``: the projector's checkpoint and lease (see ``store.projector``).
+- ``rollup_*``, ``run_models``: LLM calls rolled up per hour (models) and minute (budgets): see ``store.rollups``.
+- ``agg_*``: small counters the projector keeps with the runs, read by ``/metrics`` so a scrape
   never scans the event history (``agg_runs`` / ``agg_run_durations``: see ``run_aggregates``).
 """
 
@@ -134,25 +135,72 @@ agg_run_durations = sa.Table(
     comment="Finished runs with a duration, by target and histogram bucket, kept by run_aggregates (read by /metrics).",
 )
 
-llm_calls = sa.Table(
-    "llm_calls",
+projector_state = sa.Table(
+    "projector_state",
     metadata,
-    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False, comment="seq of the run.llm_usage event."),
-    sa.Column("time", Time, nullable=False),
-    sa.Column("target", sa.String(253), nullable=True),
-    sa.Column("run_id", sa.String(253), nullable=False),
-    sa.Column("provider", sa.String(128), nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False, comment="Always 1: one projector per database."),
+    sa.Column("position", sa.BigInteger(), nullable=False, comment="seq of the last event projected (the checkpoint)."),
+    sa.Column("version", sa.BigInteger(), nullable=False, comment="+1 with every projection write: fences a projector working from stale reads."),
+    sa.Column("holder", sa.String(128), nullable=True, comment="The projector holding the lease (host:pid:random)."),
+    sa.Column("heartbeat_at", sa.Float(), nullable=True, comment="Unix time of the holder's last heartbeat; the lease lapses projector_lease_seconds later."),
+    sa.Column("projected_at", sa.Float(), nullable=True, comment="Unix time of the last projection write."),
+    sa.Column("swept_through", sa.BigInteger(), nullable=False, server_default="0",
+              comment="Highest seq a retention sweep deleted: a rebuild from the log cannot reproduce what came before."),
+    comment="The projector's checkpoint, written in the same transaction as the projection rows it covers.",
+)
+
+rollup_llm = sa.Table(
+    "rollup_llm",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False, comment="Unix time // 3600 of the calls."),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("calls", sa.BigInteger(), nullable=False),
+    sa.Column("errors", sa.BigInteger(), nullable=False),
     sa.Column("input_tokens", sa.BigInteger(), nullable=False),
     sa.Column("output_tokens", sa.BigInteger(), nullable=False),
-    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True),
-    sa.Column("latency_s", sa.Float(), nullable=True),
-    sa.Column("error", sa.Boolean(), nullable=False),
-    sa.Column("namespace", sa.String(63), nullable=False, server_default="default", comment="Kubernetes namespace (tenant); 'default' for events that named none."),
-    # Covers the budgets' spend sums (time range, grouped by target): see migration 0005.
-    sa.Index("ix_llm_calls_time_target_cost", "time", "target", "cost_nano_usd"),
-    sa.Index("ix_llm_calls_target_time", "target", "time"),
-    comment="One row per run.llm_usage event, for /v1/analytics/models; written with the event, swept with it.",
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),
+    sa.Column("priced", sa.BigInteger(), nullable=False, comment="Calls that reported a cost."),
+    comment="LLM calls per hour and model: /v1/analytics/models reads this, never the calls.",
+)
+
+rollup_llm_latency = sa.Table(
+    "rollup_llm_latency",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("target", sa.String(253), primary_key=True),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False, comment="store.rollups.latency_bucket of the latency."),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    comment="Latency histogram per hour and model (fixed buckets; see store.rollups for the error bound).",
+)
+
+rollup_spend = sa.Table(
+    "rollup_spend",
+    metadata,
+    sa.Column("minute", sa.Integer(), primary_key=True, autoincrement=False, comment="Unix time // 60 of the calls."),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the event has no target."),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),
+    sa.Index("ix_rollup_spend_namespace_target_minute", "namespace", "target", "minute"),
+    comment="Priced LLM spend per minute: what budgets sum over their windows.",
+)
+
+run_models = sa.Table(
+    "run_models",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("run_id", sa.String(253), primary_key=True),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("target", sa.String(253), nullable=True),
+    sa.Column("first_hour", sa.Integer(), nullable=False, comment="Hour (unix time // 3600) of the run's first call to the model."),
+    sa.Index("ix_run_models_first_hour", "first_hour"),
+    comment="Which runs used which models: how the runs that used a model ended, without reading every call.",
 )
 
 store_probe = sa.Table(

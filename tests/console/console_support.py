@@ -50,6 +50,15 @@ class Server:
             "/v1/events", json=list(batch), headers={"Content-Type": "application/cloudevents-batch+json"}
         )
         assert response.status_code == 202, response.text
+        # The console reads projections: wait until they cover what was posted, as a user who opens the page a
+        # moment later would find (the projector's lag here is milliseconds).
+        self.wait_projected(int(response.json()["position"]))
+
+    def wait_projected(self, position: int) -> None:
+        deadline = time.monotonic() + 30
+        while self.client.get("/v1/projection").json()["position"] < position:
+            assert time.monotonic() < deadline, "the projection did not catch up"
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self.client.close()

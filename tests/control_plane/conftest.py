@@ -26,6 +26,7 @@ import httpx
 import pytest
 import uvicorn
 
+from outrider.common import read_your_writes
 from outrider.control_plane import app as app_module
 from outrider.control_plane import settings
 from tests.conftest import free_port, missing, require_executable
@@ -48,11 +49,27 @@ class RunningServer:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the control plane did not start")
             time.sleep(0.02)
-        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {support.TOKEN}"}, timeout=30)
+        # Reads see this client's own writes, as the CLI and worker SDK do (outrider.common.read_your_writes).
+        self.session = read_your_writes.Session()
+        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {support.TOKEN}"}, timeout=30,
+                                   event_hooks=self.session.hooks())
         self.anonymous = httpx.Client(base_url=self.url, timeout=30)
+
+    def caught_up(self) -> None:
+        """Wait until the projection covers everything this client wrote (before reading the registry directly)."""
+        response = self.client.get("/v1/projection", headers={"Outrider-Min-Position": "0"})
+        assert response.status_code == 200, response.text
+        wanted = self.session.position
+        deadline = time.monotonic() + 30
+        while response.json()["position"] < wanted:
+            assert time.monotonic() < deadline, f"the projection did not reach {wanted}: {response.json()}"
+            time.sleep(0.01)
+            response = self.client.get("/v1/projection")
 
     @property
     def registry(self) -> Any:
+        """The app's metrics registry, once the projection covers this client's writes (as /metrics would)."""
+        self.caught_up()
         return self.app.state.metrics.registry
 
     def stop(self) -> None:

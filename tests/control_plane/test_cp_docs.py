@@ -19,6 +19,7 @@ def test_api_doc_names_every_route() -> None:
     for route in (
         "POST /v1/events", "GET /v1/events", "GET /v1/events/stream", "GET /v1/runs", "GET /v1/runs/{run_id}",
         "GET /v1/runs/summary", "GET /v1/analytics/errors", "GET /v1/health", "GET /readyz", "GET /metrics",
+        "GET /v1/projection",
     ):
         assert f"`{route}`" in text, route
 
@@ -29,5 +30,7 @@ def test_metrics_doc_names_every_metric() -> None:
         "outrider_events_received_total", "outrider_events_rejected_total", "outrider_runs_total",
         "outrider_run_duration_seconds", "outrider_llm_tokens_total", "outrider_llm_cost_usd_total",
         "outrider_prs_created_total", "outrider_store_up", "outrider_ingest_duration_seconds",
+        "outrider_log_position", "outrider_projection_position", "outrider_projection_lag_events",
+        "outrider_projection_lag_seconds", "outrider_projector_up",
     ):
         assert f"`{name}" in text, name

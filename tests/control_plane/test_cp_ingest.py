@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from outrider.control_plane import app as app_module
+from tests.conftest import counts
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
@@ -31,21 +32,21 @@ def test_single_event_each_content_type(api: RunningServer) -> None:
     for content_type in ("application/cloudevents+json", "application/json", "application/json; charset=utf-8"):
         response = api.client.post("/v1/events", content=json.dumps(support.event("run.created")), headers={"Content-Type": content_type})
         assert response.status_code == 202, response.text
-        assert response.json() == {"accepted": 1, "duplicates": 0}
+        assert counts(response) == {"accepted": 1, "duplicates": 0}
     response = api.client.post("/v1/events", json=[support.event("run.created"), support.event("run.started")])
-    assert response.status_code == 202 and response.json() == {"accepted": 2, "duplicates": 0}
+    assert response.status_code == 202 and counts(response) == {"accepted": 2, "duplicates": 0}
     assert stored_count(api) == 5
 
 
 def test_batch_then_idempotent_retry(api: RunningServer) -> None:
     batch = support.lifecycle("run-a")
     first = api.client.post("/v1/events", content=json.dumps(batch), headers=BATCH)
-    assert first.status_code == 202 and first.json() == {"accepted": len(batch), "duplicates": 0}
+    assert first.status_code == 202 and counts(first) == {"accepted": len(batch), "duplicates": 0}
     record_before = api.client.get("/v1/runs/run-a").json()
     retry = api.client.post("/v1/events", content=json.dumps(batch), headers=BATCH)
-    assert retry.status_code == 202 and retry.json() == {"accepted": 0, "duplicates": len(batch)}
+    assert retry.status_code == 202 and counts(retry) == {"accepted": 0, "duplicates": len(batch)}
     single = api.client.post("/v1/events", json=batch[0])
-    assert single.json() == {"accepted": 0, "duplicates": 1}
+    assert counts(single) == {"accepted": 0, "duplicates": 1}
     assert stored_count(api) == len(batch)
     assert api.client.get("/v1/runs/run-a").json() == record_before
     assert api.registry.get_sample_value("outrider_events_received_total", {"type": "run.created"}) == 1
@@ -54,14 +55,14 @@ def test_batch_then_idempotent_retry(api: RunningServer) -> None:
 def test_duplicates_inside_one_request_count_as_duplicates(api: RunningServer) -> None:
     one = support.event("run.created", "run-d")
     response = api.client.post("/v1/events", content=json.dumps([one, one, one]), headers=BATCH)
-    assert response.json() == {"accepted": 1, "duplicates": 2}
+    assert counts(response) == {"accepted": 1, "duplicates": 2}
     assert api.client.get("/v1/runs/run-d").json()["event_count"] == 1
 
 
 def test_same_id_from_another_source_is_another_event(api: RunningServer) -> None:
     a = support.event("run.created", "run-s", id="same", source="/a")
     b = support.event("run.admitted", "run-s", id="same", source="/b")
-    assert api.client.post("/v1/events", json=[a, b]).json() == {"accepted": 2, "duplicates": 0}
+    assert counts(api.client.post("/v1/events", json=[a, b])) == {"accepted": 2, "duplicates": 0}
 
 
 def test_missing_and_wrong_token_store_nothing(api: RunningServer) -> None:
@@ -160,7 +161,7 @@ def test_unknown_type_is_stored_but_changes_no_run(api: RunningServer) -> None:
     assert api.client.post("/v1/events", json=created).status_code == 202
     before = api.client.get("/v1/runs/run-u").json()
     strange = support.event("run.teleported", "run-u", at=5, data={"anything": [1, 2]})
-    assert api.client.post("/v1/events", json=strange).json() == {"accepted": 1, "duplicates": 0}
+    assert counts(api.client.post("/v1/events", json=strange)) == {"accepted": 1, "duplicates": 0}
     assert api.client.get("/v1/runs/run-u").json() == before
     assert stored_count(api) == 2
     assert api.registry.get_sample_value("outrider_events_received_total", {"type": "other"}) == 1
@@ -190,7 +191,7 @@ def test_oversized_body_is_413_and_stores_nothing(make_settings, start_server) -
     assert server.registry.get_sample_value("outrider_events_rejected_total", {"reason": "payload_too_large"}) == 2
     assert server.registry.get_sample_value("outrider_events_rejected_total", {"reason": "batch_too_large"}) == 6
     fits = server.client.post("/v1/events", content=json.dumps(too_many[:5]), headers=BATCH)
-    assert fits.json() == {"accepted": 5, "duplicates": 0}
+    assert counts(fits) == {"accepted": 5, "duplicates": 0}
 
 
 def test_failed_commit_answers_503_writes_nothing_and_readiness_follows(api: RunningServer) -> None:
@@ -204,13 +205,13 @@ def test_failed_commit_answers_503_writes_nothing_and_readiness_follows(api: Run
                 conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
 
     # Break every write under the running server: the tables the writer needs disappear.
-    rename([("runs", "runs_gone"), ("store_probe", "probe_gone")])
+    rename([("events", "events_gone"), ("store_probe", "probe_gone")])
     response = api.client.post("/v1/events", json=support.event("run.created", "run-lost"))
     assert response.status_code == 503
     assert response.json()["error"] == "store_unavailable"
     ready = api.anonymous.get("/readyz")  # SELECT 1 still works; readiness must not be fooled by it
     assert ready.status_code == 503 and "commits are failing" in ready.json()["detail"]
-    rename([("runs_gone", "runs"), ("probe_gone", "store_probe")])
+    rename([("events_gone", "events"), ("probe_gone", "store_probe")])
     items = api.client.get("/v1/events").json()["items"]
     assert [item["event"]["runid"] for item in items] == ["run-ok"]  # the events insert was rolled back too
     assert api.anonymous.get("/readyz").status_code == 200  # recovers on its own, before any new event
@@ -237,7 +238,7 @@ async def test_ingest_behind_a_root_path_and_other_methods_still_routed(make_set
         transport = httpx.ASGITransport(app=application, root_path="/outrider")
         async with httpx.AsyncClient(transport=transport, base_url="http://cp", headers={"Authorization": f"Bearer {support.TOKEN}"}) as client:
             posted = await client.post("/outrider/v1/events", json=support.event("run.created"))
-            assert posted.status_code == 202 and posted.json() == {"accepted": 1, "duplicates": 0}
+            assert posted.status_code == 202 and counts(posted) == {"accepted": 1, "duplicates": 0}
             listed = await client.get("/outrider/v1/events")
             assert listed.status_code == 200 and len(listed.json()["items"]) == 1
             wrong = await client.put("/outrider/v1/events", json=support.event("run.created"))

@@ -21,6 +21,7 @@ from outrider.common import events
 from outrider.control_plane import metrics as metrics_module
 from outrider.control_plane import run_aggregates, tables
 from outrider.control_plane import store as store_module
+from outrider.control_plane.store.projector import Projector
 from tests.control_plane import cp_support as support
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -94,8 +95,10 @@ def messy_history() -> list[dict[str, Any]]:
     return history
 
 
-def commit_in_groups(the_store: store_module.Store, raws: list[dict[str, Any]], groups: int, rng: random.Random) -> None:
-    """Commit ``raws`` (with duplicates) in ``groups`` separate transactions, each through the writer's own path."""
+def commit_in_groups(the_store: store_module.Store, raws: list[dict[str, Any]], groups: int, rng: random.Random,
+                     projector: Projector) -> None:
+    """Commit ``raws`` (with duplicates) in ``groups`` separate transactions, each through the writer's own path,
+    each projected (in batches of a few events) before the next."""
     items = [valid(raw) for raw in raws]
     items += [rng.choice(items) for _ in range(len(items) // 3)]  # duplicates: never folded twice
     rng.shuffle(items)
@@ -104,17 +107,19 @@ def commit_in_groups(the_store: store_module.Store, raws: list[dict[str, Any]], 
         submission = store_module._Submission(items[start : start + size], store_module.concurrent.futures.Future())
         the_store._commit_group([submission])
         submission.future.result(timeout=0)
+        projector.run_until_caught_up()
 
 
 def test_aggregates_equal_a_recount_after_out_of_order_and_duplicate_events(make_settings) -> None:  # type: ignore[no-untyped-def]
     the_store = store_module.Store(make_settings())
     store_module.migrate(the_store.engine)  # no writer thread: groups are committed by hand, deterministically
+    projector = Projector(the_store.engine, batch_events=7)
     try:
         history = messy_history()
         for seed in range(3):
             rng = random.Random(seed)
             renamed = [{**raw, "id": f"{raw['id']}-s{seed}", "runid": f"{raw['runid']}-s{seed}"} for raw in history]
-            commit_in_groups(the_store, renamed, groups=2 + seed * 3, rng=rng)
+            commit_in_groups(the_store, renamed, groups=2 + seed * 3, rng=rng, projector=projector)
             assert stored_aggregates(the_store.engine) == recount(the_store.engine)
         runs, durations = recount(the_store.engine)
         assert runs[("acme/t0", "succeeded")] >= 3 and ("", "succeeded") in runs
@@ -147,7 +152,7 @@ def test_the_migration_backfills_existing_runs(make_settings) -> None:  # type: 
     the_store = store_module.Store(make_settings())
     store_module.migrate(the_store.engine)
     try:
-        commit_in_groups(the_store, messy_history(), groups=4, rng=random.Random(7))
+        commit_in_groups(the_store, messy_history(), groups=4, rng=random.Random(7), projector=Projector(the_store.engine))
         expected = recount(the_store.engine)
         config = Config()
         config.set_main_option("script_location", str(resources.files("outrider.control_plane") / "migrations"))
@@ -172,6 +177,7 @@ def test_exposition_equals_generate_latest(make_settings, start_server) -> None:
         support.event("vendor.custom", None, target=None),
     ]
     assert server.client.post("/v1/events", json=batch, headers=support.BATCH).status_code == 202
+    server.caught_up()
     metrics = server.app.state.metrics
     # The process and GC collectors' figures move between two calls: compare with them left out.
     for collector in [c for c in metrics.registry.collectors if type(c).__name__ in ("ProcessCollector", "GCCollector")]:

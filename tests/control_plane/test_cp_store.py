@@ -1,7 +1,8 @@
-"""The store's writer on its own (no HTTP): a group whose transaction fails is retried request by request,
-so one request that cannot be stored does not take the others down, and each stays all or nothing; the run
-rows it keeps through its in-memory run cache agree with a full recount of the stored events, and a failed
-commit leaves nothing of itself in that cache."""
+"""The store's writer and projector on their own (no HTTP): a group whose transaction fails is retried request
+by request, so one request that cannot be stored does not take the others down, and each stays all or nothing;
+the run rows the projector keeps through its in-memory run cache agree with a full recount of the stored
+events, a failed projection leaves nothing of itself in that cache, and an event the projection cannot write
+is skipped (logged, counted) instead of stopping it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from outrider.common import events
 from outrider.control_plane import projection, tables
 from outrider.control_plane import store as store_module
+from outrider.control_plane.store.projector import Projector
 from tests.control_plane import cp_support as support
 
 
@@ -29,22 +31,46 @@ def test_one_poisoned_request_does_not_fail_its_group(make_settings) -> None:  #
     store_module.migrate(the_store.engine)  # no writer thread: the test drives one group by hand
     try:
         good_a = store_module._Submission([valid(support.event("run.created", "run-a"))], concurrent.futures.Future())
-        # Validation bounds keep this out of the API; constructed directly, it overflows the 64-bit columns.
-        poison = events.CloudEvent.model_construct(**{
-            **support.event("run.llm_usage", "run-p", data={"provider": "p", "model": "m", "input_tokens": 2**70, "output_tokens": 1}),
-            "time": support.BASE_TIME,
-        })
+        # Validation keeps this out of the API (characters no database stores); constructed directly, its row
+        # cannot be inserted: the driver refuses to encode a lone surrogate.
+        poison = events.CloudEvent.model_construct(**{**support.event("run.created", "run-p"), "time": support.BASE_TIME,
+                                                      "id": "\ud800 lone surrogate"})
         bad = store_module._Submission([valid(support.event("run.created", "run-p")), poison], concurrent.futures.Future())
         good_b = store_module._Submission([valid(support.event("run.created", "run-b"))], concurrent.futures.Future())
         the_store._commit_group([good_a, bad, good_b])
-        assert good_a.future.result(timeout=0) == (1, 0)
-        assert good_b.future.result(timeout=0) == (1, 0)
+        assert good_a.future.result(timeout=0)[:2] == (1, 0)
+        assert good_b.future.result(timeout=0)[:2] == (1, 0)
         with pytest.raises(store_module.StoreUnavailable):
             bad.future.result(timeout=0)
         stored = {item["event"]["runid"] for item in the_store.list_events()}
         assert stored == {"run-a", "run-b"}  # nothing of the bad request, not even its valid first event
-        assert the_store.get_run("run-p") is None
         assert the_store.last_commit_error is None  # the last commit worked: the store itself is fine
+    finally:
+        the_store.engine.dispose()
+
+
+def test_an_event_the_projection_cannot_write_is_skipped_not_blocking(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """Validation bounds keep such numbers out of the API; appended directly, the event is in the log but its
+    figures overflow the 64-bit rollup columns. The projector narrows the failing batch to that one event,
+    skips it (logged and counted) and projects everything around it."""
+    the_store = store_module.Store(make_settings())
+    store_module.migrate(the_store.engine)
+    try:
+        poison = events.CloudEvent.model_construct(**{
+            **support.event("run.llm_usage", "run-p", data={"provider": "p", "model": "m", "input_tokens": 2**70, "output_tokens": 1}),
+            "time": support.BASE_TIME,
+        })
+        before = valid(support.event("run.created", "run-p"))
+        after = valid(support.event("run.created", "run-q"))
+        for batch in ([before], [poison], [after]):
+            item = store_module._Submission(batch, concurrent.futures.Future())
+            the_store._commit_group([item])
+            assert item.future.result(timeout=0)[:2] == (1, 0)
+        projector = Projector(the_store.engine)
+        projector.run_until_caught_up()
+        assert the_store.projected_position() == 3
+        assert projector.folder.skipped == 1
+        assert the_store.get_run("run-p")["event_count"] == 1 and the_store.get_run("run-q") is not None  # type: ignore[index]
     finally:
         the_store.engine.dispose()
 
@@ -79,49 +105,56 @@ def recount(the_store: store_module.Store, run_id: str) -> tuple[projection.RunS
 
 def test_run_rows_agree_with_a_full_recount(make_settings) -> None:  # type: ignore[no-untyped-def]
     config = make_settings()
-    first = store_module.Store(config)
-    store_module.migrate(first.engine)  # no writer threads: the test drives the groups by hand
-    second = store_module.Store(config)  # later groups by a restarted writer: its cache starts empty
+    the_store = store_module.Store(config)
+    store_module.migrate(the_store.engine)  # no writer threads: the test drives the groups by hand
     runs = {f"rc-{n}": support.lifecycle(f"rc-{n}", target=f"org/t{n % 2}", fail=n == 1, start=n) for n in range(4)}
     try:
         length = max(len(items) for items in runs.values())
         for k in range(length):  # group k: the k-th event of every run, one request per run
-            writer = first if k < length // 2 else second
-            results = commit(writer, *[[items[k]] for items in runs.values() if k < len(items)])
-            assert all(result == (1, 0) for result in results)
-        with second.engine.connect() as conn:
+            results = commit(the_store, *[[items[k]] for items in runs.values() if k < len(items)])
+            assert all(result[:2] == (1, 0) for result in results)
+            if k == length // 2:  # half by one projector, the rest by a restarted one: its cache starts empty
+                first = Projector(the_store.engine, batch_events=3)
+                first.run_until_caught_up()
+                first._release()
+        Projector(the_store.engine, batch_events=5).run_until_caught_up()
+        with the_store.engine.connect() as conn:
             rows = {row.run_id: row._asdict() for row in conn.execute(sa.select(tables.runs))}
         assert set(rows) == set(runs)
         for run_id, row in rows.items():
-            state, last_seq = recount(second, run_id)
+            state, last_seq = recount(the_store, run_id)
             assert json.loads(row.pop("state")) == state
             assert row.pop("updated_seq") == last_seq
             stored = {name: store_module.utc(value) if name.endswith("_at") else value for name, value in row.items()}
             assert stored == projection.columns(run_id, state)
-            assert second.get_run(run_id) == projection.record(run_id, state)
+            assert the_store.get_run(run_id) == projection.record(run_id, state)
     finally:
-        first.engine.dispose()
-        second.engine.dispose()
+        the_store.engine.dispose()
 
 
-def test_a_failed_commit_leaves_nothing_in_the_run_cache(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_projection_leaves_nothing_in_the_run_cache(make_settings) -> None:  # type: ignore[no-untyped-def]
     the_store = store_module.Store(make_settings())
     store_module.migrate(the_store.engine)
+    projector = Projector(the_store.engine)
 
     def rename(old: str, new: str) -> None:
         with the_store.engine.begin() as conn:
             conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
 
     try:
-        assert commit(the_store, [support.event("run.created", "rf", at=0)]) == [(1, 0)]  # the run is cached now
+        assert commit(the_store, [support.event("run.created", "rf", at=0)])[0][:2] == (1, 0)
+        projector.run_until_caught_up()  # the run is cached now
         rename("agg_event_types", "agg_gone")  # the runs upsert works, the aggregates after it fail
-        [failure] = commit(the_store, [support.event("run.admitted", "rf", at=1)])
-        assert isinstance(failure, store_module.StoreUnavailable)
+        commit(the_store, [support.event("run.admitted", "rf", at=1)])
+        with pytest.raises(the_store.engine.dialect.dbapi.Error):  # a database fault, not the event's: no skipping
+            projector.step()
+        assert the_store.projected_position() == 1  # the checkpoint did not move with the failed batch
         rename("agg_gone", "agg_event_types")
-        assert commit(the_store, [support.event("run.started", "rf", at=2)]) == [(1, 0)]
+        commit(the_store, [support.event("run.started", "rf", at=2)])
+        projector.project_batch()
         record = the_store.get_run("rf")
         assert record is not None
-        assert record["event_count"] == 2 and record["status"] == "running"  # not 3: run.admitted was rolled back
+        assert record["event_count"] == 3 and record["status"] == "running"  # run.admitted projected once, after all
         state, _ = recount(the_store, "rf")
         assert record == projection.record("rf", state)
     finally:

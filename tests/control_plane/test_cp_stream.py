@@ -99,7 +99,7 @@ async def test_slow_subscriber_is_dropped_not_waited_for(make_sqlite_settings) -
         for index in range(5):
             event, _ = support_events(index)
             result = await asyncio.wrap_future(the_store.submit([event]))
-            assert result == (1, 0)  # the writer never waits for subscribers
+            assert result[:2] == (1, 0)  # the writer never waits for subscribers
         assert len(await fast.next(timeout=1)) == 5
         with pytest.raises(store_module.SubscriberDropped):
             await slow.next(timeout=1)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import counts
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
@@ -28,9 +29,9 @@ def test_both_writer_modes_store_and_answer_alike(make_sqlite_settings: Any, sta
     run = support.lifecycle("run-m")
     headers = support.BATCH
     first = server.client.post("/v1/events", content=json.dumps(run[:2]), headers=headers)
-    assert first.status_code == 202 and first.json() == {"accepted": 2, "duplicates": 0}
+    assert first.status_code == 202 and counts(first) == {"accepted": 2, "duplicates": 0}
     again = server.client.post("/v1/events", content=json.dumps(run), headers=headers)  # the first two again
-    assert again.status_code == 202 and again.json() == {"accepted": len(run) - 2, "duplicates": 2}
+    assert again.status_code == 202 and counts(again) == {"accepted": len(run) - 2, "duplicates": 2}
     invalid = server.client.post("/v1/events", content=json.dumps([{"specversion": "1.0"}]), headers=headers)
     assert invalid.status_code == 422
 

@@ -20,6 +20,7 @@ ALERTS = {
     "OutriderAutonomyPausedLong",
     "OutriderCostSpike",
     "OutriderBudgetBurn",
+    "OutriderProjectionLagging",  # issue 14: the projection follows the event log
 }
 
 

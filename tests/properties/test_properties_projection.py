@@ -162,8 +162,8 @@ def deliver(the_store: store.Store, items: list[events.CloudEvent], order: Any) 
     order.shuffle(copies)
     cuts = sorted(order.sample(range(1, len(copies)), k=min(3, len(copies) - 1))) if len(copies) > 1 else []
     futures = [the_store.submit(copies[a:b]) for a, b in itertools.pairwise([0, *cuts, len(copies)])]
-    for future in futures:
-        future.result(timeout=30)
+    positions = [future.result(timeout=30)[2] for future in futures]
+    the_store.wait_projected(max(positions))  # records are projections: read them once they cover these events
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -41,7 +41,8 @@ def deliver_one_by_one(the_store: store.Store, items: list[Any], order: Any) -> 
     order.shuffle(copies)
     cuts = sorted(order.sample(range(1, len(copies)), k=min(4, len(copies) - 1))) if len(copies) > 1 else []
     for start, end in itertools.pairwise([0, *cuts, len(copies)]):
-        the_store.submit(copies[start:end]).result(timeout=30)
+        position = the_store.submit(copies[start:end]).result(timeout=30)[2]
+        the_store.wait_projected(position)  # each request projected before the next: a delta per request
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

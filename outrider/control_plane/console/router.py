@@ -188,8 +188,21 @@ def _demo(request: Request) -> bool:
     return bool(getattr(request.app.state, "demo", False))
 
 
+#: The console says "catching up" when the projection lags the event log by more than this (seconds).
+CATCHING_UP_SECONDS = 5.0
+
+
+def _lag(request: Request) -> float | None:
+    """The projection's lag when it is worth telling (over :data:`CATCHING_UP_SECONDS`), else None."""
+    try:
+        lag = _store(request).projection_lag_seconds()
+    except store.StoreUnavailable:
+        return None  # the page itself says when the store is unavailable
+    return lag if lag > CATCHING_UP_SECONDS else None
+
+
 def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    base = {"demo": _demo(request), "now": datetime.now(UTC), "path": request.url.path}
+    base = {"demo": _demo(request), "now": datetime.now(UTC), "path": request.url.path, "catching_up": _lag(request)}
     response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"

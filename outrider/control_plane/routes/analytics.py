@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from outrider.control_plane import analytics, auth, deps, errors, params, schemas, store
+from outrider.control_plane import analytics, auth, consistency, deps, errors, params, schemas, store
 
-router = APIRouter(tags=["analytics"], dependencies=[Depends(auth.require_token)])
+router = APIRouter(tags=["analytics"], dependencies=[Depends(auth.require_token), consistency.ConsistentRead],
+                   responses=errors.responses(422, 503))  # min_position: invalid, or not reached in time
 
 
 @router.get(

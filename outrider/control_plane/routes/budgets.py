@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, Query
 
 from outrider.control_plane import auth, budgets, deps, errors, schemas, store
 
+# No ConsistentRead: spend is exact under projection lag (the log's tail is added to the rollups), so a
+# budget read never has to wait for the projector (docs/concepts/budgets.md).
 router = APIRouter(tags=["budgets"], dependencies=[Depends(auth.require_token)])
 
 

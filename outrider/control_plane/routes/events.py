@@ -25,7 +25,19 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from outrider.common import events
-from outrider.control_plane import auth, bodies, deps, errors, limits, params, principals, schemas, settings, store
+from outrider.control_plane import (
+    auth,
+    bodies,
+    consistency,
+    deps,
+    errors,
+    limits,
+    params,
+    principals,
+    schemas,
+    settings,
+    store,
+)
 
 # The token is checked by a dependency on the reads and inline in ``ingest``: resolving a dependency costs the
 # hot path more per request than validating a small event does.
@@ -193,16 +205,16 @@ async def ingest(request: Request) -> Response:
         await store_.record_rejection(exc.error, batch_size if exc.error in ("invalid_event", "batch_too_large") else 1)
         raise
     if not accepted:
-        return _ingested(0, 0)
+        return _ingested(0, 0, None)
     try:
         async with asyncio.timeout(config.write_timeout_seconds):  # cheaper per request than wait_for's task
-            new, duplicates = await store_.submit_async(accepted)
+            new, duplicates, position = await store_.submit_async(accepted)
     except (store.StoreUnavailable, TimeoutError) as exc:
         raise errors.APIError(503, "store_unavailable", f"the events were not stored ({exc or 'timed out'}); retry") from exc
     request.app.state.metrics.ingest_seconds.observe(time.perf_counter() - started)
     if principal.role is not principals.Role.RUN and principal.role is not principals.Role.INGEST:
         _audit_control(request, principal, accepted)
-    return _ingested(new, duplicates)
+    return _ingested(new, duplicates, position)
 
 
 def _remote(request: Request) -> str | None:
@@ -242,10 +254,15 @@ async def serve_ingest(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
-def _ingested(accepted: int, duplicates: int) -> Response:
-    """The 202 answer (``schemas.IngestResult``), written directly: validating and serialising the response
-    model costs more per single-event request than the event itself."""
-    return Response(f'{{"accepted":{accepted},"duplicates":{duplicates}}}', status_code=202, media_type="application/json")
+def _ingested(accepted: int, duplicates: int, position: int | None) -> Response:
+    """The 202 answer (``schemas.IngestResult``, and the position also as the ``Outrider-Position`` header),
+    written directly: validating and serialising the response model costs more per single-event request than
+    the event itself."""
+    if position is None:
+        return Response(f'{{"accepted":{accepted},"duplicates":{duplicates},"position":null}}', status_code=202,
+                        media_type="application/json")
+    return Response(f'{{"accepted":{accepted},"duplicates":{duplicates},"position":{position}}}', status_code=202,
+                    media_type="application/json", headers={consistency.POSITION_HEADER: str(position)})
 
 
 @router.get(

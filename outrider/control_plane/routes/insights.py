@@ -12,9 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from outrider.common import events
-from outrider.control_plane import auth, deps, errors, insights, params, schemas, store
+from outrider.control_plane import auth, consistency, deps, errors, insights, params, schemas, store
 
-router = APIRouter(tags=["insights"], dependencies=[Depends(auth.require_token)])
+router = APIRouter(tags=["insights"], dependencies=[Depends(auth.require_token), consistency.ConsistentRead],
+                   responses=errors.responses(422, 503))  # min_position: invalid, or not reached in time
 
 WindowQuery = Annotated[str, Query(description="How far back: a number and s, m, h, d or w, e.g. 24h, 7d.")]
 TargetQuery = Annotated[str | None, Query(description="Only this target.")]

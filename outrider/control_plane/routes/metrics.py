@@ -5,7 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-router = APIRouter(tags=["metrics"])
+from outrider.control_plane import consistency
+
+# A scrape never waits; a client that sends Outrider-Min-Position (its own writes) waits for the projection.
+router = APIRouter(tags=["metrics"], dependencies=[consistency.ConsistentScrape])
 
 
 @router.get(

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from outrider.control_plane import auth, bodies, errors, otlp, otlp_logs, principals, settings, store
+from outrider.control_plane import auth, bodies, consistency, errors, otlp, otlp_logs, principals, settings, store
 from outrider.control_plane.principals import Principal
 
 router = APIRouter(tags=["otlp"])
@@ -112,15 +112,18 @@ async def _ingest(request: Request, principal: Principal, signal: Signal) -> Res
                                        detail={"problems": [p.model_dump() for p in refused[:20]]})
         raise auth.forbidden(f"{len(refused)} {signal.noun} may not be written with this credential; nothing was stored "
                              f"(first: {refused[0].message})")
+    headers = {}
     if mapped.events:
         try:
-            await asyncio.wait_for(asyncio.wrap_future(store_.submit(mapped.events)), timeout=config.write_timeout_seconds)
+            _, _, position = await asyncio.wait_for(asyncio.wrap_future(store_.submit(mapped.events)), timeout=config.write_timeout_seconds)
         except (store.StoreUnavailable, TimeoutError) as exc:
             raise errors.APIError(503, "store_unavailable", f"the {signal.noun} were not stored ({exc or 'timed out'}); retry") from exc
+        headers[consistency.POSITION_HEADER] = str(position)  # OTLP's body has no room for it
     message = _message(mapped, signal)
     if content_type == PROTOBUF:  # OTLP answers in the request's encoding
-        return Response(signal.encode_protobuf_response(mapped.rejected, message), media_type=PROTOBUF)
-    return JSONResponse({} if message is None else {"partialSuccess": {signal.rejected_field: mapped.rejected, "errorMessage": message}})
+        return Response(signal.encode_protobuf_response(mapped.rejected, message), media_type=PROTOBUF, headers=headers)
+    return JSONResponse({} if message is None else {"partialSuccess": {signal.rejected_field: mapped.rejected, "errorMessage": message}},
+                        headers=headers)
 
 
 def _message(mapped: otlp.Mapped, signal: Signal) -> str | None:

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
 
-from outrider.control_plane import auth, deps, errors, schemas, status, store
+from outrider.control_plane import auth, consistency, deps, errors, schemas, status, store
 
-router = APIRouter(tags=["status"], dependencies=[Depends(auth.require_token)])
+router = APIRouter(tags=["status"], dependencies=[Depends(auth.require_token), consistency.ConsistentRead],
+                   responses=errors.responses(422, 503))  # min_position: invalid, or not reached in time
 
 
 def read(store_: store.Store, scope: store.Scope = store.EVERYTHING) -> status.Inputs:

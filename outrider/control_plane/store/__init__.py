@@ -1,16 +1,32 @@
-"""The durable store: event history, run records and aggregates, written by one group-committing writer.
+"""The durable store: the event log, appended by one group-committing writer per process, and the
+projections a projector derives from it (``store.projector``).
 
-Why one writer: a 2xx from ``POST /v1/events`` promises the events are committed, and a commit
-costs an fsync. The writer runs in a child process (``writer_process``, the default) or in a thread of the
-server (``store_writer = "thread"``); it is the same code either way. Requests therefore hand their (already
-validated) events to :meth:`Store.submit` and wait; the writer takes everything queued while the previous
-commit ran (up to ``group_commit_max_events``; when clients write concurrently it waits up to
-``group_commit_max_wait_seconds`` for as many requests as the previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING``
-(which rows were new: ``RETURNING`` on PostgreSQL, row count and last rowid on SQLite, see
-``_insert_events``), folds the newly inserted events into their runs and the aggregates, and commits ONCE. Each
-request then gets its own ``{accepted, duplicates}``. If the transaction fails, the writer retries the
-group's requests one per transaction, so one request that cannot be stored does not take the others
-down; a request whose own transaction fails gets the error (503) and nothing of it is stored.
+The promise: a 2xx from ``POST /v1/events`` (and OTLP ingest) means the events are durably appended to the
+log, deduplicated on (source, id). Run records, aggregates and rollups are projections that may lag the log
+by a visible amount (``projection_status``; ``consistency`` lets a read wait for a position).
+
+Why one writer per process: a commit costs an fsync. The writer runs in a child process (``writer_process``,
+the default) or in a thread of the server (``store_writer = "thread"``); it is the same code either way, and
+the projector runs beside it. Requests hand their (already validated) events to :meth:`Store.submit` and
+wait; the writer takes everything queued while the previous commit ran (up to ``group_commit_max_events``;
+when clients write concurrently it waits up to ``group_commit_max_wait_seconds`` for as many requests as the
+previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING`` (which rows
+were new: ``RETURNING`` on PostgreSQL, row count and last rowid on SQLite, see ``_insert_events``) and
+commits ONCE. Each request then gets its own ``(accepted, duplicates, position)``. If the transaction
+fails, the writer retries the group's requests one per transaction, so one request that cannot be stored
+does not take the others down; a request whose own transaction fails gets the error (503) and nothing of it
+is stored.
+
+Commit order. Readers of the log (the projector, ``GET /v1/events`` paging, SSE resume, log follow) read
+``seq > cursor``, so an event must never become visible after one with a higher seq. On PostgreSQL with
+several replicas, sequence values are handed out before commit, so two appenders could commit out of order.
+Every append transaction therefore first takes ``pg_advisory_xact_lock(APPEND_LOCK)`` and keeps it until it
+commits: seqs are drawn (``nextval`` in the INSERT) only while holding the lock, and the lock is released
+only after the commit is visible, so the next appender's seqs are all higher than, and commit after, the
+previous one's. Hence the committed seqs at any moment are a prefix of all seqs ever committed (gaps aside),
+and ``seq > cursor`` never passes over a late commit. Appenders of different replicas wait for each other
+only from insert to commit (one group commit); a stuck holder is bounded by ``lock_timeout``
+(``write_timeout_seconds``). SQLite has a single writer anyway.
 
 Reads (``list_events``, ``get_run`` …) use pooled connections and never block the writer (SQLite in
 WAL mode lets readers proceed during a write; PostgreSQL is MVCC).
@@ -56,14 +72,24 @@ from alembic import command
 from alembic.config import Config
 
 from outrider.common import events
-from outrider.control_plane import projection, run_aggregates, settings, tables
+from outrider.control_plane import projection, settings, tables
+from outrider.control_plane.store import rollups
+from outrider.control_plane.store.projector import Projector
+from outrider.control_plane.store.sql import Dialect
 
 if TYPE_CHECKING:
-    from outrider.control_plane import writer_process
+    from outrider.control_plane.store import writer_process
 
 log = logging.getLogger(__name__)
 
 
+#: What an append answers each request: (accepted, duplicates, log position after the commit).
+Appended = tuple[int, int, int]
+#: The PostgreSQL advisory lock that serializes appends per database (any constant; "ORDR" in ASCII).
+APPEND_LOCK = 0x4F52_4452
+#: Readiness does not expect a projector sooner than this many lease periods after the store opened (the writer
+#: process, which hosts it, is starting; or another replica's projector must first let its lease lapse).
+STARTUP_GRACE_LEASES = 2
 #: A run's identity in the store: (namespace, run_id).
 RunKey = tuple[str, str]
 #: The namespace of events that name none, and of everything stored before namespaces existed (migration 0007).
@@ -110,6 +136,16 @@ class AmbiguousRun(Exception):
     def __init__(self, run_id: str, namespaces: list[str]) -> None:
         super().__init__(f"run {run_id!r} exists in several namespaces: {', '.join(namespaces)}")
         self.namespaces = namespaces
+
+
+class RebuildRefused(Exception):
+    """A rebuild would lose data (the log was swept); the message says why and how to insist."""
+
+
+#: Everything the projector derives from the log (a rebuild empties and refills these).
+PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
+                     tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
+                     tables.run_models)
 
 
 class StoreUnavailable(Exception):
@@ -178,21 +214,21 @@ def migrate(engine: sa.Engine) -> None:
 class _Submission:
     events: Sequence[events.CloudEvent]
     #: A concurrent future (:meth:`Store.submit`) or an event loop's future (:meth:`Store.submit_async`).
-    future: concurrent.futures.Future[tuple[int, int]] | asyncio.Future[tuple[int, int]]
+    future: concurrent.futures.Future[Appended] | asyncio.Future[Appended]
 
 
 @dataclasses.dataclass
 class _Rejection:
     reason: str
     count: int
-    future: concurrent.futures.Future[tuple[int, int]]
+    future: concurrent.futures.Future[Appended]
 
 
 @dataclasses.dataclass
 class _Probe:
     """A tiny real write (one row of ``store_probe``), to learn whether commits work again."""
 
-    future: concurrent.futures.Future[tuple[int, int]]
+    future: concurrent.futures.Future[Appended]
 
 
 _STOP = object()
@@ -317,35 +353,53 @@ class Store:
         self._remote: writer_process.RemoteWriter | None = None
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
-        self._statements: dict[str, Any] = {}
+        self.sql = Dialect(self.dialect)
         #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
         self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
-        #: The writer's run cache (see ``RUN_CACHE``): run id → (fold state as stored JSON text, its query columns).
-        self._runs: collections.OrderedDict[RunKey, tuple[str, dict[str, Any]]] = collections.OrderedDict()
+        #: The projector of this process (beside the writer: a thread here, or in the writer's child process).
+        self.projector: Projector | None = None
+        self._opened_at = time.monotonic()
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
         self.last_commit_error: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def open(self) -> None:
+        self._opened_at = time.monotonic()
         migrate(self.engine)
         if self.settings.store_writer == "process":
-            from outrider.control_plane import writer_process  # it imports this module
+            from outrider.control_plane.store import writer_process  # it imports this module
 
             self._remote = writer_process.RemoteWriter(self)
             self._remote.start()
             return
+        self.start_projector()
         self._writer = threading.Thread(target=self._run_writer, name="outrider-store-writer", daemon=True)
         self._writer.start()
+
+    def start_projector(self, name: str | None = None) -> None:
+        """Run the projector beside the writer (in this process), unless the settings turn it off. ``name``: the
+        lease holder's name (the server chooses it for its writer process, to release the lease if it must
+        kill that process)."""
+        if not self.settings.projector_enabled:
+            return
+        self.projector = Projector(self.engine, batch_events=self.settings.projector_batch_events,
+                                   poll_seconds=self.settings.projector_poll_seconds,
+                                   lease_seconds=self.settings.projector_lease_seconds, name=name)
+        self.projector.start()
 
     def close(self) -> None:
         if self._remote is not None:
             self._remote.stop()
+            self.release_lease(self._remote.projector_name)  # the child may have been killed holding it
             self._remote = None
         if self._writer is not None:
             self._queue.put(_STOP)
             self._writer.join(timeout=30)
             self._writer = None
+        if self.projector is not None:
+            self.projector.stop()
+            self.projector = None
         self.engine.dispose()
 
     @property
@@ -363,20 +417,20 @@ class Store:
 
     # --- writing -----------------------------------------------------------------------------------
 
-    def submit(self, batch: Sequence[events.CloudEvent]) -> concurrent.futures.Future[tuple[int, int]]:
+    def submit(self, batch: Sequence[events.CloudEvent]) -> concurrent.futures.Future[Appended]:
         """Queue validated events for the next group commit; the future gives (accepted, duplicates)."""
-        future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
         self._put(_Submission(batch, future))
         return future
 
-    def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[tuple[int, int]]:
+    def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[Appended]:
         """Like :meth:`submit`, called from the running event loop, which gets a future of its own: the
         writer answers all of a group's requests from one loop with a single call into it."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+        future: asyncio.Future[Appended] = loop.create_future()
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
@@ -396,9 +450,9 @@ class Store:
         if submissions:
             self._put(submissions)
 
-    def count_rejection(self, reason: str, count: int = 1) -> concurrent.futures.Future[tuple[int, int]]:
+    def count_rejection(self, reason: str, count: int = 1) -> concurrent.futures.Future[Appended]:
         """Count refused events under ``reason``, committed with the next group (the future tells when)."""
-        future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
@@ -460,27 +514,33 @@ class Store:
             with self.engine.begin() as conn:
                 results, new_events = self._write(conn, group)
         except Exception as exc:  # noqa: BLE001 — every waiting request must hear about any failure
-            self._runs.clear()  # it holds the states this transaction wrote: the rolled-back ones must be read again
             log.exception("commit of %d queued items failed", len(group))
             self.last_commit_error = f"{type(exc).__name__}: {exc}"[:500]
             if len(group) == 1:
                 _resolve([(group[0].future, StoreUnavailable(f"commit failed: {type(exc).__name__}"))])
             return False
         self.last_commit_error = None
+        if self.projector is not None:
+            self.projector.wake()
         if new_events:  # subscribers hear of the events no later than their posters
             self._publish(new_events)
         _resolve([(item.future, result) for item, result in zip(group, results, strict=True)])
         return True
 
-    def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
+    def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int, int]], list[dict[str, Any]]]:
         received_at = datetime.now(UTC)
         rejections: collections.Counter[str] = collections.Counter()
-        received = self._time(received_at)
+        received = self.sql.time(received_at)
         text_times = self.dialect == "sqlite"
+        cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
+        if not text_times:
+            # Appends are serialized per database, so events commit in seq order (see "Commit order" above).
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(self.settings.write_timeout_seconds * 1000)}ms'")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
         # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
         # every other occurrence (in the same request or a later one) is that request's duplicate. ``found``
-        # keeps, per key: (owner's index, event, body JSON, projection.iso time, the time as the driver takes it).
-        found: dict[tuple[str, str], tuple[int, events.CloudEvent, str, str, Any]] = {}
+        # keeps, per key: (owner's index, body JSON).
+        found: dict[tuple[str, str], tuple[int, str]] = {}
         rows: list[tuple[Any, ...]] = []
         iso = projection.iso
         for index, item in enumerate(group):
@@ -494,79 +554,44 @@ class Store:
                     key = (event.source, event.id)
                     if key in found:
                         continue
-                    # The event's time once as the projection's fixed-width UTC text; SQLite's column format
-                    # ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of it, PostgreSQL takes the datetime.
-                    when = iso(event.time)
-                    stored = f"{when[:10]} {when[11:26]}" if text_times else event.time
+                    # SQLite's column format ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of the fixed-width
+                    # ISO text; PostgreSQL takes the datetime.
+                    if text_times:
+                        when = iso(event.time)
+                        stored: Any = f"{when[:10]} {when[11:26]}"
+                    else:
+                        stored = event.time
                     body = event_json(event).decode()
-                    found[key] = (index, event, body, when, stored)
+                    found[key] = (index, body)
                     rows.append((key[0], key[1], event.type, stored, event.target, event.runid, received, body,
                                  event.namespace or DEFAULT_NAMESPACE))
-        cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
-        returned = self._insert_events(cursor, rows)
+        returned, position = self._insert_events(cursor, rows)
         accepted = [0] * len(group)
-        inserted: list[tuple[int, tuple[int, events.CloudEvent, str, str, Any]]] = []
+        inserted: list[tuple[int, str]] = []
         for seq, source, event_id in returned:
             entry = found[(source, event_id)]
             accepted[entry[0]] += 1
-            inserted.append((seq, entry))
+            inserted.append((seq, entry[1]))
         results = [
-            (accepted[index], len(item.events) - accepted[index]) if isinstance(item, _Submission) else (0, 0)
+            (accepted[index], len(item.events) - accepted[index], position) if isinstance(item, _Submission) else (0, 0, position)
             for index, item in enumerate(group)
         ]
-        inserted.sort()  # by seq (unique): RETURNING promises no order
-        if inserted:
-            self._fold(cursor, [(seq, event, when, stored) for seq, (_, event, _, when, stored) in inserted])
         if rejections:
-            self._bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
+            self.sql.bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
         published = []
-        if self._has_listeners():  # parsed again only when someone listens
-            published = [
-                {"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)}
-                for seq, (_, _, body, _, _) in inserted
-            ]
+        if inserted and self._has_listeners():  # parsed again only when someone listens
+            inserted.sort()  # by seq (unique): RETURNING promises no order
+            published = [{"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)} for seq, body in inserted]
         return results, published
 
     #: Columns of the events insert, in the order of the tuples ``_write`` builds.
     EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body", "namespace")
     #: Rows per INSERT statement: 9 parameters each stays far below SQLite's and PostgreSQL's limits.
     INSERT_CHUNK = 500
-    #: Columns of the runs upsert, in the order of the tuples ``_fold`` builds.
-    RUN_COLUMNS = tuple(column.name for column in tables.runs.columns)
-    #: Columns of the llm_calls insert, in the order of the tuples ``_fold`` builds.
-    CALL_COLUMNS = tuple(column.name for column in tables.llm_calls.columns)
-    #: Run states the writer keeps in memory, least recently used first. The writer is the only writer of
-    #: ``runs`` (one control plane per database), so a cached state is the stored one; the whole cache is
-    #: dropped when a commit fails, because it is updated before the commit. A state is kept as the JSON text
-    #: the writer stores, not as the dicts and lists of the fold: thousands of live fold states made every
-    #: full garbage collection traverse ~20 containers per cached run, in the writer and in the event loop
-    #: alike, and parsing a state again costs less than that.
-    RUN_CACHE = 4096
 
-    def _time(self, moment: datetime) -> Any:
-        """A timestamp as the driver takes it: SQLite gets SQLAlchemy's own text format (UTC), PostgreSQL the datetime."""
-        moment = moment.astimezone(UTC)
-        if self.dialect == "sqlite":
-            return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        return moment
-
-    def _write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
-        """Run ``{head} VALUES (…) {tail}`` for each row: SQLite with ``executemany`` (one prepared statement,
-        the loop in C), PostgreSQL with multi-row VALUES in chunks (psycopg's ``executemany`` costs a
-        statement per row). Rows must not repeat a conflict key: one statement may not update a row twice."""
-        if self.dialect == "sqlite":
-            sql = self._statements.get(head)
-            if sql is None:
-                sql = self._statements[head] = f"{head} VALUES ({', '.join(['?'] * width)}) {tail}"
-            cursor.executemany(sql, rows)
-            return
-        row_marks = "(" + ", ".join(["%s"] * width) + ")"
-        for start in range(0, len(rows), self.INSERT_CHUNK):
-            chunk = rows[start : start + self.INSERT_CHUNK]
-            cursor.execute(f"{head} VALUES {', '.join([row_marks] * len(chunk))} {tail}", [value for row in chunk for value in row])
-
-    def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
-        """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones.
+    def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[int, str, str]], int]:
+        """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones,
+        and the log position after the insert (the highest seq stored: every event of the group is at or below it).
 
         Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING`` (``RETURNING`` the new rows
         on PostgreSQL) on the DBAPI cursor: this is the ingestion hot path, and SQLAlchemy's per-row parameter
@@ -576,10 +601,8 @@ class Store:
         mark = "?" if sqlite else "%s"
         row_marks = "(" + ", ".join([mark] * len(self.EVENT_COLUMNS)) + ")"
         returned: list[tuple[int, str, str]] = []
-        last = 0
-        if sqlite and rows:
-            cursor.execute("SELECT max(seq) FROM events")
-            last = cursor.fetchone()[0] or 0
+        cursor.execute("SELECT max(seq) FROM events")
+        last = cursor.fetchone()[0] or 0
         for start in range(0, len(rows), self.INSERT_CHUNK):
             chunk = rows[start : start + self.INSERT_CHUNK]
             sql = (
@@ -589,7 +612,9 @@ class Store:
             params = list(itertools.chain.from_iterable(chunk))  # flattened in C, not by a generator
             if not sqlite:
                 cursor.execute(sql + " RETURNING seq, source, event_id", params)
-                returned.extend(cursor.fetchall())  # (seq, source, event_id), seq as int
+                fresh = cursor.fetchall()  # (seq, source, event_id), seq as int
+                returned.extend(fresh)
+                last = max([last, *(row[0] for row in fresh)])
                 continue
             # SQLite: without RETURNING, whose rows SQLite steps through one at a time, releasing and taking back
             # the GIL for each (the event loop, parsing the next requests, often takes it in between). New rows
@@ -607,120 +632,8 @@ class Store:
             else:
                 cursor.execute("SELECT seq, source, event_id FROM events WHERE seq > ? AND seq <= ?", (before, last))
                 returned.extend(cursor.fetchall())
-        return returned
+        return returned, int(last)
 
-    def _bump(self, cursor: Any, table: str, keys: tuple[str, ...], numbers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        """Add each row's numbers (the row is keys then numbers) to the aggregate row with the same keys (insert it when new)."""
-        if not rows:
-            return
-        names = keys + numbers
-        self._write_rows(
-            cursor, f"INSERT INTO {table} ({', '.join(names)})", len(names), rows,
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-            + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in numbers),
-        )
-
-    def _load_runs(self, cursor: Any, keys: list[RunKey]) -> dict[RunKey, tuple[projection.RunState, dict[str, Any]]]:
-        """(state, query columns) of the stored runs among ``keys`` ((namespace, run_id)) the cache does not hold."""
-        cache = self._runs
-        missing: dict[str, list[str]] = {}
-        for namespace, run_id in keys:
-            if (namespace, run_id) not in cache:
-                missing.setdefault(namespace, []).append(run_id)
-        loaded: dict[RunKey, tuple[projection.RunState, dict[str, Any]]] = {}
-        mark = "?" if self.dialect == "sqlite" else "%s"
-        for namespace, run_ids in missing.items():
-            for start in range(0, len(run_ids), 500):
-                chunk = run_ids[start : start + 500]
-                cursor.execute(f"SELECT run_id, state FROM runs WHERE namespace = {mark} AND run_id IN ({', '.join([mark] * len(chunk))})",
-                               [namespace, *chunk])
-                for run_id, text in cursor.fetchall():
-                    state = json.loads(text)
-                    loaded[(namespace, run_id)] = (state, projection.columns(run_id, state, namespace))
-        return loaded
-
-    def _fold(self, cursor: Any, inserted: list[tuple[int, events.CloudEvent, str, Any]]) -> None:
-        """Fold newly inserted events (seq order; each with its ``projection.iso`` time and its time as the driver
-        takes it) into their runs and the aggregates, in the group's transaction (``cursor`` is its DBAPI
-        cursor). ``changes`` lists every run the group changed with its query columns before (None when the
-        run is new) and after (both ``projection.columns`` dicts; treat them as read-only: the cache keeps
-        them)."""
-        type_counts: dict[str, int] = {}
-        llm: dict[tuple[str, str, str], list[int]] = {}
-        prs: collections.Counter[tuple[str, str]] = collections.Counter()
-        by_run: dict[RunKey, list[tuple[int, events.CloudEvent, str, Any]]] = {}
-        calls: list[tuple[Any, ...]] = []
-        run_types, llm_usage = projection.RUN_TYPES, events.EventType.RUN_LLM_USAGE
-        for item in inserted:
-            event = item[1]
-            kind = event.type
-            type_counts[kind] = type_counts.get(kind, 0) + 1
-            run_id = event.runid
-            namespace = event.namespace or DEFAULT_NAMESPACE
-            if run_id and kind in run_types:  # projection.is_run_event, inline: this runs once per event
-                run_events = by_run.get((namespace, run_id))
-                if run_events is None:
-                    by_run[(namespace, run_id)] = [item]
-                else:
-                    run_events.append(item)
-            if kind == llm_usage:
-                data = event.data
-                cost = data.get("cost_usd")
-                nano = round(float(cost) * projection.NANO) if cost is not None else None
-                if run_id:
-                    calls.append((
-                        item[0], item[3], event.target, run_id,
-                        str(data["provider"]), str(data["model"]), int(data["input_tokens"]),
-                        int(data["output_tokens"]), nano, data.get("latency_s"), bool(data.get("error")), namespace,
-                    ))
-                key = (namespace, event.target or "", str(data["model"]))
-                old = llm.get(key, [0, 0, 0])
-                llm[key] = [old[0] + int(data["input_tokens"]), old[1] + int(data["output_tokens"]), old[2] + (nano or 0)]
-
-        cache = self._runs
-        loaded = self._load_runs(cursor, list(by_run))
-        changes: list[tuple[RunKey, dict[str, Any] | None, dict[str, Any]]] = []
-        run_rows: list[tuple[Any, ...]] = []
-        for run_key, run_events in by_run.items():
-            namespace, run_id = run_key
-            cached = cache.pop(run_key, None)
-            before: dict[str, Any] | None
-            if cached is not None:
-                state, before = json.loads(cached[0]), cached[1]
-            else:
-                state, before = loaded.get(run_key) or (projection.empty_state(), None)
-            for _, event, when, _ in run_events:
-                if event.type == events.EventType.PR_CREATED:
-                    number = str(int(event.data["number"]))
-                    if not state["prs"].get(number, [None, None, False, False])[2]:
-                        prs[(namespace, event.target or "")] += 1  # a PR counts once per run, however often reported
-                projection.merge_into(state, event, when)
-            after = projection.columns(run_id, state, namespace)
-            text = json.dumps(state, separators=(",", ":"))
-            cache[run_key] = (text, after)  # most recently used last
-            changes.append((run_key, before, after))
-            row = dict(after, updated_seq=run_events[-1][0], state=text)
-            for name in ("created_at", "started_at", "completed_at", "last_event_at"):
-                if row[name] is not None:
-                    row[name] = self._time(row[name])
-            run_rows.append(tuple(row[name] for name in self.RUN_COLUMNS))
-        while len(cache) > self.RUN_CACHE:
-            cache.popitem(last=False)
-        if calls:
-            self._write_rows(cursor, f"INSERT INTO llm_calls ({', '.join(self.CALL_COLUMNS)})", len(self.CALL_COLUMNS), calls)
-        if run_rows:
-            self._write_rows(
-                cursor, f"INSERT INTO runs ({', '.join(self.RUN_COLUMNS)})", len(self.RUN_COLUMNS), run_rows,
-                "ON CONFLICT (namespace, run_id) DO UPDATE SET "
-                + ", ".join(f"{name} = excluded.{name}" for name in self.RUN_COLUMNS if name not in ("namespace", "run_id")),
-            )
-        self._bump(cursor, "agg_event_types", ("type",), ("count",), list(type_counts.items()))
-        self._bump(
-            cursor, "agg_llm", ("namespace", "target", "model"), ("input_tokens", "output_tokens", "cost_nano_usd"),
-            [(n, t, m, *v) for (n, t, m), v in llm.items()],
-        )
-        self._bump(cursor, "agg_prs", ("namespace", "target"), ("created",), [(n, t, c) for (n, t), c in prs.items()])
-        run_aggregates.apply(cursor, [(before, after) for _, before, after in changes], self._bump)
 
     # --- live updates ------------------------------------------------------------------------------
 
@@ -786,8 +699,9 @@ class Store:
             raise StoreUnavailable("the store writer is not running")
         failure = self.last_commit_error
         if failure is None:
+            self._check_projector()
             return
-        future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
         self._put(_Probe(future))
         try:
             future.result(timeout=probe_timeout)
@@ -797,6 +711,120 @@ class Store:
         except StoreUnavailable as exc:
             log.warning("readiness: commits are failing (%s)", self.last_commit_error or failure)
             raise StoreUnavailable("commits are failing") from exc
+        self._check_projector()
+
+    def _check_projector(self) -> None:
+        stopped = self.projector_stopped()
+        if stopped is not None:
+            raise StoreUnavailable(stopped)
+
+    # --- the projection's progress ----------------------------------------------------------------
+
+    def release_lease(self, holder: str) -> None:
+        """Give up ``holder``'s projector lease, so a standby (or the next start) takes over at once instead of
+        after the lease lapses; nothing when another holds it."""
+        s = tables.projector_state
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(s).where(s.c.id == 1, s.c.holder == holder).values(holder=None, heartbeat_at=None))
+        except sa.exc.SQLAlchemyError:
+            log.warning("could not release the projector lease of %s", holder, exc_info=True)
+
+    def wait_projected(self, position: int, timeout: float = 30.0) -> int:
+        """Block until the projection has reached ``position`` (or ``timeout``); the position it reached."""
+        deadline = time.monotonic() + timeout
+        while (reached := self.projected_position()) < position and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return reached
+
+    def log_head(self) -> int:
+        """The event log's last position (the highest committed seq; 0 when empty)."""
+        e = tables.events
+        return int(self._read(sa.select(sa.func.max(e.c.seq)))[0][0] or 0)
+
+    def projected_position(self) -> int:
+        """The log position the projection has reached (its checkpoint)."""
+        s = tables.projector_state
+        rows = self._read(sa.select(s.c.position).where(s.c.id == 1))
+        return int(rows[0][0]) if rows else 0
+
+    #: The projection lag in events is counted up to this many (a count past it costs more than it tells).
+    LAG_COUNT_CAP = 1_000_000
+
+    def projection_status(self, now: float | None = None) -> dict[str, Any]:
+        """Where the projection stands against the log: ``position`` (checkpoint), ``head`` (last seq in the
+        log), ``lag_events`` (log events after the checkpoint, counted up to :data:`LAG_COUNT_CAP`),
+        ``lag_seconds`` (how long the oldest unprojected event has been waiting; 0 when none waits),
+        ``holder`` and ``heartbeat_age_seconds`` of the lease (None when nobody holds it)."""
+        now = time.time() if now is None else now
+        s, e = tables.projector_state, tables.events
+        try:
+            with self.engine.connect() as conn:
+                state = conn.execute(sa.select(s).where(s.c.id == 1)).one()
+                head = conn.execute(sa.select(sa.func.max(e.c.seq))).scalar() or 0
+                waiting = sa.select(e.c.seq).where(e.c.seq > state.position).limit(self.LAG_COUNT_CAP).subquery()
+                lag_events = conn.execute(sa.select(sa.func.count()).select_from(waiting)).scalar() or 0
+                oldest = conn.execute(sa.select(e.c.received_at).where(e.c.seq > state.position).order_by(e.c.seq).limit(1)).scalar()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+        oldest_at = utc(oldest)
+        return {
+            "position": int(state.position),
+            "head": int(head),
+            "lag_events": int(lag_events),
+            "lag_seconds": max(0.0, now - oldest_at.timestamp()) if oldest_at is not None else 0.0,
+            "holder": state.holder,
+            "heartbeat_age_seconds": max(0.0, now - state.heartbeat_at) if state.heartbeat_at is not None and state.holder else None,
+            "projected_at": state.projected_at,
+            "swept_through": int(state.swept_through),
+        }
+
+    def projection_lag_seconds(self, now: float | None = None) -> float:
+        """How long the oldest unprojected event has waited (0 when none waits): two index lookups, cheap enough
+        for every console page."""
+        now = time.time() if now is None else now
+        s, e = tables.projector_state, tables.events
+        position = sa.select(s.c.position).where(s.c.id == 1).scalar_subquery()
+        rows = self._read(sa.select(e.c.received_at).where(e.c.seq > position).order_by(e.c.seq).limit(1))
+        oldest = utc(rows[0][0]) if rows else None
+        return max(0.0, now - oldest.timestamp()) if oldest is not None else 0.0
+
+    def projector_stopped(self, status: dict[str, Any] | None = None) -> str | None:
+        """Why no projector works for this database (readiness), or None when one does."""
+        status = status or self.projection_status()
+        if self.settings.projector_enabled and self.projector is None and self._remote is None:
+            return "the projector of this replica is not running"
+        age = status["heartbeat_age_seconds"]
+        starting = time.monotonic() - self._opened_at < STARTUP_GRACE_LEASES * self.settings.projector_lease_seconds
+        if (age is None or age > self.settings.projector_lease_seconds) and not starting:
+            return "no projector holds the lease (none running for this database)"
+        return None
+
+    def rebuild(self, *, force: bool = False) -> int:
+        """Replay the whole log into fresh projections (``outrider store rebuild``); how many events it projected.
+
+        Empties every projection and resets the checkpoint in one transaction (any projector working at the
+        time is fenced off by the version change), then projects the log in this process under the lease. A
+        log a retention sweep has shortened cannot give back what was swept (run records and totals of
+        deleted events), so that needs ``force``."""
+        s = tables.projector_state
+        swept = int(self._read(sa.select(s.c.swept_through).where(s.c.id == 1))[0][0])
+        if swept and not force:
+            raise RebuildRefused(
+                f"a retention sweep deleted events up to seq {swept}: a rebuild would lose their runs and totals "
+                "(use --force to rebuild from what is left)")
+        holder = f"rebuild:{os.getpid()}"
+        with self.engine.begin() as conn:
+            for table in PROJECTION_TABLES:
+                conn.execute(sa.delete(table))
+            conn.execute(sa.update(s).where(s.c.id == 1).values(position=0, version=s.c.version + 1, holder=holder,
+                                                                 heartbeat_at=time.time(), projected_at=None))
+        projector = Projector(self.engine, batch_events=self.settings.projector_batch_events,
+                              lease_seconds=self.settings.projector_lease_seconds, name=holder)
+        try:
+            return projector.run_until_caught_up(timeout=24 * 3600)
+        finally:
+            projector._release()
 
     def _read(self, query: Any) -> list[Any]:
         try:
@@ -1065,40 +1093,49 @@ class Store:
         return [utc(moment) for (moment,) in self._read(query)]  # type: ignore[misc]
 
     def model_facts(self, since: datetime, target: str | None, scope: Scope = EVERYTHING) -> dict[tuple[str, str], dict[str, Any]]:
-        """Per (provider, model), over the LLM calls since ``since``, aggregated in SQL: ``calls``, ``errors``,
-        ``input_tokens``, ``output_tokens``, ``cost_nano_usd``, ``priced`` (calls with a cost), ``runs``
-        (status → distinct runs that made such a call) and ``latencies`` (every reported latency_s)."""
-        c, r = tables.llm_calls, tables.runs
-        where = [c.c.time >= since.astimezone(UTC), *scope.where(c.c.namespace, c.c.target)]
+        """Per (provider, model), over the hourly rollups from the hour holding ``since`` on: ``calls``,
+        ``errors``, ``input_tokens``, ``output_tokens``, ``cost_nano_usd``, ``priced`` (calls with a cost),
+        ``latency_buckets`` (the latency histogram, ``rollups.latency_bucket`` indexes) and ``runs`` (status →
+        distinct runs whose first call to the model falls in the window). Reads rollup rows, never calls: the
+        cost grows with hours × models, not with the number of events."""
+        u, h, m, r = tables.rollup_llm, tables.rollup_llm_latency, tables.run_models, tables.runs
+        first_hour = rollups.hour_of(since.timestamp())
+
+        def narrowed(table: Any) -> list[Any]:
+            where = [table.c.hour >= first_hour, *scope.where(table.c.namespace, table.c.target)]
+            if target is not None:
+                where.append(table.c.target == target)
+            return where
+
+        key = (u.c.provider, u.c.model)
+        totals = sa.select(*key, sa.func.sum(u.c.calls), sa.func.sum(u.c.errors), sa.func.sum(u.c.input_tokens),
+                           sa.func.sum(u.c.output_tokens), sa.func.sum(u.c.cost_nano_usd), sa.func.sum(u.c.priced)
+                           ).where(*narrowed(u)).group_by(*key)
+        latencies = sa.select(h.c.provider, h.c.model, h.c.bucket, sa.func.sum(h.c.count)).where(*narrowed(h)).group_by(
+            h.c.provider, h.c.model, h.c.bucket)
+        run_where = [m.c.first_hour >= first_hour, *scope.where(m.c.namespace, m.c.target)]
         if target is not None:
-            where.append(c.c.target == target)
-        key = (c.c.provider, c.c.model)
-        totals = sa.select(
-            *key, sa.func.count(), sa.func.sum(sa.case((c.c.error, 1), else_=0)), sa.func.sum(c.c.input_tokens),
-            sa.func.sum(c.c.output_tokens), sa.func.coalesce(sa.func.sum(c.c.cost_nano_usd), 0), sa.func.count(c.c.cost_nano_usd),
-        ).where(*where).group_by(*key)
-        used = sa.select(*key, c.c.namespace, c.c.run_id).where(*where).distinct().subquery()
+            run_where.append(m.c.target == target)
         runs = (
-            sa.select(used.c.provider, used.c.model, r.c.status, sa.func.count())
-            .select_from(used.outerjoin(r, sa.and_(r.c.namespace == used.c.namespace, r.c.run_id == used.c.run_id)))
-            .group_by(used.c.provider, used.c.model, r.c.status)
+            sa.select(m.c.provider, m.c.model, r.c.status, sa.func.count())
+            .select_from(m.outerjoin(r, sa.and_(r.c.namespace == m.c.namespace, r.c.run_id == m.c.run_id)))
+            .where(*run_where).group_by(m.c.provider, m.c.model, r.c.status)
         )
-        latencies = sa.select(*key, c.c.latency_s).where(*where, c.c.latency_s.is_not(None))
         facts: dict[tuple[str, str], dict[str, Any]] = {}
         try:
             with self.engine.connect() as conn:
                 for provider, model, calls, errors, tokens_in, tokens_out, cost, priced in conn.execute(totals):
                     facts[(provider, model)] = {
                         "calls": int(calls), "errors": int(errors or 0), "input_tokens": int(tokens_in or 0),
-                        "output_tokens": int(tokens_out or 0), "cost_nano_usd": int(cost), "priced": int(priced),
-                        "runs": {}, "latencies": [],
+                        "output_tokens": int(tokens_out or 0), "cost_nano_usd": int(cost or 0), "priced": int(priced or 0),
+                        "runs": {}, "latency_buckets": [0] * rollups.LATENCY_BUCKETS,
                     }
+                for provider, model, bucket, count in conn.execute(latencies):
+                    if (provider, model) in facts:
+                        facts[(provider, model)]["latency_buckets"][int(bucket)] += int(count)
                 for provider, model, status, count in conn.execute(runs):
                     if (provider, model) in facts:
                         facts[(provider, model)]["runs"][status] = int(count)
-                for provider, model, latency in conn.execute(latencies):
-                    if (provider, model) in facts:
-                        facts[(provider, model)]["latencies"].append(float(latency))
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
         return facts
@@ -1114,24 +1151,25 @@ class Store:
         return [projection.record(run_id, json.loads(state), namespace) for run_id, state, namespace in rows]
 
     def sweep(self, before: datetime, chunk: int = 5000) -> int:
-        """Delete events (and their per-call rows) whose time is before ``before``, in chunks; how many events.
+        """Delete events whose time is before ``before`` and that the projection has covered, in chunks; how many.
 
-        Never touches ``runs`` (the folded summaries) nor the ``agg_*`` tables behind ``/metrics``, so no
-        total drops. Each chunk is its own short transaction, so the writer is never held up for long.
+        Never touches the projections (run records, ``agg_*``, rollups), so no total drops; never deletes an
+        event the projector has not folded yet. Records the highest seq deleted (``swept_through``): a rebuild
+        from the log can no longer give back what those events made. Each chunk is its own short transaction.
         """
-        e, c = tables.events, tables.llm_calls
+        e, s = tables.events, tables.projector_state
         cutoff = before.astimezone(UTC)
         deleted = 0
         try:
             while True:
                 with self.engine.begin() as conn:
-                    seqs = [seq for (seq,) in conn.execute(sa.select(e.c.seq).where(e.c.time < cutoff).limit(chunk))]
+                    position = conn.execute(sa.select(s.c.position).where(s.c.id == 1)).scalar_one()
+                    seqs = [seq for (seq,) in conn.execute(sa.select(e.c.seq).where(e.c.time < cutoff, e.c.seq <= position).limit(chunk))]
                     if not seqs:
                         break
                     conn.execute(sa.delete(e).where(e.c.seq.in_(seqs)))
+                    conn.execute(sa.update(s).where(s.c.id == 1, s.c.swept_through < max(seqs)).values(swept_through=max(seqs)))
                     deleted += len(seqs)
-            with self.engine.begin() as conn:
-                conn.execute(sa.delete(c).where(c.c.time < cutoff))
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"sweep failed: {type(exc).__name__}") from exc
         return deleted

@@ -14,7 +14,7 @@ Protocol: pickled messages on a socket pair, in order.
   loop's hand-over: one item of the writer's queue), ``("reject", ident, reason, count)``,
   ``("probe", ident)``, ``("listeners", bool)`` (whether anyone subscribes to live updates) or ``("stop",)``.
 - child → parent, after each group: ``(answers, last_commit_error, published)`` with ``answers`` a list of
-  ``(ident, (accepted, duplicates))`` or ``(ident, "why it failed")``.
+  ``(ident, (accepted, duplicates, position))`` or ``(ident, "why it failed")``.
 
 If the server process dies (``kill -9``), the child reads end-of-file, finishes the group in hand and
 exits; nothing unanswered was acknowledged. If the child dies, every waiting request gets
@@ -46,12 +46,13 @@ import pydantic
 
 from outrider.common import events
 from outrider.control_plane import settings, store
+from outrider.control_plane.store import projector
 
 log = logging.getLogger(__name__)
 
 #: How the child is started: ``-P`` keeps the working directory off the import path; the parent's own path
 #: follows, so the child imports the very code the server runs.
-_BOOTSTRAP = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from outrider.control_plane.writer_process import main; main(int(sys.argv[2]))"
+_BOOTSTRAP = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from outrider.control_plane.store.writer_process import main; main(int(sys.argv[2]))"
 _EVENTS = pydantic.TypeAdapter(list[events.CloudEvent])
 #: The child's garbage-collection thresholds (see :func:`main`).
 GC_THRESHOLDS = (100_000, 50, 50)
@@ -82,6 +83,8 @@ class RemoteWriter:
         self._conn: Connection | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        #: The lease holder name of the child's projector: the server releases the lease after stopping it.
+        self.projector_name = projector.holder_name()
 
     def start(self) -> None:
         self._spawn()
@@ -101,6 +104,7 @@ class RemoteWriter:
             )
         conn = Connection(ours.detach())
         conn.send_bytes(self._store.settings.model_dump_json().encode())
+        conn.send_bytes(self.projector_name.encode())
         conn.send_bytes(pickle.dumps([("listeners", self._store._has_listeners())]))
         self._process, self._conn = process, conn
         self._thread("receiver", functools.partial(self._receive_loop, process, conn))
@@ -308,6 +312,7 @@ def main(fd: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     [store writer %(process)d] %(message)s")
     conn = Connection(fd)
     config = settings.Settings.model_validate_json(conn.recv_bytes())
+    projector_name = conn.recv_bytes().decode()
     writer = _ChildStore(config, conn)
     reader = threading.Thread(target=writer.read_socket, name="outrider-store-writer-reader", daemon=True)
     gc.collect()
@@ -316,9 +321,12 @@ def main(fd: int) -> None:
     # default thresholds, collections traversing them cost ~10 µs of the writer's time per event (measured).
     gc.set_threshold(*GC_THRESHOLDS)
     reader.start()
+    writer.start_projector(projector_name)
     try:
         writer._run_writer()
     finally:
+        if writer.projector is not None:
+            writer.projector.stop()
         writer.engine.dispose()
         conn.close()
     os._exit(0)  # the reader may still block on the socket; nothing else is left to do

@@ -1,0 +1,431 @@
+"""The projector: folds the event log, in ``seq`` order from a stored checkpoint, into everything derived from
+it — run records, the ``agg_*`` counters behind ``/metrics``, LLM rollups — off the request path.
+
+Why: a 2xx from ingestion promises only that the events are durably in the log (``store.Store``'s append).
+Folding them costs more than appending them, and it is the one step that must see every event of a run in
+one place; doing it on the request path made ingestion slow and, with several replicas, wrong (each replica
+folded from its own cached view). Here it runs in large batches, once per database.
+
+Exactly one projector works per database: a lease in ``projector_state`` (``holder``, ``heartbeat_at``) that
+its holder renews every :data:`HEARTBEAT_SECONDS`; another replica's projector takes it over once it is
+``lease_seconds`` old (the holder died or hangs). Correctness does not rest on the lease. Each batch is:
+
+1. read (no lock): the checkpoint ``position`` and ``version``, the next events after ``position``, and the
+   stored states of their runs (or the projector's cache of them, valid while nobody else wrote);
+2. fold them in Python;
+3. one write transaction that first runs ``UPDATE projector_state SET position = new, version = version + 1
+   … WHERE version = read version AND holder = me`` and only if that changed the row writes the projection
+   rows, then commits. A projector working from stale reads (it lost the lease, a rebuild ran) changes
+   nothing and starts over. So the checkpoint moves in the same transaction as the rows it covers: a crash
+   (kill -9 mid-batch) rolls both back, and nothing is ever counted twice or skipped.
+
+Commit order: the log's appends are serialized per database (PostgreSQL: a transaction-level advisory lock
+held from the insert to the commit; SQLite has one writer), so events become visible in ``seq`` order and
+reading ``seq > position`` never passes over an event that commits later. See ``store.Store`` for the proof.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+import sqlalchemy as sa
+
+from outrider.common import events
+from outrider.control_plane import projection, run_aggregates, tables
+from outrider.control_plane.store import rollups
+from outrider.control_plane.store.sql import Dialect
+
+log = logging.getLogger(__name__)
+
+#: How often the lease holder renews its lease while idle (seconds).
+HEARTBEAT_SECONDS = 1.0
+#: Runs whose fold states the projector keeps in memory (JSON text), least recently used first.
+RUN_CACHE = 4096
+_EVENT = pydantic.TypeAdapter(events.CloudEvent)
+
+RunKey = tuple[str, str]
+RUN_COLUMNS = tuple(column.name for column in tables.runs.columns)
+DEFAULT_NAMESPACE = "default"
+
+
+def holder_name() -> str:
+    """Who holds the lease, as operators read it: host, process and a random part (pids repeat in containers)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:128]
+
+
+class Fenced(Exception):
+    """The checkpoint moved (another projector, a rebuild) since this batch read it: nothing was written."""
+
+
+class Folder:
+    """Folds batches of log events into projection rows, in the batch's transaction (no I/O of its own but the
+    cursor it is handed)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        #: run key → (fold state as JSON text, its query columns); valid only while ``version`` is ours.
+        self.cache: collections.OrderedDict[RunKey, tuple[str, dict[str, Any]]] = collections.OrderedDict()
+        #: Events the fold could not use (did not validate again, or a fold error): logged and counted.
+        self.skipped = 0
+
+    def parse(self, rows: list[tuple[int, str]]) -> list[tuple[int, events.CloudEvent, str]]:
+        """(seq, event, iso time) of log rows (seq, body JSON); an event that does not validate is skipped."""
+        parsed = []
+        for seq, body in rows:
+            try:
+                event = _EVENT.validate_json(body)
+            except pydantic.ValidationError:
+                self.skipped += 1
+                log.error("event seq %d in the log does not validate; it is not projected", seq)
+                continue
+            parsed.append((seq, event, projection.iso(event.time)))
+        return parsed
+
+    def load_states(self, read: Callable[[str, list[Any]], list[tuple[Any, ...]]], keys: list[RunKey]) -> dict[RunKey, tuple[projection.RunState, dict[str, Any]]]:
+        """Stored (state, columns) of the runs among ``keys`` that the cache does not hold."""
+        missing: dict[str, list[str]] = {}
+        for namespace, run_id in keys:
+            if (namespace, run_id) not in self.cache:
+                missing.setdefault(namespace, []).append(run_id)
+        loaded: dict[RunKey, tuple[projection.RunState, dict[str, Any]]] = {}
+        mark = self.dialect.mark
+        for namespace, run_ids in missing.items():
+            for start in range(0, len(run_ids), 500):
+                chunk = run_ids[start : start + 500]
+                for run_id, text in read(f"SELECT run_id, state FROM runs WHERE namespace = {mark} AND run_id IN ({', '.join([mark] * len(chunk))})",
+                                         [namespace, *chunk]):
+                    state = json.loads(text)
+                    loaded[(namespace, run_id)] = (state, projection.columns(run_id, state, namespace))
+        return loaded
+
+    def fold(self, batch: list[tuple[int, events.CloudEvent, str]],
+             loaded: dict[RunKey, tuple[projection.RunState, dict[str, Any]]]) -> Callable[[Any], None]:
+        """Fold ``batch`` (seq order) onto the cached or ``loaded`` states; the function that writes the result
+        with a cursor of the batch's transaction. The cache is updated only once that write has run."""
+        d = self.dialect
+        type_counts: collections.Counter[str] = collections.Counter()
+        llm: dict[tuple[str, str, str], list[int]] = {}
+        prs: collections.Counter[tuple[str, str]] = collections.Counter()
+        by_run: dict[RunKey, list[tuple[int, events.CloudEvent, str]]] = {}
+        hours: dict[tuple[int, str, str, str, str], list[int]] = {}
+        latency: collections.Counter[tuple[int, str, str, str, str, int]] = collections.Counter()
+        spend: collections.Counter[tuple[int, str, str]] = collections.Counter()
+        run_models: dict[tuple[str, str, str, str], tuple[str | None, int]] = {}
+        run_types, llm_usage = projection.RUN_TYPES, events.EventType.RUN_LLM_USAGE
+        for item in batch:
+            event = item[1]
+            kind = event.type
+            type_counts[kind] += 1
+            run_id = event.runid
+            namespace = event.namespace or DEFAULT_NAMESPACE
+            if run_id and kind in run_types:
+                by_run.setdefault((namespace, run_id), []).append(item)
+            if kind == llm_usage:
+                data = event.data
+                try:
+                    provider, model = str(data["provider"]), str(data["model"])
+                    tokens_in, tokens_out = int(data["input_tokens"]), int(data["output_tokens"])
+                    cost = data.get("cost_usd")
+                    nano = round(float(cost) * projection.NANO) if cost is not None else None
+                    latency_s = data.get("latency_s")
+                    latency_s = float(latency_s) if latency_s is not None else None
+                except (KeyError, TypeError, ValueError):
+                    self.skipped += 1
+                    log.error("run.llm_usage seq %d has no usable figures; it is left out of the rollups", item[0])
+                    continue
+                target = event.target or ""
+                epoch = event.time.timestamp()
+                hour = rollups.hour_of(epoch)
+                cell = hours.setdefault((hour, namespace, target, provider, model), [0, 0, 0, 0, 0, 0])
+                cell[0] += 1
+                cell[1] += 1 if data.get("error") else 0
+                cell[2] += tokens_in
+                cell[3] += tokens_out
+                if nano is not None:
+                    cell[4] += nano
+                    cell[5] += 1
+                    spend[(rollups.minute_of(epoch), namespace, target)] += nano
+                if latency_s is not None:
+                    latency[(hour, namespace, target, provider, model, rollups.latency_bucket(latency_s))] += 1
+                if run_id:
+                    key = (namespace, run_id, provider, model)
+                    if key not in run_models or hour < run_models[key][1]:
+                        run_models[key] = (event.target, hour)
+                agg = llm.setdefault((namespace, target, model), [0, 0, 0])
+                agg[0] += tokens_in
+                agg[1] += tokens_out
+                agg[2] += nano or 0
+
+        cache = self.cache
+        changes: list[tuple[RunKey, dict[str, Any] | None, dict[str, Any], str]] = []
+        run_rows: list[tuple[Any, ...]] = []
+        for run_key, run_events in by_run.items():
+            namespace, run_id = run_key
+            cached = cache.get(run_key)
+            before: dict[str, Any] | None
+            if cached is not None:
+                state, before = json.loads(cached[0]), cached[1]
+            else:
+                state, before = loaded.get(run_key) or (projection.empty_state(), None)
+            for seq, event, when in run_events:
+                try:
+                    if event.type == events.EventType.PR_CREATED:
+                        number = str(int(event.data["number"]))
+                        if not state["prs"].get(number, [None, None, False, False])[2]:
+                            prs[(namespace, event.target or "")] += 1  # a PR counts once per run
+                    projection.merge_into(state, event, when)
+                except Exception:  # noqa: BLE001 — one bad event must not stop the projection of the log
+                    self.skipped += 1
+                    log.exception("event seq %d could not be folded into run %s/%s", seq, namespace, run_id)
+            after = projection.columns(run_id, state, namespace)
+            text = json.dumps(state, separators=(",", ":"))
+            changes.append((run_key, before, after, text))
+            row = dict(after, updated_seq=run_events[-1][0], state=text)
+            for name in ("created_at", "started_at", "completed_at", "last_event_at"):
+                if row[name] is not None:
+                    row[name] = d.time(row[name])
+            run_rows.append(tuple(row[name] for name in RUN_COLUMNS))
+
+        def write(cursor: Any) -> None:
+            if run_rows:
+                d.write_rows(
+                    cursor, f"INSERT INTO runs ({', '.join(RUN_COLUMNS)})", len(RUN_COLUMNS), run_rows,
+                    "ON CONFLICT (namespace, run_id) DO UPDATE SET "
+                    + ", ".join(f"{name} = excluded.{name}" for name in RUN_COLUMNS if name not in ("namespace", "run_id")),
+                )
+            d.bump(cursor, "agg_event_types", ("type",), ("count",), list(type_counts.items()))
+            d.bump(cursor, "agg_llm", ("namespace", "target", "model"), ("input_tokens", "output_tokens", "cost_nano_usd"),
+                   [(n, t, m, *v) for (n, t, m), v in llm.items()])
+            d.bump(cursor, "agg_prs", ("namespace", "target"), ("created",), [(n, t, c) for (n, t), c in prs.items()])
+            run_aggregates.apply(cursor, [(before, after) for _, before, after, _ in changes], d.bump)
+            d.bump(cursor, "rollup_llm", ("hour", "namespace", "target", "provider", "model"),
+                   ("calls", "errors", "input_tokens", "output_tokens", "cost_nano_usd", "priced"),
+                   [(*key, *values) for key, values in hours.items()])
+            d.bump(cursor, "rollup_llm_latency", ("hour", "namespace", "target", "provider", "model", "bucket"), ("count",),
+                   [(*key, count) for key, count in latency.items()])
+            d.bump(cursor, "rollup_spend", ("minute", "namespace", "target"), ("cost_nano_usd",),
+                   [(*key, nano) for key, nano in spend.items()])
+            d.write_rows(cursor, "INSERT INTO run_models (namespace, run_id, provider, model, target, first_hour)", 6,
+                         [(*key, target, hour) for key, (target, hour) in run_models.items()],
+                         "ON CONFLICT (namespace, run_id, provider, model) DO NOTHING" if d.sqlite
+                         else "ON CONFLICT (namespace, run_id, provider, model) DO NOTHING")
+
+        def remember() -> None:
+            for run_key, _, after, text in changes:
+                cache.pop(run_key, None)
+                cache[run_key] = (text, after)  # most recently used last
+            while len(cache) > RUN_CACHE:
+                cache.popitem(last=False)
+
+        write.remember = remember  # type: ignore[attr-defined]
+        return write
+
+
+class Projector:
+    """The projection loop of one process: claims the lease, projects batches, renews the lease; see the module
+    docstring. ``wake()`` (after an append) makes it look at once instead of at its next poll."""
+
+    def __init__(self, engine: sa.Engine, *, batch_events: int = 5000, poll_seconds: float = 0.5,
+                 lease_seconds: float = 5.0, name: str | None = None) -> None:
+        self.engine = engine
+        self.dialect = Dialect(engine.dialect.name)
+        self.folder = Folder(self.dialect)
+        self.batch_events = batch_events
+        self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
+        self.name = name or holder_name()
+        self.leader = False
+        self._version: int | None = None  # the version our last write left; the cache is valid while it holds
+        self._limit: int | None = None  # a smaller batch while isolating an event that cannot be projected
+        self._last_heartbeat = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="outrider-projector", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+            self._thread = None
+        if self.leader:
+            with contextlib.suppress(Exception):
+                self._release()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                now = time.time()
+                if not self.leader or now - self._last_heartbeat >= HEARTBEAT_SECONDS:
+                    self.leader = self._claim(now)
+                projected = self.step() if self.leader else 0
+                self.last_error = None
+                backoff = 0.0
+            except Exception as exc:  # noqa: BLE001 — a database outage: retry with backoff, never die
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("projection failed (%s); retrying", self.last_error, exc_info=True)
+                self.folder.cache.clear()
+                self._version = None
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                self._stop.wait(backoff)
+                continue
+            if projected:
+                continue  # more may be waiting: no pause while behind
+            self._wake.wait(self.poll_seconds if self.leader else self.lease_seconds / 4)
+            self._wake.clear()
+
+    # --- the lease ---------------------------------------------------------------------------------
+
+    def _claim(self, now: float) -> bool:
+        """Renew our lease, or take it when free or lapsed; whether we hold it."""
+        s = tables.projector_state
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                sa.update(s).where(s.c.id == 1, sa.or_(s.c.holder == self.name, s.c.holder.is_(None), s.c.heartbeat_at.is_(None),
+                                                       s.c.heartbeat_at < now - self.lease_seconds))
+                .values(holder=self.name, heartbeat_at=now)
+            ).rowcount
+        if taken and not self.leader:
+            log.info("projector %s holds the lease", self.name)
+            self.folder.cache.clear()
+            self._version = None
+        self._last_heartbeat = now
+        return bool(taken)
+
+    def _release(self) -> None:
+        s = tables.projector_state
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(s).where(s.c.id == 1, s.c.holder == self.name).values(holder=None, heartbeat_at=None))
+        self.leader = False
+
+    # --- one batch ---------------------------------------------------------------------------------
+
+    def _poison_types(self) -> tuple[type[BaseException], ...]:
+        dbapi = self.engine.dialect.dbapi
+        return (OverflowError, ValueError, UnicodeError, dbapi.DataError, dbapi.IntegrityError)  # type: ignore[union-attr]
+
+    def step(self) -> int:
+        """One batch, isolating an event the projection cannot write: a batch that fails on its data (not on
+        the database) is retried in halves down to one event, which is then skipped (logged, counted in
+        ``folder.skipped``), so one poison event never stops the projection of the log. Rows projected (-1:
+        retrying smaller)."""
+        limit = self._limit or self.batch_events
+        try:
+            done = self.project_batch(limit)
+        except self._poison_types() as exc:
+            if limit > 1:
+                self._limit = max(1, limit // 2)
+                return -1
+            self._skip_next(exc)
+            return 1
+        if done and limit < self.batch_events:
+            self._limit = min(self.batch_events, limit * 2)
+        return done
+
+    def _skip_next(self, exc: BaseException) -> None:
+        s = tables.projector_state
+        with self.engine.begin() as conn:
+            position, version = conn.execute(sa.select(s.c.position, s.c.version).where(s.c.id == 1)).one()
+            seq = conn.execute(sa.select(sa.func.min(tables.events.c.seq)).where(tables.events.c.seq > position)).scalar()
+            if seq is None:
+                return
+            moved = conn.execute(sa.update(s).where(s.c.id == 1, s.c.version == version, s.c.holder == self.name)
+                                 .values(position=seq, version=s.c.version + 1, projected_at=time.time())).rowcount
+        if moved:
+            self.folder.skipped += 1
+            self._version = version + 1
+            log.error("event seq %d cannot be projected (%s: %s); skipped", seq, type(exc).__name__, exc)
+
+    def project_batch(self, limit: int | None = None) -> int:
+        """Project the next batch of the log (at most ``limit`` events); how many log rows it covered (0: nothing
+        new, or fenced)."""
+        s = tables.projector_state
+        with self.engine.connect() as conn:
+            position, version = conn.execute(sa.select(s.c.position, s.c.version).where(s.c.id == 1)).one()
+            cursor = conn.connection.cursor()
+            mark = self.dialect.mark
+            cursor.execute(f"SELECT seq, body FROM events WHERE seq > {mark} ORDER BY seq LIMIT {int(limit or self.batch_events)}", (position,))
+            rows = cursor.fetchall()
+            if not rows:
+                return 0
+            if version != self._version:  # someone else wrote (or we never did): the cache cannot be trusted
+                self.folder.cache.clear()
+            batch = self.folder.parse([(int(seq), body) for seq, body in rows])
+            keys = list(dict.fromkeys((e.namespace or DEFAULT_NAMESPACE, e.runid) for _, e, _ in batch
+                                      if e.runid and e.type in projection.RUN_TYPES))
+
+            def read(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+
+            loaded = self.folder.load_states(read, keys)
+            conn.rollback()  # end the read transaction before writing
+        write = self.folder.fold(batch, loaded)
+        new_position = int(rows[-1][0])
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                cursor = conn.connection.cursor()
+                mark = self.dialect.mark
+                cursor.execute(  # first statement: on SQLite it takes the write lock before anything is read
+                    f"UPDATE projector_state SET position = {mark}, version = version + 1, heartbeat_at = {mark}, "
+                    f"projected_at = {mark} WHERE id = 1 AND version = {mark} AND holder = {mark}",
+                    (new_position, now, now, version, self.name),
+                )
+                if cursor.rowcount != 1:
+                    raise Fenced
+                write(cursor)
+        except Fenced:
+            log.info("projector %s: the checkpoint moved under it (lease lost or rebuild); starting over", self.name)
+            self.folder.cache.clear()
+            self._version = None
+            self.leader = False
+            return 0
+        except Exception:
+            self.folder.cache.clear()
+            self._version = None
+            raise
+        write.remember()  # type: ignore[attr-defined]
+        self._version = version + 1
+        self._last_heartbeat = now
+        return len(rows)
+
+    def run_until_caught_up(self, timeout: float = 600.0) -> int:
+        """Project until the log is exhausted (tests, ``outrider store rebuild``); how many rows it projected."""
+        deadline = time.monotonic() + timeout
+        total = 0
+        self.leader = self._claim(time.time())
+        if not self.leader:
+            raise RuntimeError("another projector holds the lease")
+        while time.monotonic() < deadline:
+            done = self.step()
+            if not done:
+                return total
+            total += max(done, 0)
+        raise TimeoutError("the projection did not catch up")

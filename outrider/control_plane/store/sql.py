@@ -1,0 +1,58 @@
+"""Statements on a raw DBAPI cursor, written once for SQLite and PostgreSQL.
+
+Why raw cursors: appending to the log and projecting it are the store's hot paths, and SQLAlchemy's per-row
+parameter processing cost more than the statements themselves. Everything else uses SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+#: Rows per multi-row statement on PostgreSQL: far below its parameter limit for our widest tables.
+CHUNK = 500
+
+
+class Dialect:
+    """The few ways SQLite and PostgreSQL differ on the hot paths: placeholders, timestamps, multi-row writes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sqlite = name == "sqlite"
+        self.mark = "?" if self.sqlite else "%s"
+        self._statements: dict[str, str] = {}
+
+    def time(self, moment: datetime) -> Any:
+        """A timestamp as the driver takes it: SQLite gets SQLAlchemy's own text format (UTC), PostgreSQL the datetime."""
+        moment = moment.astimezone(UTC)
+        if self.sqlite:
+            return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return moment
+
+    def write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
+        """Run ``{head} VALUES (…) {tail}`` for each row: SQLite with ``executemany`` (one prepared statement,
+        the loop in C), PostgreSQL with multi-row VALUES in chunks (psycopg's ``executemany`` costs a
+        statement per row). Rows must not repeat a conflict key: one statement may not update a row twice."""
+        if not rows:
+            return
+        if self.sqlite:
+            sql = self._statements.get(head + tail)
+            if sql is None:
+                sql = self._statements[head + tail] = f"{head} VALUES ({', '.join(['?'] * width)}) {tail}"
+            cursor.executemany(sql, rows)
+            return
+        row_marks = "(" + ", ".join(["%s"] * width) + ")"
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            cursor.execute(f"{head} VALUES {', '.join([row_marks] * len(chunk))} {tail}", [value for row in chunk for value in row])
+
+    def bump(self, cursor: Any, table: str, keys: tuple[str, ...], numbers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Add each row's numbers (the row is keys then numbers) to the row with the same keys (insert it when new)."""
+        if not rows:
+            return
+        names = keys + numbers
+        self.write_rows(
+            cursor, f"INSERT INTO {table} ({', '.join(names)})", len(names), rows,
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in numbers),
+        )
