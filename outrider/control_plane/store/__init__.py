@@ -212,7 +212,7 @@ def migrate(engine: sa.Engine) -> None:
 
 @dataclasses.dataclass
 class _Submission:
-    events: Sequence[events.CloudEvent]
+    events: Sequence[events.CloudEvent] | LogRows
     #: A concurrent future (:meth:`Store.submit`) or an event loop's future (:meth:`Store.submit_async`).
     future: concurrent.futures.Future[Appended] | asyncio.Future[Appended]
 
@@ -241,6 +241,24 @@ def event_json(event: events.CloudEvent) -> bytes:
     """An event as the store keeps it (the JSON of the ``events.body`` column): what
     ``model_dump_json(exclude_none=True)`` gives, without its Python wrapper, since this runs once per event."""
     return event.__pydantic_serializer__.to_json(event, exclude_none=True)
+
+
+#: An event as the log appends it: (source, id, type, time as ``projection.iso`` text, target, run id, namespace,
+#: body JSON). A writer process receives these from the server, so it never parses or validates events again.
+LogRow = tuple[str, str, str, str, str | None, str | None, str, str]
+
+
+class LogRows(list[LogRow]):
+    """A submission's events already turned into :data:`LogRow` s (what the writer process is handed)."""
+
+
+def log_rows(batch: Sequence[events.CloudEvent] | LogRows) -> Sequence[LogRow]:
+    """The :data:`LogRow` s of validated events (or the rows themselves)."""
+    if isinstance(batch, LogRows):
+        return batch
+    iso = projection.iso
+    return [(event.source, event.id, event.type, iso(event.time), event.target, event.runid,
+             event.namespace or DEFAULT_NAMESPACE, event_json(event).decode()) for event in batch]
 
 
 def _settle(future: concurrent.futures.Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
@@ -542,7 +560,6 @@ class Store:
         # keeps, per key: (owner's index, body JSON).
         found: dict[tuple[str, str], tuple[int, str]] = {}
         rows: list[tuple[Any, ...]] = []
-        iso = projection.iso
         for index, item in enumerate(group):
             if isinstance(item, _Rejection):
                 rejections[item.reason] += item.count
@@ -550,21 +567,15 @@ class Store:
                 conn.execute(sa.delete(tables.store_probe))
                 conn.execute(sa.insert(tables.store_probe), {"id": 1, "written_at": received_at})
             else:
-                for event in item.events:
-                    key = (event.source, event.id)
+                for source, event_id, kind, when, target, run_id, namespace, body in log_rows(item.events):
+                    key = (source, event_id)
                     if key in found:
                         continue
                     # SQLite's column format ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of the fixed-width
                     # ISO text; PostgreSQL takes the datetime.
-                    if text_times:
-                        when = iso(event.time)
-                        stored: Any = f"{when[:10]} {when[11:26]}"
-                    else:
-                        stored = event.time
-                    body = event_json(event).decode()
+                    stored: Any = f"{when[:10]} {when[11:26]}" if text_times else datetime.fromisoformat(when)
                     found[key] = (index, body)
-                    rows.append((key[0], key[1], event.type, stored, event.target, event.runid, received, body,
-                                 event.namespace or DEFAULT_NAMESPACE))
+                    rows.append((source, event_id, kind, stored, target, run_id, received, body, namespace))
         returned, position = self._insert_events(cursor, rows)
         accepted = [0] * len(group)
         inserted: list[tuple[int, str]] = []

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -59,9 +61,36 @@ RUN_COLUMNS = tuple(column.name for column in tables.runs.columns)
 DEFAULT_NAMESPACE = "default"
 
 
+def _utc(moment: Any) -> datetime:
+    """A ``time`` column value as an aware UTC datetime (SQLite hands back its text, PostgreSQL a datetime)."""
+    value: datetime = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def holder_name() -> str:
     """Who holds the lease, as operators read it: host, process and a random part (pids repeat in containers)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:128]
+
+
+#: Run event types whose fold reads nothing but the columns the log keeps (no ``data``): projected without
+#: parsing the stored JSON.
+COLUMN_ONLY = frozenset({events.EventType.RUN_STARTED.value, events.EventType.RUN_SUCCEEDED.value,
+                         events.EventType.RUN_CANCELLED.value, events.EventType.RUN_RETRY.value,
+                         events.EventType.RUN_LOG.value})
+
+
+@dataclasses.dataclass(slots=True)
+class LogEvent:
+    """What the fold reads of an event whose type needs no ``data`` (see :data:`COLUMN_ONLY`)."""
+
+    type: str
+    source: str
+    id: str
+    time: datetime
+    target: str | None
+    runid: str | None
+    namespace: str
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Fenced(Exception):
@@ -79,17 +108,23 @@ class Folder:
         #: Events the fold could not use (did not validate again, or a fold error): logged and counted.
         self.skipped = 0
 
-    def parse(self, rows: list[tuple[int, str]]) -> list[tuple[int, events.CloudEvent, str]]:
-        """(seq, event, iso time) of log rows (seq, body JSON); an event that does not validate is skipped."""
-        parsed = []
-        for seq, body in rows:
+    def parse(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, Any, str]]:
+        """(seq, event, iso time) of log rows (seq, body JSON or None, type, time, source, event id, target, run id,
+        namespace). Rows without a body (:data:`COLUMN_ONLY` types, read without it) become :class:`LogEvent`s;
+        the others are validated again; one that does not validate is skipped (logged, counted)."""
+        parsed: list[tuple[int, Any, str]] = []
+        for seq, body, kind, moment, source, event_id, target, run_id, namespace in rows:
+            if body is None:
+                when = _utc(moment)
+                parsed.append((int(seq), LogEvent(kind, source, event_id, when, target, run_id, namespace), projection.iso(when)))
+                continue
             try:
                 event = _EVENT.validate_json(body)
             except pydantic.ValidationError:
                 self.skipped += 1
                 log.error("event seq %d in the log does not validate; it is not projected", seq)
                 continue
-            parsed.append((seq, event, projection.iso(event.time)))
+            parsed.append((int(seq), event, projection.iso(event.time)))
         return parsed
 
     def load_states(self, read: Callable[[str, list[Any]], list[tuple[Any, ...]]], keys: list[RunKey]) -> dict[RunKey, tuple[projection.RunState, dict[str, Any]]]:
@@ -370,13 +405,16 @@ class Projector:
             position, version = conn.execute(sa.select(s.c.position, s.c.version).where(s.c.id == 1)).one()
             cursor = conn.connection.cursor()
             mark = self.dialect.mark
-            cursor.execute(f"SELECT seq, body FROM events WHERE seq > {mark} ORDER BY seq LIMIT {int(limit or self.batch_events)}", (position,))
+            cursor.execute(
+                f"SELECT seq, CASE WHEN type IN ({', '.join(repr(t) for t in sorted(COLUMN_ONLY))}) THEN NULL ELSE body END, "
+                f"type, time, source, event_id, target, run_id, namespace FROM events WHERE seq > {mark} ORDER BY seq "
+                f"LIMIT {int(limit or self.batch_events)}", (position,))
             rows = cursor.fetchall()
             if not rows:
                 return 0
             if version != self._version:  # someone else wrote (or we never did): the cache cannot be trusted
                 self.folder.cache.clear()
-            batch = self.folder.parse([(int(seq), body) for seq, body in rows])
+            batch = self.folder.parse(list(rows))
             keys = list(dict.fromkeys((e.namespace or DEFAULT_NAMESPACE, e.runid) for _, e, _ in batch
                                       if e.runid and e.type in projection.RUN_TYPES))
 
