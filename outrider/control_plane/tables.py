@@ -190,6 +190,24 @@ rollup_spend = sa.Table(
     comment="Priced LLM spend per minute: what budgets sum over their windows.",
 )
 
+rollup_runs = sa.Table(
+    "rollup_runs",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False, comment="Unix time // 3600 of the axis' time."),
+    sa.Column("axis", sa.String(16), primary_key=True, comment="created, started or completed: which of the run's times (store.run_rollups)."),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("target", sa.String(253), primary_key=True, comment="'' when the run has no target."),
+    sa.Column("status", sa.String(16), primary_key=True, comment="'' on the started axis."),
+    sa.Column("error_type", sa.String(256), primary_key=True, comment="'' when none (created axis only)."),
+    sa.Column("error_stage", sa.String(128), primary_key=True, comment="'' when none (created axis only)."),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("tokens", sa.BigInteger(), nullable=False, comment="Input + output tokens."),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),
+    sa.Column("priced", sa.BigInteger(), nullable=False, comment="Runs with a cost."),
+    sa.Column("prs", sa.BigInteger(), nullable=False),
+    comment="Runs per hour of creation, start and completion, kept as deltas by the projector: trends and error analytics.",
+)
+
 run_models = sa.Table(
     "run_models",
     metadata,

@@ -50,7 +50,7 @@ def projection_tables(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every projection table's rows, sorted: what 'the same records and rollups' means."""
     with engine.connect() as conn:
         return {table.name: sorted(tuple(row) for row in conn.execute(sa.select(table).where(
-            *([table.c.count != 0] if table.name in ("agg_runs", "agg_run_durations") else []))))
+            *([table.c["count"] != 0] if table.name in ("agg_runs", "agg_run_durations", "rollup_runs") else []))))
             for table in store.PROJECTION_TABLES}
 
 
@@ -294,3 +294,29 @@ def test_projector_fails_over_within_seconds(postgres_url: str, start_server: St
     status = survivor.client.get("/v1/projection").json()
     assert status["holder"] and status["heartbeat_age_seconds"] < 2 and status["lag_events"] == 0
     assert run_record(survivor, "fo-1", position)["event_count"] == 14
+
+
+def test_trends_and_errors_from_the_run_rollup_equal_the_run_records(make_settings: Callable[..., settings.Settings],
+                                                                     start_server: Start) -> None:
+    """Hourly buckets read from the run rollup give what bucketing the run records gives; error groups too."""
+    from datetime import UTC, datetime, timedelta
+
+    server = start_server(make_settings())
+    now = datetime.now(UTC)
+    position = 0
+    for n in range(24):
+        batch = support.lifecycle(f"tr-{n}", target=f"acme/t{n % 3}", fail=n % 4 == 0)
+        shift = now - timedelta(hours=n * 3 + 1) - support.BASE_TIME
+        for body in batch:  # spread over three days, some finishing in a later hour than they started
+            moment = datetime.fromisoformat(body["time"].replace("Z", "+00:00")) + shift + timedelta(minutes=n * 7)
+            body["time"] = moment.isoformat()
+        position = post(server, batch)
+    run_record(server, "tr-0", position)
+    the_store: store.Store = server.app.state.store
+    for size in (3600, 6 * 3600, 86400):
+        start = datetime.fromtimestamp((int((now - timedelta(days=4)).timestamp()) // size) * size, UTC)
+        assert the_store.trend_cells(start, size, None) == the_store._trend_cells_of_runs(start, size, None), size
+        assert the_store.trend_cells(start, size, "acme/t1") == the_store._trend_cells_of_runs(start, size, "acme/t1"), size
+    for column in ("target", "error_type", "error_stage"):
+        groups = the_store.finished_groups(now - timedelta(days=5), column)
+        assert sum(count for _, status, count in groups if status == "failed") == 6, groups

@@ -145,7 +145,7 @@ class RebuildRefused(Exception):
 #: Everything the projector derives from the log (a rebuild empties and refills these).
 PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
                      tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
-                     tables.run_models)
+                     tables.run_models, tables.rollup_runs)
 
 
 class StoreUnavailable(Exception):
@@ -1017,16 +1017,18 @@ class Store:
         return {"by_status": by_status, "durations": spans, "latest_failure": latest_failure}
 
     def finished_groups(self, since: datetime, column: str, scope: Scope = EVERYTHING) -> list[tuple[str | None, str, int]]:
-        """(value of ``column``, status, count) over finished runs created at or after ``since``."""
-        r = tables.runs
-        key = r.c[column]
+        """(value of ``column``, status, count) over finished runs created from the hour holding ``since`` on,
+        read from the hourly run rollup (its cost grows with hours × targets × error kinds, not with runs)."""
+        u = tables.rollup_runs
+        key = u.c[{"error_stage": "error_stage"}.get(column, column)]
+        total = sa.func.sum(u.c["count"])
         query = (
-            sa.select(key, r.c.status, sa.func.count())
-            .where(r.c.created_at >= since.astimezone(UTC), r.c.status.in_(list(projection.TERMINAL)),
-                   *scope.where(r.c.namespace, r.c.target))
-            .group_by(key, r.c.status)
+            sa.select(key, u.c.status, total)
+            .where(u.c.axis == "created", u.c.hour >= rollups.hour_of(since.timestamp()), u.c.status.in_(list(projection.TERMINAL)),
+                   *scope.where(u.c.namespace, u.c.target))
+            .group_by(key, u.c.status)
         )
-        return [(value, status, int(count)) for value, status, count in self._read(query)]
+        return [(value or None, status, int(count)) for value, status, count in self._read(query) if count]
 
     def aggregates(self) -> dict[str, list[dict[str, Any]]]:
         """Everything ``/metrics`` reports from the store, read from the small ``agg_*`` tables only (finished
@@ -1067,8 +1069,38 @@ class Store:
 
     def trend_cells(self, start: datetime, size: int, target: str | None,
                     scope: Scope = EVERYTHING) -> tuple[dict[int, int], list[tuple[int, str, int, int, int, int, int]]]:
-        """Runs bucketed in SQL from ``start`` in buckets of ``size`` seconds: started per bucket, and per
-        (bucket, status) of the finished ones: (bucket, status, count, tokens, cost_nano_usd, priced, prs)."""
+        """Runs bucketed from ``start`` in buckets of ``size`` seconds: started per bucket, and per (bucket, status)
+        of the finished ones: (bucket, status, count, tokens, cost_nano_usd, priced, prs).
+
+        Whole-hour buckets that start on an hour (every bucket of 1 h or more: they start at multiples of their
+        size) are read from the hourly run rollup; shorter ones from the run records (:meth:`_trend_cells_of_runs`)."""
+        origin = int(start.timestamp())
+        if size % rollups.HOUR or origin % rollups.HOUR:
+            return self._trend_cells_of_runs(start, size, target, scope)
+        u = tables.rollup_runs
+        where = [u.c.hour >= origin // rollups.HOUR, *scope.where(u.c.namespace, u.c.target)]
+        if target is not None:
+            where.append(u.c.target == target)
+        started_rows = sa.select(u.c.hour, sa.func.sum(u.c["count"])).where(u.c.axis == "started", *where).group_by(u.c.hour)
+        finished_rows = (
+            sa.select(u.c.hour, u.c.status, sa.func.sum(u.c["count"]), sa.func.sum(u.c.tokens), sa.func.sum(u.c.cost_nano_usd),
+                      sa.func.sum(u.c.priced), sa.func.sum(u.c.prs))
+            .where(u.c.axis == "completed", u.c.status.in_(list(projection.TERMINAL)), *where).group_by(u.c.hour, u.c.status)
+        )
+        counts: dict[int, int] = collections.Counter()
+        cells: dict[tuple[int, str], list[int]] = {}
+        for hour, count in self._read(started_rows):
+            counts[(int(hour) * rollups.HOUR - origin) // size] += int(count)
+        for hour, status, count, tokens, cost, priced, prs in self._read(finished_rows):
+            cell = cells.setdefault(((int(hour) * rollups.HOUR - origin) // size, status), [0, 0, 0, 0, 0])
+            for index, value in enumerate((count, tokens, cost, priced, prs)):
+                cell[index] += int(value or 0)
+        return ({b: n for b, n in counts.items() if n},
+                [(b, status, *cell) for (b, status), cell in sorted(cells.items()) if cell[0]])  # type: ignore[misc]
+
+    def _trend_cells_of_runs(self, start: datetime, size: int, target: str | None,
+                             scope: Scope = EVERYTHING) -> tuple[dict[int, int], list[tuple[int, str, int, int, int, int, int]]]:
+        """:meth:`trend_cells` bucketed in SQL over the run records, for buckets shorter than an hour."""
         r = tables.runs
         start = start.astimezone(UTC)
         scope_ = ([] if target is None else [r.c.target == target]) + scope.where(r.c.namespace, r.c.target)

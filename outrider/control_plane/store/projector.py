@@ -45,7 +45,7 @@ import sqlalchemy as sa
 
 from outrider.common import events
 from outrider.control_plane import projection, run_aggregates, tables
-from outrider.control_plane.store import rollups
+from outrider.control_plane.store import rollups, run_rollups
 from outrider.control_plane.store.sql import Dialect
 
 log = logging.getLogger(__name__)
@@ -244,6 +244,8 @@ class Folder:
                    [(n, t, m, *v) for (n, t, m), v in llm.items()])
             d.bump(cursor, "agg_prs", ("namespace", "target"), ("created",), [(n, t, c) for (n, t), c in prs.items()])
             run_aggregates.apply(cursor, [(before, after) for _, before, after, _ in changes], d.bump)
+            d.bump(cursor, "rollup_runs", run_rollups.KEY, run_rollups.NUMBERS,
+                   run_rollups.deltas((before, after) for _, before, after, _ in changes))
             d.bump(cursor, "rollup_llm", ("hour", "namespace", "target", "provider", "model"),
                    ("calls", "errors", "input_tokens", "output_tokens", "cost_nano_usd", "priced"),
                    [(*key, *values) for key, values in hours.items()])

@@ -1,7 +1,8 @@
 """The event log and its projector: checkpoint and lease, LLM rollups instead of one row per call.
 
 Adds ``projector_state`` (one row: the checkpoint the projector writes with the rows it covers), the rollups
-``rollup_llm``, ``rollup_llm_latency``, ``rollup_spend`` and ``run_models``, and drops ``llm_calls``.
+``rollup_llm``, ``rollup_llm_latency``, ``rollup_spend``, ``run_models`` and ``rollup_runs``, and drops
+``llm_calls``. ``rollup_runs`` is filled from the run records.
 
 Existing databases: until this revision every event was folded when it was committed, so the projections
 are current and the checkpoint starts at the last stored seq. The rollups are filled from ``llm_calls`` (the
@@ -16,13 +17,15 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 import collections
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
-from outrider.control_plane.store import rollups
+from outrider.control_plane import projection
+from outrider.control_plane.store import rollups, run_rollups
 
 revision = "0008"
 down_revision = "0007"
@@ -61,6 +64,11 @@ def _tables() -> None:
                     sa.Column("provider", sa.String(128), primary_key=True), sa.Column("model", sa.String(256), primary_key=True),
                     sa.Column("target", sa.String(253), nullable=True), sa.Column("first_hour", sa.Integer(), nullable=False))
     op.create_index("ix_run_models_first_hour", "run_models", ["first_hour"])
+    op.create_table("rollup_runs", sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False),
+                    sa.Column("axis", sa.String(16), primary_key=True), sa.Column("namespace", sa.String(63), primary_key=True),
+                    sa.Column("target", sa.String(253), primary_key=True), sa.Column("status", sa.String(16), primary_key=True),
+                    sa.Column("error_type", sa.String(256), primary_key=True), sa.Column("error_stage", sa.String(128), primary_key=True),
+                    *(sa.Column(n, sa.BigInteger(), nullable=False) for n in run_rollups.NUMBERS))
 
 
 def upgrade() -> None:
@@ -109,6 +117,12 @@ def upgrade() -> None:
                        [{"namespace": k[0], "run_id": k[1], "provider": k[2], "model": k[3], "target": t, "first_hour": h}
                         for k, (t, h) in used.items()])
     op.drop_table("llm_calls")
+    runs = sa.table("runs", sa.column("namespace"), sa.column("run_id"), sa.column("state"))
+    changes = [(None, projection.columns(run_id, json.loads(state), namespace)) for namespace, run_id, state in bind.execute(sa.select(runs))]
+    rows = run_rollups.deltas(changes)
+    if rows:
+        names = run_rollups.KEY + run_rollups.NUMBERS
+        op.bulk_insert(sa.table("rollup_runs", *(sa.column(n) for n in names)), [dict(zip(names, row, strict=True)) for row in rows])
 
 
 def downgrade() -> None:
@@ -131,5 +145,5 @@ def downgrade() -> None:
     )
     op.create_index("ix_llm_calls_time_target_cost", "llm_calls", ["time", "target", "cost_nano_usd"])
     op.create_index("ix_llm_calls_target_time", "llm_calls", ["target", "time"])
-    for name in ("run_models", "rollup_spend", "rollup_llm_latency", "rollup_llm", "projector_state"):
+    for name in ("rollup_runs", "run_models", "rollup_spend", "rollup_llm_latency", "rollup_llm", "projector_state"):
         op.drop_table(name)
