@@ -59,9 +59,12 @@ class Servers:
             self.current.stop()
             self.current = None
 
-    def run(self, run_id: str) -> dict[str, Any]:
+    def run(self, run_id: str, position: int | None = None) -> dict[str, Any]:
+        """The run record once the projection covers ``position`` (default: everything in the log so far)."""
         assert self.current is not None
-        response = self.current.client.get(f"/v1/runs/{run_id}")
+        if position is None:
+            position = self.current.client.get("/v1/projection").json()["head"]
+        response = self.current.client.get(f"/v1/runs/{run_id}", params={"min_position": position})
         assert response.status_code == 200, response.text
         return dict(response.json())
 

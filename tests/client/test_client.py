@@ -35,8 +35,9 @@ def test_run_events_arrive_and_fold_into_the_run_record(server: Servers, token: 
         assert outrider.flush(timeout=30)
         stats = outrider.stats()
     assert (stats.emitted, stats.delivered, stats.duplicates, stats.dropped, stats.rejected, stats.pending) == (11, 11, 0, 0, 0, 0)
+    assert stats.position >= 11  # the log position of its last acknowledged write: read-your-writes
 
-    record = server.run("run-sdk-1")
+    record = server.run("run-sdk-1", stats.position)
     assert record["status"] == "succeeded" and record["target"] == "acme/web"
     total = record["llm_usage"]["total"]
     assert (total["input_tokens"], total["output_tokens"]) == (2000, 400)

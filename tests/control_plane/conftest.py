@@ -56,10 +56,11 @@ class RunningServer:
         self.anonymous = httpx.Client(base_url=self.url, timeout=30)
 
     def caught_up(self) -> None:
-        """Wait until the projection covers everything this client wrote (before reading the registry directly)."""
+        """Wait until the projection covers everything in the log now (whichever client wrote it): before reading
+        the registry directly, or projections after other clients' writes."""
         response = self.client.get("/v1/projection", headers={"Outrider-Min-Position": "0"})
         assert response.status_code == 200, response.text
-        wanted = self.session.position
+        wanted = max(self.session.position, response.json()["head"])
         deadline = time.monotonic() + 30
         while response.json()["position"] < wanted:
             assert time.monotonic() < deadline, f"the projection did not reach {wanted}: {response.json()}"

@@ -83,6 +83,7 @@ def test_concurrent_clients_each_get_their_own_answer(api: RunningServer) -> Non
     assert sum(body["accepted"] for _, body in results) == 8 * per_batch
     assert sum(body["duplicates"] for _, body in results) == 24 * per_batch
     assert all(body["accepted"] + body["duplicates"] == per_batch for _, body in results)
+    api.caught_up()  # other clients wrote
     runs = api.client.get("/v1/runs").json()["items"]
     assert len(runs) == 8 and {r["event_count"] for r in runs} == {per_batch}
 

@@ -57,6 +57,7 @@ def seed(server: RunningServer) -> None:
     operator = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=30)
     for namespace, health in (("team-a", "Healthy"), ("team-b", "Failed")):
         assert operator.post("/v1/events", json=target_status(namespace, health)).status_code == 202
+    server.caught_up()  # other clients wrote: read once the projection covers their events
 
 
 def test_two_tenants_with_the_same_names_stay_apart(server: RunningServer) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from outrider.common import read_your_writes
 from tests.conftest import counts, missing, require_executable
 from tests.faults.conftest import HEADERS, all_stored_ids, progress_event
 
@@ -84,7 +85,9 @@ def fill(folder: Path) -> Path:
 
 
 def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any) -> None:
-    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
+    # Reads see this client's own writes (run records are projections of the event log).
+    session = read_your_writes.Session()
+    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30, event_hooks=session.hooks()) as http:
         first = batch("before", 50, "storage-run")
         response = http.post("/v1/events", json=first)
         assert response.status_code == 202, response.text
