@@ -159,6 +159,19 @@ class Spend:
             spent[target] = spent.get(target, 0) + nano
         return spent
 
+    def by_tenant(self, conn: sa.Connection) -> dict[tuple[str, str | None], int]:
+        """Nano-USD per (namespace, target) (target None: calls without one), one grouped read of the rollup."""
+        m = tables.rollup_spend
+        spent: dict[tuple[str, str | None], int] = {}
+        rows = conn.execute(sa.select(m.c.namespace, m.c.target, sa.func.sum(m.c.cost_nano_usd)).where(*self._where(None, None))
+                            .group_by(m.c.namespace, m.c.target))
+        for namespace, target, value in rows:
+            key = (str(namespace), target or None)
+            spent[key] = spent.get(key, 0) + int(value or 0)
+        for namespace, target, _, nano in self.exact:
+            spent[(namespace, target)] = spent.get((namespace, target), 0) + nano
+        return spent
+
     def targets(self, conn: sa.Connection) -> set[tuple[str, str]]:
         m = tables.rollup_spend
         found = {(str(n), str(t)) for n, t in conn.execute(sa.select(m.c.namespace, m.c.target).where(*self._where(None, None), m.c.target != "").distinct())}
@@ -254,6 +267,51 @@ def budget_of(conn: sa.Connection, scope: str, limits: Limits, now: datetime, na
                           windows=[window_of(conn, target, name, limits.of(name), now, namespace) for name in WINDOWS])
 
 
+@dataclasses.dataclass
+class AllScopes:
+    """Every scope's spend per window and average run cost, read once for a listing of all budgets (a grouped
+    read per window, not a few queries per scope and window)."""
+
+    now: datetime
+    spends: dict[str, Spend]
+    spent: dict[str, dict[tuple[str, str | None], int]]
+    averages: dict[tuple[str, str | None], float]
+
+    @classmethod
+    def read(cls, conn: sa.Connection, now: datetime) -> AllScopes:
+        def windows() -> tuple[dict[str, Spend], dict[str, dict[tuple[str, str | None], int]]]:
+            spends = {name: Spend.read(conn, now - length, now) for name, length in WINDOWS.items()}
+            return spends, {name: spend.by_tenant(conn) for name, spend in spends.items()}
+
+        spends, spent = consistent(conn, windows)
+        r = tables.runs
+        averages = {(str(ns), t): float(avg) / NANO for ns, t, avg in conn.execute(
+            sa.select(r.c.namespace, r.c.target, sa.func.avg(r.c.cost_nano_usd))
+            .where(r.c.completed_at > now - WINDOWS["24h"], r.c.cost_nano_usd.is_not(None)).group_by(r.c.namespace, r.c.target))
+            if avg is not None}
+        return cls(now, spends, spent, averages)
+
+    def budget(self, conn: sa.Connection, scope: str, limits: Limits, namespace: str | None = None) -> schemas.Budget:
+        target = None if scope == GLOBAL else scope
+        windows = []
+        for name, length in WINDOWS.items():
+            limit_usd = limits.of(name)
+            limit = round(limit_usd * NANO) if limit_usd is not None else None
+            by_tenant = self.spent[name]
+            spent = sum(by_tenant.values()) if target is None else by_tenant.get((namespace or DEFAULT_NAMESPACE, target), 0)
+            resets = (self.spends[name].resets_at(conn, target, namespace if target is not None else None, length, spent, limit)
+                      if limit is not None else None)
+            windows.append(schemas.BudgetWindow(
+                window=name, window_seconds=int(length.total_seconds()), limit_usd=limit_usd, spent_usd=spent / NANO,
+                remaining_usd=max(0, limit - spent) / NANO if limit is not None else None,
+                exceeded=spent >= limit if limit is not None else None, resets_at=resets))
+        if target is None:  # the global mean is over every run, not a mean of means: one more read
+            return schemas.Budget(scope=scope, namespace=namespace, pacing=limits.pacing,
+                                  avg_run_cost_usd=avg_run_cost(conn, None, self.now - WINDOWS["24h"]), windows=windows)
+        return schemas.Budget(scope=scope, namespace=namespace, pacing=limits.pacing,
+                              avg_run_cost_usd=self.averages.get((namespace or DEFAULT_NAMESPACE, target)), windows=windows)
+
+
 def spending_targets(conn: sa.Connection, since: datetime, now: datetime) -> list[tuple[str, str]]:
     """(namespace, target) of every target with priced calls in ``(since, now]``."""
     return sorted(Spend.read(conn, since, now).targets(conn))
@@ -280,16 +338,21 @@ def read(conn: sa.Connection, *, now: datetime | None = None, target: str | None
         glob = overrides
     if global_overrides is not None:
         glob = global_overrides
-    budgets = [budget_of(conn, GLOBAL, glob, moment)] if include_global else []
-    if target is not None:
-        keys = [(namespace or DEFAULT_NAMESPACE, target)]
+    if target is not None:  # one scope (the operator's admission check): a few indexed reads
+        budgets = [budget_of(conn, GLOBAL, glob, moment)] if include_global else []
+        key = (namespace or DEFAULT_NAMESPACE, target)
         if overrides is not None:
-            per_target[keys[0]] = overrides
-    else:
-        keys = sorted(set(per_target) | set(spending_targets(conn, moment - WINDOWS["24h"], moment)))
+            per_target[key] = overrides
+        if sees is None or sees(*key):
+            budgets.append(budget_of(conn, target, per_target.get(key, Limits()), moment, key[0]))
+        return schemas.BudgetsResponse(generated_at=moment, budgets=budgets)
+    every = AllScopes.read(conn, moment)
+    budgets = [every.budget(conn, GLOBAL, glob)] if include_global else []
+    spending = {(ns, t) for ns, t in every.spent["24h"] if t}
+    keys = sorted(set(per_target) | spending)
     if sees is not None:
         keys = [key for key in keys if sees(*key)]
-    budgets.extend(budget_of(conn, name, per_target.get((ns, name), Limits()), moment, ns) for ns, name in keys)
+    budgets.extend(every.budget(conn, name, per_target.get((ns, name), Limits()), ns) for ns, name in keys)
     return schemas.BudgetsResponse(generated_at=moment, budgets=budgets)
 
 

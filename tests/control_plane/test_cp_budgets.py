@@ -77,6 +77,11 @@ def test_spend_windows_limits_and_resets_at(server: RunningServer) -> None:
     assert (hour["spent_usd"], hour["limit_usd"], hour["remaining_usd"], hour["exceeded"]) == (1.0, 1.0, 0.0, True)
     # Under the limit once the 0.5 from 50 minutes ago leaves the window: at its time + 1 h.
     assert datetime.fromisoformat(hour["resets_at"]) == ago(50) + timedelta(hours=1)
+    # The listing reads every scope at once (grouped); one scope asked alone (as the operator asks) reads the same.
+    for budget in doc["budgets"][1:]:
+        alone = server.client.get("/v1/budgets", params={"target": budget["scope"]}).json()["budgets"]
+        assert [b["windows"] for b in alone] == [doc["budgets"][0]["windows"], budget["windows"]]
+        assert alone[1]["avg_run_cost_usd"] == budget["avg_run_cost_usd"]
     day = window(doc, "web", "24h")
     assert (day["spent_usd"], day["limit_usd"], day["exceeded"], day["resets_at"]) == (1.75, 2.0, False, None)
     assert day["remaining_usd"] == pytest.approx(0.25)
