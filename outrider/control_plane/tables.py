@@ -179,6 +179,29 @@ rollup_llm_latency = sa.Table(
     comment="Latency histogram per hour and model (fixed buckets; see store.rollups for the error bound).",
 )
 
+rollup_llm_all = sa.Table(
+    "rollup_llm_all",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    *(sa.Column(name, sa.BigInteger(), nullable=False) for name in ("calls", "errors", "input_tokens", "output_tokens", "cost_nano_usd", "priced")),
+    comment="rollup_llm summed over targets: what /v1/analytics/models reads when no target narrows it (a 200th of the rows at 200 targets).",
+)
+
+rollup_llm_latency_all = sa.Table(
+    "rollup_llm_latency_all",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    comment="rollup_llm_latency summed over targets.",
+)
+
 rollup_spend = sa.Table(
     "rollup_spend",
     metadata,

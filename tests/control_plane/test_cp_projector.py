@@ -212,6 +212,13 @@ def test_rebuild_equals_incremental_projection(make_settings: Callable[..., sett
     assert before["rollup_llm"] and before["rollup_llm_latency"] and before["rollup_spend"] and before["run_models"]
     assert the_store.rebuild() == len(server.client.get("/v1/events", params={"limit": 1000}).json()["items"])
     assert projection_tables(the_store.engine) == before
+    # Models over all targets read the rollups summed over targets: the same as summing the per-target rows.
+    from datetime import timedelta
+
+    since = support.BASE_TIME - timedelta(hours=1)
+    every_target = store.Scope(targets=frozenset({*(f"acme/t{n}" for n in range(3)), "acme/web"}))
+    summed = the_store.model_facts(since, None)
+    assert summed and summed == the_store.model_facts(since, None, every_target)
 
 
 def test_read_your_writes_waits_and_a_stopped_projector_is_visible(make_sqlite_settings: Callable[..., settings.Settings],

@@ -145,7 +145,7 @@ class RebuildRefused(Exception):
 #: Everything the projector derives from the log (a rebuild empties and refills these).
 PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
                      tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
-                     tables.run_models, tables.rollup_runs)
+                     tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all)
 
 
 class StoreUnavailable(Exception):
@@ -1142,9 +1142,13 @@ class Store:
         distinct runs whose first call to the model falls in the window). Reads rollup rows, never calls: the
         cost grows with hours × models, not with the number of events."""
         u, h, m, r = tables.rollup_llm, tables.rollup_llm_latency, tables.run_models, tables.runs
+        if target is None and scope.targets is None:  # no target narrows it: the rollups summed over targets
+            u, h = tables.rollup_llm_all, tables.rollup_llm_latency_all
         first_hour = rollups.hour_of(since.timestamp())
 
         def narrowed(table: Any) -> list[Any]:
+            if "target" not in table.c:
+                return [table.c.hour >= first_hour, *([table.c.namespace.in_(sorted(scope.namespaces))] if scope.namespaces is not None else [])]
             where = [table.c.hour >= first_hour, *scope.where(table.c.namespace, table.c.target)]
             if target is not None:
                 where.append(table.c.target == target)

@@ -1,7 +1,8 @@
 """The event log and its projector: checkpoint and lease, LLM rollups instead of one row per call.
 
 Adds ``projector_state`` (one row: the checkpoint the projector writes with the rows it covers), the rollups
-``rollup_llm``, ``rollup_llm_latency``, ``rollup_spend``, ``run_models`` and ``rollup_runs``, and drops
+``rollup_llm``, ``rollup_llm_latency`` (and both summed over targets), ``rollup_spend``, ``run_models`` and
+``rollup_runs``, and drops
 ``llm_calls``. ``rollup_runs`` is filled from the run records.
 
 Existing databases: until this revision every event was folded when it was committed, so the projections
@@ -56,6 +57,10 @@ def _tables() -> None:
                                             ("calls", "errors", "input_tokens", "output_tokens", "cost_nano_usd", "priced")))
     op.create_table("rollup_llm_latency", *names(), sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False),
                     sa.Column("count", sa.BigInteger(), nullable=False))
+    op.create_table("rollup_llm_all", *(c for c in names() if c.name != "target"),
+                    *(sa.Column(n, sa.BigInteger(), nullable=False) for n in ("calls", "errors", "input_tokens", "output_tokens", "cost_nano_usd", "priced")))
+    op.create_table("rollup_llm_latency_all", *(c for c in names() if c.name != "target"),
+                    sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False), sa.Column("count", sa.BigInteger(), nullable=False))
     op.create_table("rollup_spend", sa.Column("minute", sa.Integer(), primary_key=True, autoincrement=False),
                     sa.Column("namespace", sa.String(63), primary_key=True), sa.Column("target", sa.String(253), primary_key=True),
                     sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False))
@@ -109,6 +114,21 @@ def upgrade() -> None:
     if latency:
         op.bulk_insert(sa.table("rollup_llm_latency", *(sa.column(n) for n in (*KEY, "bucket", "count"))),
                        [dict(zip((*KEY, "bucket", "count"), (*k, v), strict=True)) for k, v in latency.items()])
+    everywhere: dict[tuple[int, str, str, str], list[int]] = {}
+    for (hour, namespace, _target, provider, model), values in hours.items():
+        cell = everywhere.setdefault((hour, namespace, provider, model), [0] * len(values))
+        for index, value in enumerate(values):
+            cell[index] += value
+    latency_everywhere: collections.Counter[tuple[int, str, str, str, int]] = collections.Counter()
+    for (hour, namespace, _target, provider, model, bucket), count in latency.items():
+        latency_everywhere[(hour, namespace, provider, model, bucket)] += count
+    all_key = ("hour", "namespace", "provider", "model")
+    if everywhere:
+        op.bulk_insert(sa.table("rollup_llm_all", *(sa.column(n) for n in all_key + numbers)),
+                       [dict(zip(all_key + numbers, (*k, *v), strict=True)) for k, v in everywhere.items()])
+    if latency_everywhere:
+        op.bulk_insert(sa.table("rollup_llm_latency_all", *(sa.column(n) for n in (*all_key, "bucket", "count"))),
+                       [dict(zip((*all_key, "bucket", "count"), (*k, v), strict=True)) for k, v in latency_everywhere.items()])
     if spend:
         op.bulk_insert(sa.table("rollup_spend", *(sa.column(n) for n in ("minute", "namespace", "target", "cost_nano_usd"))),
                        [{"minute": m, "namespace": n, "target": t, "cost_nano_usd": c} for (m, n, t), c in spend.items()])
@@ -145,5 +165,5 @@ def downgrade() -> None:
     )
     op.create_index("ix_llm_calls_time_target_cost", "llm_calls", ["time", "target", "cost_nano_usd"])
     op.create_index("ix_llm_calls_target_time", "llm_calls", ["target", "time"])
-    for name in ("rollup_runs", "run_models", "rollup_spend", "rollup_llm_latency", "rollup_llm", "projector_state"):
+    for name in ("rollup_runs", "rollup_llm_latency_all", "rollup_llm_all", "run_models", "rollup_spend", "rollup_llm_latency", "rollup_llm", "projector_state"):
         op.drop_table(name)
