@@ -91,7 +91,7 @@ def seed(database_url: str, config: config_module.BenchConfig, log: Callable[...
     seconds = time.perf_counter() - started
     settled = _settle(database_url)
     return {
-        "method": "Store.submit (the store's own batch path: CloudEvent validation, group commit, projection, aggregates)",
+        "method": "Store.submit (the store's own batch path: CloudEvent validation, group commit into the event log; the projector folds it beside the writer)",
         "settled": settled,
         "events": accepted,
         "duplicates": duplicates,
