@@ -251,19 +251,11 @@ class Folder:
                    [(*key, *values) for key, values in hours.items()])
             d.bump(cursor, "rollup_llm_latency", ("hour", "namespace", "target", "provider", "model", "bucket"), ("count",),
                    [(*key, count) for key, count in latency.items()])
-            everywhere: dict[tuple[int, str, str, str], list[int]] = {}
-            for (hour, namespace, _target, provider, model), values in hours.items():
-                cell = everywhere.setdefault((hour, namespace, provider, model), [0] * len(values))
-                for index, value in enumerate(values):
-                    cell[index] += value
             d.bump(cursor, "rollup_llm_all", ("hour", "namespace", "provider", "model"),
                    ("calls", "errors", "input_tokens", "output_tokens", "cost_nano_usd", "priced"),
-                   [(*key, *values) for key, values in everywhere.items()])
-            latency_everywhere: collections.Counter[tuple[int, str, str, str, int]] = collections.Counter()
-            for (hour, namespace, _target, provider, model, bucket), count in latency.items():
-                latency_everywhere[(hour, namespace, provider, model, bucket)] += count
+                   [(*key, *values) for key, values in rollups.over_targets(hours).items()])
             d.bump(cursor, "rollup_llm_latency_all", ("hour", "namespace", "provider", "model", "bucket"), ("count",),
-                   [(*key, count) for key, count in latency_everywhere.items()])
+                   [(*key, count) for key, count in rollups.over_targets(latency).items()])
             d.bump(cursor, "rollup_spend", ("minute", "namespace", "target"), ("cost_nano_usd",),
                    [(*key, nano) for key, nano in spend.items()])
             d.write_rows(cursor, "INSERT INTO run_models (namespace, run_id, provider, model, target, first_hour)", 6,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 LATENCY_BASE = 0.01
 LATENCY_RATIO = 1.25
@@ -77,3 +78,18 @@ def hour_of(epoch_seconds: float) -> int:
 
 def minute_of(epoch_seconds: float) -> int:
     return int(epoch_seconds // MINUTE)
+
+
+def over_targets(cells: dict[tuple[Any, ...], Any]) -> dict[tuple[Any, ...], Any]:
+    """Rollup cells keyed (hour, namespace, target, provider, model[, bucket]) summed over the target: the cells of
+    the ``*_all`` rollups. Values are counts or lists of counts."""
+    summed: dict[tuple[Any, ...], Any] = {}
+    for (hour, namespace, _target, *rest), value in cells.items():
+        key = (hour, namespace, *rest)
+        if isinstance(value, list):
+            cell = summed.setdefault(key, [0] * len(value))
+            for index, number in enumerate(value):
+                cell[index] += number
+        else:
+            summed[key] = summed.get(key, 0) + value
+    return summed

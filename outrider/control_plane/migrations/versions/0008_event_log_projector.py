@@ -114,14 +114,8 @@ def upgrade() -> None:
     if latency:
         op.bulk_insert(sa.table("rollup_llm_latency", *(sa.column(n) for n in (*KEY, "bucket", "count"))),
                        [dict(zip((*KEY, "bucket", "count"), (*k, v), strict=True)) for k, v in latency.items()])
-    everywhere: dict[tuple[int, str, str, str], list[int]] = {}
-    for (hour, namespace, _target, provider, model), values in hours.items():
-        cell = everywhere.setdefault((hour, namespace, provider, model), [0] * len(values))
-        for index, value in enumerate(values):
-            cell[index] += value
-    latency_everywhere: collections.Counter[tuple[int, str, str, str, int]] = collections.Counter()
-    for (hour, namespace, _target, provider, model, bucket), count in latency.items():
-        latency_everywhere[(hour, namespace, provider, model, bucket)] += count
+    everywhere = rollups.over_targets(hours)
+    latency_everywhere = rollups.over_targets(latency)
     all_key = ("hour", "namespace", "provider", "model")
     if everywhere:
         op.bulk_insert(sa.table("rollup_llm_all", *(sa.column(n) for n in all_key + numbers)),
