@@ -30,9 +30,9 @@ class BudgetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with self.store.engine.connect() as conn:
+            with self.store.reading() as conn:
                 scopes = budgets.spend_and_limits(conn)
-        except sa.exc.SQLAlchemyError:
+        except (store.StoreUnavailable, sa.exc.SQLAlchemyError):
             return
         spent = GaugeMetricFamily("outrider_budget_spent_usd", "USD spent on priced LLM calls in the rolling window.",
                                   labels=["scope", "window"])

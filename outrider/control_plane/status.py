@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from outrider.common import events, k8s
-from outrider.control_plane import schemas, tables
+from outrider.control_plane import schemas, store, tables
 
 #: A heartbeat older than this many announced periods means the operator is gone.
 STALE_PERIODS = 3
@@ -440,15 +440,11 @@ def read_inputs(conn: sa.Connection, *, recent: bool = True) -> Inputs:
     )
 
 
-def load(engine: sa.Engine, *, recent: bool = True) -> Inputs:
-    """:func:`read_inputs` on a fresh connection; a database error becomes ``store_error`` (state ``error``)."""
+def load(source: store.Store, *, recent: bool = True) -> Inputs:
+    """:func:`read_inputs` on a fresh connection of ``source`` (a ``store.Store``: its ``reading()``); a database
+    error becomes ``store_error`` (state ``error``)."""
     try:
-        with engine.connect() as conn:
+        with source.reading() as conn:
             return read_inputs(conn, recent=recent)
-    except sa.exc.SQLAlchemyError as exc:
-        return Inputs(store_error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
-
-
-def current(engine: sa.Engine, now: datetime | None = None) -> schemas.SystemStatus:
-    """The system status now, read from the store behind ``engine``."""
-    return compute(load(engine), now=now)
+    except store.StoreUnavailable as exc:
+        return Inputs(store_error=str(exc))

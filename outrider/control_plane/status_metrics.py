@@ -31,7 +31,7 @@ class StatusCollector(Collector):
         return []  # data-dependent families; an empty describe keeps registration from calling collect()
 
     def collect(self) -> Iterator[Metric]:
-        inputs = status.load(self.store.engine, recent=False)  # the gauges need no recent-activity list
+        inputs = status.load(self.store, recent=False)  # the gauges need no recent-activity list
         if inputs.store_error is None and not self.store.writer_alive:
             inputs = status.Inputs(store_error="the store writer is not running")
         current = status.compute(inputs)

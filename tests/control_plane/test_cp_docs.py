@@ -34,3 +34,13 @@ def test_metrics_doc_names_every_metric() -> None:
         "outrider_projection_lag_seconds", "outrider_projector_up",
     ):
         assert f"`{name}" in text, name
+
+
+def test_routes_and_collectors_never_touch_the_engine() -> None:
+    """Layering (issue 14): routes, the console and the metrics collectors read through the store's methods and
+    ``Store.reading()``, never through ``store.engine`` (one place maps database errors to 503)."""
+    package = Path(__file__).resolve().parents[2] / "outrider" / "control_plane"
+    modules = [*package.glob("routes/*.py"), *package.glob("console/*.py"),
+               *(package / name for name in ("metrics.py", "status_metrics.py", "budget_metrics.py"))]
+    offenders = [str(path.relative_to(package)) for path in modules if ".engine" in path.read_text(encoding="utf-8")]
+    assert len(modules) > 10 and offenders == []

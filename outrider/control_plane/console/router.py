@@ -346,7 +346,7 @@ def _budgets(request: Request) -> dict[str, schemas.Budget]:
     (``namespace/name`` outside ``default``); empty if the store fails."""
     scope = _scope(request)
     try:
-        with _store(request).engine.connect() as conn:
+        with _store(request).reading() as conn:
             found = budgets.read(conn, sees=None if scope == store.EVERYTHING else scope.sees,
                                  include_global=request.state.principal.unbounded).budgets
             return {b.scope if b.namespace in (None, "default") else f"{b.namespace}/{b.scope}": b for b in found}

@@ -47,12 +47,14 @@ async def read_budgets(
         global_overrides = budgets.Limits(per_hour=global_usd_per_hour, per_day=global_usd_per_day)
 
     def read() -> schemas.BudgetsResponse:
-        with store_.engine.connect() as conn:
+        with store_.reading() as conn:
             namespace = next(iter(scope.namespaces)) if scope.namespaces is not None and len(scope.namespaces) == 1 else None
             return budgets.read(conn, target=target, namespace=namespace, overrides=overrides, global_overrides=global_overrides,
                                 sees=None if scope == store.EVERYTHING else scope.sees, include_global=principal.unbounded)
 
     try:
         return await asyncio.to_thread(read)
+    except store.StoreUnavailable as exc:
+        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
     except sa.exc.SQLAlchemyError as exc:
         raise errors.APIError(503, "store_unavailable", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc

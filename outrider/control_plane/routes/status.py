@@ -23,7 +23,7 @@ router = APIRouter(tags=["status"], dependencies=[Depends(auth.require_token), c
 def read(store_: store.Store, scope: store.Scope = store.EVERYTHING) -> status.Inputs:
     """The status inputs from ``store_`` as ``scope`` may see them (its tenants' targets and activity; autonomy
     and the operator's liveness are global); a dead writer counts as an unreachable store."""
-    inputs = status.load(store_.engine)
+    inputs = status.load(store_)
     if inputs.store_error is None and not store_.writer_alive:
         return status.Inputs(store_error="the store writer is not running")
     if scope != store.EVERYTHING:

@@ -61,7 +61,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -836,6 +836,16 @@ class Store:
             return projector.run_until_caught_up(timeout=24 * 3600)
         finally:
             projector._release()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        """A read connection for the modules that compose their own queries (budgets, status), so routes and
+        collectors never touch the engine; a database error becomes :class:`StoreUnavailable` (503)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
 
     def _read(self, query: Any) -> list[Any]:
         try:
