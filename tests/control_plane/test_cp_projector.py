@@ -327,3 +327,17 @@ def test_trends_and_errors_from_the_run_rollup_equal_the_run_records(make_settin
     for column in ("target", "error_type", "error_stage"):
         groups = the_store.finished_groups(now - timedelta(days=5), column)
         assert sum(count for _, status, count in groups if status == "failed") == 6, groups
+
+
+def test_a_position_that_can_never_be_reached_is_refused(api: RunningServer) -> None:
+    """min_position beyond the log's end (no ingestion answered it) or not a position: 422 at once, never a wait."""
+    position = post(api, support.lifecycle("bad-pos-1"))
+    for value, error in ((position + 1_000, "invalid_position"), (-1, "invalid_request"), ("x", "invalid_request")):
+        started = time.monotonic()
+        response = api.client.get("/v1/runs/bad-pos-1", params={"min_position": value})
+        assert response.status_code == 422 and response.json()["error"] == error, response.text
+        assert time.monotonic() - started < api.config.read_wait_max_seconds
+    header = httpx.get(f"{api.url}/v1/runs", headers={"Authorization": f"Bearer {support.TOKEN}",
+                                                       "Outrider-Min-Position": str(position + 1_000)})
+    assert header.status_code == 422 and header.json()["error"] == "invalid_position"
+    assert run_record(api, "bad-pos-1", position)["event_count"] == 14  # the valid position still answers

@@ -110,7 +110,8 @@ def test_the_operators_source_and_ids_cannot_be_squatted(server: RunningServer) 
 
 def test_writers_cannot_read_and_readers_cannot_write(server: RunningServer) -> None:
     worker = key(server, "ingest")
-    for path in ("/v1/runs", "/v1/events", "/v1/runs/x/logs", "/v1/status", "/v1/analytics/models", "/v1/budgets"):
+    for path in ("/v1/runs", "/v1/events", "/v1/runs/x/logs", "/v1/status", "/v1/analytics/models", "/v1/budgets",
+                 "/v1/projection"):
         response = worker.get(path)
         assert response.status_code == 403 and "may not read" in response.json()["message"], path
     reader = key(server, "read")
