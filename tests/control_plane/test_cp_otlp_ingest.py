@@ -140,6 +140,7 @@ def test_the_opentelemetry_sdk_exports_to_it_over_protobuf(api: RunningServer, c
     with tracer.start_as_current_span("http GET"):
         pass  # not an LLM call: ignored
     provider.shutdown()
+    api.caught_up()  # the SDK's exporter wrote, not api.client: wait for the projection
     record = api.client.get("/v1/runs/run-otel-sdk").json()
     assert record["target"] == "acme/web"
     assert record["llm_usage"]["by_phase"]["plan"]["input_tokens"] == 700

@@ -76,5 +76,6 @@ def test_the_opentelemetry_log_exporter_with_compression(api: RunningServer, com
     logger.info("step one done")
     logger.warning("retrying the tests")
     provider.shutdown()
+    api.caught_up()  # the SDK's exporter wrote, not api.client: wait for the projection
     lines = api.client.get(f"/v1/runs/{run}/logs").json()["items"]
     assert [(line["level"], line["message"]) for line in lines] == [("info", "step one done"), ("warning", "retrying the tests")]
