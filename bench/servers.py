@@ -115,6 +115,9 @@ def control_plane(
     env = {
         "OUTRIDER_DATABASE_URL": database_url,
         "OUTRIDER_API_TOKENS": token,
+        # Throughput is measured, not the per-key policy: one bench token sends what a whole fleet would.
+        "OUTRIDER_KEY_REQUESTS_PER_SECOND": "0",
+        "OUTRIDER_KEY_INGEST_BYTES_PER_SECOND": "0",
         **(extra_env or {}),
     }
     return Server(name=name, argv=argv, port=port, log_path=workdir / f"{name}.log", env=env, health_path="/readyz")

@@ -97,7 +97,8 @@ def measure_app(requests_per_client: int = 200, workdir: Path | None = None, bat
 
     directory = workdir or Path(tempfile.mkdtemp(prefix="store-cpu-app-"))
     # The writer thread: this measures one process's CPU (getrusage), which would not see a writer process.
-    config = settings.Settings(database_url=f"sqlite:///{directory / 'app.db'}", api_tokens="bench", store_writer="thread")
+    config = settings.Settings(database_url=f"sqlite:///{directory / 'app.db'}", api_tokens="bench", store_writer="thread",
+                               key_requests_per_second=0, key_ingest_bytes_per_second=0)
     engine = store.make_engine(config.database_url)
     store.migrate(engine)
     engine.dispose()

@@ -114,7 +114,8 @@ async def resolve(state: Any, presented: str) -> Principal | None:
 
 async def authenticate(request: Request) -> Principal:
     """The caller's principal (also left on ``request.state.principal``); 401 without a valid credential, 429
-    while the client's address has failed too often this minute (``limits.AuthFailures``)."""
+    while the client's address has failed too often this minute (``limits.AuthFailures``) or the credential is over
+    its request rate (``limits.KeyRate``)."""
     failures = request.app.state.auth_failures
     address = request.client.host if request.client else "?"
     failures.check(address)
@@ -129,6 +130,7 @@ async def authenticate(request: Request) -> Principal:
     if principal is None:
         failures.failed(address)
         raise unauthorized("the bearer token is not valid (unknown, revoked or expired)")
+    request.app.state.request_rate.take(principal.key_id)  # 429 while this credential is over its request rate
     request.state.principal = principal
     return principal
 

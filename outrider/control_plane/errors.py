@@ -56,13 +56,17 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing, wrong, revoked or expired credential.",
         403: "The credential is valid but lacks the right; the body names what was refused.",
         404: "Not found.",
+        408: "The request's headers or body did not arrive in time (the connection closes).",
         409: "Conflict; the body says with what.",
         413: "Body or batch too large.",
         415: "Unsupported content type or content encoding.",
         422: "Invalid input; detail lists each problem.",
-        429: "Too many: live streams, or failed authentications from this address; see Retry-After.",
+        429: "Too many: requests or ingest bytes for this credential, live streams, or failed authentications from this address; see Retry-After.",
         503: "The store is unavailable; retry.",
+        507: "The namespace is over its storage quota; nothing was stored.",
     }
+    if 401 in statuses:  # authenticated: rate limits and failed-authentication limits apply too
+        statuses = tuple(sorted({*statuses, 429}))
     return {status: {"model": schemas.ErrorBody, "description": descriptions[status]} for status in statuses}
 
 

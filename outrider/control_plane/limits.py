@@ -1,4 +1,11 @@
-"""Limits on what one client can hold or try: live streams, and failed authentications.
+"""Limits on what one client can hold or try: request rate and ingest bytes per key, live streams, and failed
+authentications.
+
+- **Rates per key.** Every authenticated request takes one token from its credential's request bucket
+  (``key_requests_per_second`` sustained, ``key_request_burst`` at once); every ingest body takes its size
+  from the credential's byte bucket (``key_ingest_bytes_per_second``, ``key_ingest_burst_bytes``). An empty
+  bucket answers 429 with ``Retry-After`` (when it will hold enough again) and nothing of the request is
+  stored. 0 turns a rate off. One busy key cannot slow the others: each has its own buckets.
 
 - **Streams.** Every SSE stream holds a subscription and a connection for as long as the client stays. At most
   ``max_streams`` are open in all and ``max_streams_per_key`` per credential; beyond, 429 with ``Retry-After``.
@@ -11,8 +18,10 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
+from dataclasses import dataclass
 
 from outrider.control_plane import errors
 
@@ -79,3 +88,48 @@ class AuthFailures:
             if len(self._windows) >= TRACKED_ADDRESSES and address not in self._windows:
                 self._windows.clear()
             self._windows[address] = (start, failures, logged)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class KeyRate:
+    """Token buckets, one per credential: ``rate`` units a second sustained, ``burst`` at once.
+
+    A charge is allowed while the bucket holds anything and may take it below zero (one ingest body can be larger
+    than what is left): the debt is paid back before the next charge, so the sustained rate holds exactly.
+    """
+
+    def __init__(self, rate: float, burst: float, what: str) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.what = what
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str, amount: float = 1.0) -> None:
+        """Charge ``amount`` to ``key_id``; 429 (with when to retry) while its bucket is empty."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(key_id)
+            if bucket is None:
+                if len(self._buckets) >= TRACKED_ADDRESSES:
+                    self._forget_full(now)
+                bucket = self._buckets[key_id] = _Bucket(self.burst, now)
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+            bucket.stamp = now
+            if bucket.tokens <= 0:
+                wait = math.ceil((1.0 - bucket.tokens) / self.rate)
+                raise too_many(f"this credential is over its {self.what}; retry after {wait} s", wait)
+            bucket.tokens -= amount
+
+    def _forget_full(self, now: float) -> None:
+        """Drop the buckets that have refilled (idle keys): forgetting them changes nothing."""
+        for key_id, bucket in list(self._buckets.items()):
+            if bucket.tokens + (now - bucket.stamp) * self.rate >= self.burst:
+                del self._buckets[key_id]

@@ -12,11 +12,12 @@ import os
 import secrets
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 from outrider.control_plane import app as app_module
-from outrider.control_plane import settings
+from outrider.control_plane import read_deadlines, settings
 
 TOKEN_FILE_NAME = "outrider.token"
 #: Seconds a stop waits for open requests (live streams included) before closing them.
@@ -40,6 +41,17 @@ def ensure_token(config: settings.Settings) -> tuple[settings.Settings, str | No
     return config, config.tokens()[0]
 
 
+def uvicorn_config(application: Any, config: settings.Settings, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """How uvicorn serves the control plane: read deadlines on every request, a bound on connections, a graceful
+    stop. Tests and the demo serve the app with this too, so they run what production runs."""
+    options.setdefault("log_level", "warning")
+    return uvicorn.Config(
+        application, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        http=read_deadlines.protocol(config.header_timeout_seconds, config.body_timeout_seconds),
+        limit_concurrency=config.max_connections, **options,
+    )
+
+
 def serve(host: str, port: int) -> None:
     """Serve the control plane on ``host:port`` until interrupted."""
     config, token = ensure_token(settings.get_settings())
@@ -51,10 +63,7 @@ def serve(host: str, port: int) -> None:
         print(f'  try: curl -H "Authorization: Bearer {token}" {url}/v1/runs', flush=True)
     else:
         print("API tokens: from OUTRIDER_API_TOKENS / OUTRIDER_API_TOKEN_FILE", flush=True)
-    config_ = uvicorn.Config(
-        application, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=SHUTDOWN_SECONDS
-    )
-    uvicorn_server = uvicorn.Server(config_)
+    uvicorn_server = uvicorn.Server(uvicorn_config(application, config, host, port, log_level="info", access_log=False))
     handle_exit = uvicorn_server.handle_exit
 
     def stop(sig: int, frame: FrameType | None) -> None:

@@ -85,6 +85,23 @@ class Settings(BaseSettings):
         default=30, ge=1,
         description="Failed authentications one client address may make per minute (default 30); beyond, 429 until the minute ends.",
     )
+    key_requests_per_second: float = Field(
+        default=200.0, ge=0,
+        description="Requests one credential may make per second, sustained (default 200; 0: no limit); beyond, 429 with Retry-After.",
+    )
+    key_request_burst: float = Field(
+        default=1000.0, ge=1, description="Requests one credential may make at once before its sustained rate applies (default 1000)."
+    )
+    key_ingest_bytes_per_second: float = Field(
+        default=4 * 1024 * 1024, ge=0,
+        description=(
+            "Ingest body bytes one credential may send per second, sustained (default 4 MiB; 0: no limit); beyond, "
+            "429 with Retry-After and nothing of the request stored."
+        ),
+    )
+    key_ingest_burst_bytes: float = Field(
+        default=32 * 1024 * 1024, ge=1, description="Ingest body bytes one credential may send at once (default 32 MiB)."
+    )
     metrics_max_targets: int = Field(
         default=200, ge=1, le=100_000,
         description=(
@@ -100,6 +117,24 @@ class Settings(BaseSettings):
         default=1024 * 1024,
         gt=0,
         description="Largest request body POST /v1/events reads, in bytes (default 1 MiB); larger bodies get 413.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0,
+        description=(
+            "How long a request's line and headers may take to arrive (seconds, default 10); beyond, 408 and the "
+            "connection closes (read_deadlines.py)."
+        ),
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0,
+        description="How long a request's whole body may take to arrive after its headers (seconds, default 30); beyond, 408.",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1,
+        description=(
+            "Most connections (and requests in progress) the server takes at once (default 1000); requests beyond "
+            "get 503 at once instead of queueing without bound."
+        ),
     )
     max_batch_events: int = Field(
         default=1000,

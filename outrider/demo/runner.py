@@ -39,13 +39,13 @@ class ControlPlane:
         import uvicorn
 
         from outrider.control_plane import app as app_module
-        from outrider.control_plane import settings
+        from outrider.control_plane import server, settings
 
         config = settings.Settings(database_url=f"sqlite:///{database}", api_tokens=token, sse_keepalive_seconds=5)
         self.app = app_module.create_app(config)
         self.app.state.demo = True
         self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(server.uvicorn_config(self.app, config, host, port, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, name="demo-control-plane", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30

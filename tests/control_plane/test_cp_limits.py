@@ -52,3 +52,33 @@ def test_failed_authentications_are_limited_per_address(
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert refused.json()["error"] == "too_many_requests"
     assert server.anonymous.get("/v1/health").status_code == 200
+
+
+def test_requests_per_credential_are_rate_limited_without_slowing_other_credentials(
+        make_sqlite_settings: Callable[..., settings.Settings], start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    server = start_server(make_sqlite_settings(key_requests_per_second=2, key_request_burst=5))
+    other = server.client.post("/v1/keys", json={"role": "read"}).json()["secret"]  # the admin token's 1st request
+    answers = [server.client.get("/v1/runs") for _ in range(6)]
+    assert [a.status_code for a in answers[:4]] == [200] * 4
+    refused = answers[-1]
+    assert refused.status_code == 429 and refused.json()["error"] == "too_many_requests"
+    assert "request rate" in refused.json()["message"] and int(refused.headers["Retry-After"]) >= 1
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {other}"}, timeout=30) as reader:
+        assert reader.get("/v1/runs").status_code == 200  # another credential has its own bucket
+    assert server.anonymous.get("/v1/health").status_code == 200
+    time.sleep(1.1)  # the bucket refills at 2 a second
+    assert server.client.get("/v1/runs").status_code == 200
+
+
+def test_ingest_bytes_per_credential_are_limited_and_a_refused_batch_stores_nothing(
+        make_sqlite_settings: Callable[..., settings.Settings], start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    server = start_server(make_sqlite_settings(key_ingest_bytes_per_second=1000, key_ingest_burst_bytes=20_000))
+    big = [support.event("run.log", "bytes-run", data={"level": "info", "message": "x" * 4000}, id=f"log-{i}") for i in range(6)]
+    first = server.client.post("/v1/events", json=big)  # ~25 kB: allowed (the bucket had 20 kB), leaves a debt
+    assert first.status_code == 202, first.text
+    over = server.client.post("/v1/events", json=support.event("run.created", "bytes-later"))
+    assert over.status_code == 429 and "ingest bytes" in over.json()["message"]
+    assert int(over.headers["Retry-After"]) >= 5  # the debt, paid back at 1000 bytes a second
+    server.caught_up()
+    assert server.client.get("/v1/runs/bytes-later").status_code == 404  # nothing of the refused request stored
+    assert server.client.get("/v1/runs/bytes-run").json()["event_count"] == 6

@@ -140,7 +140,7 @@ INGEST_PATH = "/v1/events"
     status_code=202,
     response_model=schemas.IngestResult,
     summary="Ingest one event or a batch",
-    responses=errors.responses(400, 401, 403, 413, 415, 422, 503),
+    responses=errors.responses(400, 401, 403, 408, 413, 415, 422, 429, 503),
     openapi_extra=INGEST_BODY,
 )
 async def ingest(request: Request) -> Response:
@@ -160,6 +160,7 @@ async def ingest(request: Request) -> Response:
                 415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not one of {', '.join(CONTENT_TYPES)}"
             )
         raw = await bodies.read(request, config.max_body_bytes)
+        request.app.state.ingest_rate.take(principal.key_id, len(raw))
         batch = _binary_event(request, raw, content_type) if binary else _parse(raw, content_type)
         batch_size = len(batch)
         if batch_size > config.max_batch_events:

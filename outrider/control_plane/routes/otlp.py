@@ -62,7 +62,7 @@ def _responses(signal: Signal) -> dict[int | str, dict[str, Any]]:
     return {
         200: {"description": f"Stored; {{}} or a partialSuccess, in the request's encoding ({signal.request.replace('Request', 'Response')}).",
               "content": {JSON: {"schema": {"type": "object"}}, PROTOBUF: {"schema": {"type": "string", "format": "binary"}}}},
-        **errors.responses(400, 401, 403, 413, 415, 503),
+        **errors.responses(400, 401, 403, 408, 413, 415, 429, 503),
     }
 
 
@@ -96,6 +96,7 @@ async def _ingest(request: Request, principal: Principal, signal: Signal) -> Res
     if content_type not in (JSON, PROTOBUF):
         raise errors.APIError(415, "unsupported_media_type", f"content type {content_type or 'none'!r} is not {JSON} or {PROTOBUF}")
     raw = await bodies.read(request, config.max_body_bytes)
+    request.app.state.ingest_rate.take(principal.key_id, len(raw))
     try:
         document = signal.decode_protobuf(raw) if content_type == PROTOBUF else json.loads(raw)
         mapped = signal.map_request(document)
