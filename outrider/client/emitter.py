@@ -40,7 +40,7 @@ log = logging.getLogger("outrider.client")
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 #: Answers after which resending the same batch can succeed.
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507})  # 507: over quota until the sweep frees space
 
 
 class ClientError(ValueError):

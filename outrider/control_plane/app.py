@@ -27,6 +27,7 @@ from outrider.control_plane import (
     keys,
     limits,
     metrics,
+    quota,
     sessions,
     settings,
     status_metrics,
@@ -150,6 +151,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.store = the_store
     app.state.streams = limits.StreamSlots(config.max_streams, config.max_streams_per_key)
     app.state.auth_failures = limits.AuthFailures(config.auth_failures_per_minute)
+    app.state.quota = quota.NamespaceQuota(app.state.store, config.namespace_quota_bytes)
     app.state.request_rate = limits.KeyRate(config.key_requests_per_second, config.key_request_burst, "request rate")
     app.state.ingest_rate = limits.KeyRate(config.key_ingest_bytes_per_second, config.key_ingest_burst_bytes, "ingest bytes rate")
     app.state.keys = keys.KeyStore(the_store.engine, config.key_cache_seconds)

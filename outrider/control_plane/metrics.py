@@ -42,6 +42,8 @@ REJECTION_REASONS = (
     "batch_too_large",
     "unsupported_media_type",
     "unauthorized",
+    "too_many_requests",
+    "quota_exceeded",
 )
 KNOWN_TYPES = tuple(t.value for t in events.EventType)
 
@@ -119,7 +121,35 @@ class StoreCollector(Collector):
             up.samples.append(("outrider_store_up", (), 0))
             return [up]
         up.samples.append(("outrider_store_up", (), 1))
-        return [up, *self._projection(), *self._families(aggregates, run_aggregates.histograms(aggregates["durations"]))]
+        return [up, *self._projection(), *self._storage(), *self._families(aggregates, run_aggregates.histograms(aggregates["durations"]))]
+
+    def _storage(self) -> list[Family]:
+        """What each namespace keeps in the log, and its quota: the busiest ``metrics_max_targets`` namespaces by
+        name, the rest summed under ``other``."""
+        try:
+            usage = self.store.namespace_usage()
+        except store.StoreUnavailable:
+            log.warning("metrics scrape could not read the namespaces' storage", exc_info=True)
+            return []
+        kept = sorted(usage, key=lambda name: (-usage[name][1], name))[: self.store.settings.metrics_max_targets]
+        bounded: dict[str, list[int]] = {}
+        for namespace, (count, size) in usage.items():
+            cell = bounded.setdefault(namespace if namespace in kept else cardinality.OTHER, [0, 0])
+            cell[0] += count
+            cell[1] += size
+        stored_bytes = Family("outrider_namespace_stored_bytes", "gauge",
+                              "Bytes of events each namespace keeps in the log (their JSON), as far as the projection has counted.")
+        stored_events = Family("outrider_namespace_stored_events", "gauge", "Events each namespace keeps in the log.")
+        for namespace, (count, size) in sorted(bounded.items()):
+            stored_bytes.samples.append((stored_bytes.name, (("namespace", namespace),), size))
+            stored_events.samples.append((stored_events.name, (("namespace", namespace),), count))
+        families = [stored_bytes, stored_events]
+        if self.store.settings.namespace_quota_bytes is not None:
+            limit = Family("outrider_namespace_quota_bytes", "gauge",
+                           "The storage quota of every namespace (OUTRIDER_NAMESPACE_QUOTA_BYTES); absent when there is none.")
+            limit.samples.append((limit.name, (), self.store.settings.namespace_quota_bytes))
+            families.append(limit)
+        return families
 
     def _projection(self) -> list[Family]:
         """How far the projection lags the event log, and whether any projector works for this database."""

@@ -53,7 +53,7 @@ def protocol(header_seconds: float, body_seconds: float) -> type[asyncio.Protoco
             self._deadline = None
             if self.transport.is_closing():
                 return
-            address = "%s:%d" % self.client if self.client else "unknown"
+            address = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
             log.warning("http: the %s from %s did not arrive within %g s; closing the connection", what, address, seconds)
             cycle = self.cycle
             if cycle is None or not cycle.response_started:

@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     key_ingest_burst_bytes: float = Field(
         default=32 * 1024 * 1024, ge=1, description="Ingest body bytes one credential may send at once (default 32 MiB)."
     )
+    namespace_quota_bytes: int | None = Field(
+        default=None, ge=1,
+        description=(
+            "Bytes of events one namespace may keep in the log (default: unset, no quota). At or over it, agents' "
+            "events for the namespace get 507 quota_exceeded, nothing stored, until the retention sweep frees space; "
+            "the operator's and admins' events are never refused for quota (quota.py)."
+        ),
+    )
     metrics_max_targets: int = Field(
         default=200, ge=1, le=100_000,
         description=(

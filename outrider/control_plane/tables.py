@@ -9,6 +9,7 @@ reattaches UTC when reading).
 - ``runs``: one row per (namespace, run id), the projection of its events (columns for queries, ``state`` JSON for the rest).
 - ``projector_state``: the projector's checkpoint and lease (see ``store.projector``).
 - ``rollup_*``, ``run_models``: LLM calls rolled up per hour (models) and minute (budgets): see ``store.rollups``.
+- ``namespace_usage``: events and bytes each namespace keeps in the log (its storage quota: ``quota.py``).
 - ``agg_*``: small counters the projector keeps with the runs, read by ``/metrics`` so a scrape
   never scans the event history (``agg_runs`` / ``agg_run_durations``: see ``run_aggregates``).
 """
@@ -229,6 +230,18 @@ rollup_runs = sa.Table(
     sa.Column("priced", sa.BigInteger(), nullable=False, comment="Runs with a cost."),
     sa.Column("prs", sa.BigInteger(), nullable=False),
     comment="Runs per hour of creation, start and completion, kept as deltas by the projector: trends and error analytics.",
+)
+
+namespace_usage = sa.Table(
+    "namespace_usage",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("events", sa.BigInteger(), nullable=False, comment="Events of the namespace in the log."),
+    sa.Column("bytes", sa.BigInteger(), nullable=False, comment="Their stored size (the events' JSON, in bytes)."),
+    comment=(
+        "What each namespace keeps in the log, for its storage quota: added by the projector as it covers events, "
+        "subtracted by the retention sweep as it deletes them."
+    ),
 )
 
 run_models = sa.Table(

@@ -14,7 +14,8 @@ import pytest
 import uvicorn
 
 from outrider.control_plane import app as app_module
-from outrider.control_plane import server, settings
+from outrider.control_plane import server as cp_server
+from outrider.control_plane import settings
 from tests.conftest import free_port
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
@@ -28,7 +29,7 @@ class FixedPortServer(RunningServer):
         self.app = app_module.create_app(config)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(server.uvicorn_config(self.app, config, "127.0.0.1", port, lifespan="on"))
+        self.server = uvicorn.Server(cp_server.uvicorn_config(self.app, config, "127.0.0.1", port, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30

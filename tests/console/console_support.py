@@ -18,7 +18,8 @@ import httpx
 import uvicorn
 
 from outrider.control_plane import app as app_module
-from outrider.control_plane import server, settings
+from outrider.control_plane import server as cp_server
+from outrider.control_plane import settings
 from tests.conftest import free_port
 
 TOKEN = "console-test-token-0123456789"
@@ -33,7 +34,7 @@ class Server:
         self.app = app_module.create_app(config)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(server.uvicorn_config(self.app, config, "127.0.0.1", self.port, lifespan="on"))
+        self.server = uvicorn.Server(cp_server.uvicorn_config(self.app, config, "127.0.0.1", self.port, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30

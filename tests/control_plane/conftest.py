@@ -28,7 +28,8 @@ import uvicorn
 
 from outrider.common import read_your_writes
 from outrider.control_plane import app as app_module
-from outrider.control_plane import server, settings
+from outrider.control_plane import server as cp_server
+from outrider.control_plane import settings
 from tests.conftest import free_port, missing, require_executable
 from tests.control_plane import cp_support as support
 
@@ -41,7 +42,7 @@ class RunningServer:
         self.app = app_module.create_app(config)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(server.uvicorn_config(self.app, config, "127.0.0.1", self.port, lifespan="on"))
+        self.server = uvicorn.Server(cp_server.uvicorn_config(self.app, config, "127.0.0.1", self.port, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30

@@ -140,7 +140,7 @@ INGEST_PATH = "/v1/events"
     status_code=202,
     response_model=schemas.IngestResult,
     summary="Ingest one event or a batch",
-    responses=errors.responses(400, 401, 403, 408, 413, 415, 422, 429, 503),
+    responses=errors.responses(400, 401, 403, 408, 413, 415, 422, 429, 503, 507),
     openapi_extra=INGEST_BODY,
 )
 async def ingest(request: Request) -> Response:
@@ -202,6 +202,7 @@ async def ingest(request: Request) -> Response:
                 422, "invalid_event", f"{len(invalid)} of {len(batch)} events are invalid; nothing was stored",
                 detail=[p.model_dump() for p in invalid],
             )
+        await request.app.state.quota.check(principal, accepted)  # 507 when a namespace is over its quota
     except errors.APIError as exc:
         await store_.record_rejection(exc.error, batch_size if exc.error in ("invalid_event", "batch_too_large") else 1)
         raise

@@ -62,7 +62,7 @@ def _responses(signal: Signal) -> dict[int | str, dict[str, Any]]:
     return {
         200: {"description": f"Stored; {{}} or a partialSuccess, in the request's encoding ({signal.request.replace('Request', 'Response')}).",
               "content": {JSON: {"schema": {"type": "object"}}, PROTOBUF: {"schema": {"type": "string", "format": "binary"}}}},
-        **errors.responses(400, 401, 403, 408, 413, 415, 429, 503),
+        **errors.responses(400, 401, 403, 408, 413, 415, 429, 503, 507),
     }
 
 
@@ -113,6 +113,7 @@ async def _ingest(request: Request, principal: Principal, signal: Signal) -> Res
                                        detail={"problems": [p.model_dump() for p in refused[:20]]})
         raise auth.forbidden(f"{len(refused)} {signal.noun} may not be written with this credential; nothing was stored "
                              f"(first: {refused[0].message})")
+    await request.app.state.quota.check(principal, mapped.events)  # 507 when a namespace is over its quota
     headers = {}
     if mapped.events:
         try:

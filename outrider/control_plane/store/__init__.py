@@ -145,7 +145,8 @@ class RebuildRefused(Exception):
 #: Everything the projector derives from the log (a rebuild empties and refills these).
 PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
                      tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
-                     tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all)
+                     tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all,
+                     tables.namespace_usage)
 
 
 class StoreUnavailable(Exception):
@@ -1057,6 +1058,11 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
 
+    def namespace_usage(self) -> dict[str, tuple[int, int]]:
+        """namespace → (events, bytes) it keeps in the log, as far as the projection has counted (``quota.py``)."""
+        u = tables.namespace_usage
+        return {str(namespace): (int(count), int(size)) for namespace, count, size in self._read(sa.select(u.c.namespace, u.c.events, u.c.bytes))}
+
     def reported_targets(self) -> list[tuple[str, str]]:
         """(namespace, target) of every Target the operator reported (``target.status``), newest report first:
         the label values /metrics keeps however many made-up targets clients send."""
@@ -1224,7 +1230,13 @@ class Store:
                     seqs = [seq for (seq,) in conn.execute(sa.select(e.c.seq).where(e.c.time < cutoff, e.c.seq <= position).limit(chunk))]
                     if not seqs:
                         break
+                    freed = conn.execute(sa.select(e.c.namespace, sa.func.count(), sa.func.sum(sa.literal_column(self.sql.body_bytes)))
+                                         .where(e.c.seq.in_(seqs)).group_by(e.c.namespace)).all()
                     conn.execute(sa.delete(e).where(e.c.seq.in_(seqs)))
+                    u = tables.namespace_usage
+                    for namespace, count, size in freed:
+                        conn.execute(sa.update(u).where(u.c.namespace == namespace)
+                                     .values(events=u.c.events - count, bytes=u.c.bytes - int(size or 0)))
                     conn.execute(sa.update(s).where(s.c.id == 1, s.c.swept_through < max(seqs)).values(swept_through=max(seqs)))
                     deleted += len(seqs)
         except sa.exc.SQLAlchemyError as exc:

@@ -414,14 +414,20 @@ class Projector:
             mark = self.dialect.mark
             cursor.execute(
                 f"SELECT seq, CASE WHEN type IN ({', '.join(repr(t) for t in sorted(COLUMN_ONLY))}) THEN NULL ELSE body END, "
-                f"type, time, source, event_id, target, run_id, namespace FROM events WHERE seq > {mark} ORDER BY seq "
+                f"type, time, source, event_id, target, run_id, namespace, {self.dialect.body_bytes} FROM events "
+                f"WHERE seq > {mark} ORDER BY seq "
                 f"LIMIT {int(limit or self.batch_events)}", (position,))
             rows = cursor.fetchall()
             if not rows:
                 return 0
             if version != self._version:  # someone else wrote (or we never did): the cache cannot be trusted
                 self.folder.cache.clear()
-            batch = self.folder.parse(list(rows))
+            usage: dict[str, list[int]] = {}
+            for row in rows:  # every stored event counts, including any the fold skips
+                counts = usage.setdefault(row[8] or DEFAULT_NAMESPACE, [0, 0])
+                counts[0] += 1
+                counts[1] += int(row[9] or 0)
+            batch = self.folder.parse([row[:9] for row in rows])
             keys = list(dict.fromkeys((e.namespace or DEFAULT_NAMESPACE, e.runid) for _, e, _ in batch
                                       if e.runid and e.type in projection.RUN_TYPES))
 
@@ -446,6 +452,8 @@ class Projector:
                 if cursor.rowcount != 1:
                     raise Fenced
                 write(cursor)
+                self.dialect.bump(cursor, "namespace_usage", ("namespace",), ("events", "bytes"),
+                                  [(namespace, *counts) for namespace, counts in usage.items()])
         except Fenced:
             log.info("projector %s: the checkpoint moved under it (lease lost or rebuild); starting over", self.name)
             self.folder.cache.clear()

@@ -20,6 +20,8 @@ class Dialect:
         self.name = name
         self.sqlite = name == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
+        #: SQL for an event's stored size in bytes (SQLite's length() of text counts characters).
+        self.body_bytes = "length(CAST(body AS BLOB))" if self.sqlite else "octet_length(body)"
         self._statements: dict[str, str] = {}
 
     def time(self, moment: datetime) -> Any:
