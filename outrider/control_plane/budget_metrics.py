@@ -6,7 +6,8 @@
   no series where there is none (absent, not 0: 0 would be a real limit).
 
 A custom collector (nothing kept in memory): a restart never shows figures the store does not hold. Scopes are
-bounded by the Targets that exist or spent in the last 24 h; never a run id. A store that cannot be read
+bounded: the Targets the operator reported, then the biggest spenders of the last 24 h, ``metrics_max_targets``
+in all, the rest summed under ``scope="other"``; never a run id. A store that cannot be read
 exports no budget series (``outrider_store_up`` says why).
 """
 
@@ -31,7 +32,7 @@ class BudgetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             with self.store.reading() as conn:
-                scopes = budgets.spend_and_limits(conn)
+                scopes = budgets.spend_and_limits(conn, max_scopes=self.store.settings.metrics_max_targets)
         except (store.StoreUnavailable, sa.exc.SQLAlchemyError):
             return
         spent = GaugeMetricFamily("outrider_budget_spent_usd", "USD spent on priced LLM calls in the rolling window.",

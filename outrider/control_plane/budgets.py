@@ -36,6 +36,8 @@ from outrider.control_plane.store import rollups
 WINDOWS: dict[str, timedelta] = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 NANO = 1_000_000_000
 GLOBAL = "global"
+#: The scope the budget metrics sum the targets beyond their label bound under.
+OTHER_SCOPE = "other"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,8 +366,13 @@ def spent_by_target(conn: sa.Connection, since: datetime, now: datetime) -> dict
     return Spend.read(conn, since, now).by_target(conn)
 
 
-def spend_and_limits(conn: sa.Connection, *, now: datetime | None = None) -> list[tuple[str, dict[str, tuple[int, float | None]]]]:
+def spend_and_limits(conn: sa.Connection, *, now: datetime | None = None,
+                     max_scopes: int | None = None) -> list[tuple[str, dict[str, tuple[int, float | None]]]]:
     """Per scope, as :func:`read` lists them: window → (nano-USD spent, limit in USD or None).
+
+    With ``max_scopes`` (the budget metrics: a scope is a label value), the Targets the operator reported keep
+    their scope, then the biggest spenders of the last 24 h, ``max_scopes`` targets in all; the rest are summed
+    under ``other`` (no limit), so the global figures and the sum over scopes stay exact.
 
     The budget metrics need only these figures; :func:`read` also computes ``resets_at`` and the average
     run cost with a few queries per scope (~0.7 ms each: 140 ms per scrape at 200 targets). Here the spend
@@ -377,7 +384,16 @@ def spend_and_limits(conn: sa.Connection, *, now: datetime | None = None) -> lis
     spent = consistent(conn, lambda: {name: spent_by_target(conn, moment - length, moment) for name, length in WINDOWS.items()})
     names = sorted(set(per_target) | {str(t) for t in spent["24h"] if t is not None})
     found = [(GLOBAL, {window: (sum(spent[window].values()), glob.of(window)) for window in WINDOWS})]
+    if max_scopes is not None and len(names) > max_scopes:
+        by_spend = sorted((n for n in names if n not in per_target), key=lambda n: (-spent["24h"].get(n, 0), n))
+        kept = set(list(per_target)[:max_scopes]) | set(by_spend[: max(0, max_scopes - len(per_target))])
+        rest = [n for n in names if n not in kept]
+        names = sorted(kept)
+    else:
+        rest = []
     for name in names:
         limits = per_target.get(name, Limits())
         found.append((name, {window: (spent[window].get(name, 0), limits.of(window)) for window in WINDOWS}))
+    if rest:
+        found.append((OTHER_SCOPE, {window: (sum(spent[window].get(n, 0) for n in rest), None) for window in WINDOWS}))
     return found

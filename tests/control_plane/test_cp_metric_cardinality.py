@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from outrider.control_plane import settings
 from tests.control_plane import cp_support as support
@@ -37,3 +41,28 @@ def test_ten_thousand_random_targets_and_models_stay_within_the_limits(
     assert len(text.splitlines()) < 600, len(text.splitlines())
     total_input = sum(float(line.rsplit(" ", 1)[1]) for line in tokens if 'direction="input"' in line)
     assert total_input == 10_001  # folded, never dropped
+
+
+def test_budget_scopes_stay_within_the_limit_and_sum_to_the_global_spend(
+        make_sqlite_settings: Callable[..., settings.Settings], start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    """The budget gauges' ``scope`` is a target that spent in the last 24 h: made-up ones fold into ``other``."""
+    api = start_server(make_sqlite_settings(metrics_max_targets=MAX_TARGETS, operator_tokens="op-token-0123456789"))
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    reported = {**support.event("target.status", None, target="the-real-one", source="/outrider/operator", data={
+        "health": "Healthy", "breaker_state": "Closed", "consecutive_failures": 0, "trips": 0, "active_runs": 0,
+        "pending_runs": 0, "max_open_prs": 1, "max_concurrent_runs": 1, "budget_usd_per_day": 5.0})}
+    assert api.client.post("/v1/events", json=reported, headers={"Authorization": "Bearer op-token-0123456789"}).status_code == 202
+    batch = [{**support.event("run.llm_usage", f"r-{i}", target=f"made-up-{i}", data={
+        "provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.001 * (1 + i % 7)}),
+        "time": now.isoformat()} for i in range(1000)]
+    assert api.client.post("/v1/events", json=batch, headers=BATCH).status_code == 202
+    text = api.client.get("/metrics").text
+    spent = {(s.labels["scope"], s.labels["window"]): s.value for f in text_string_to_metric_families(text)
+             for s in f.samples if s.name == "outrider_budget_spent_usd"}
+    scopes = {scope for scope, _ in spent}
+    assert "the-real-one" in scopes and "other" in scopes and "global" in scopes
+    assert len(scopes) <= MAX_TARGETS + 2  # + global and other
+    assert sum(v for (scope, window), v in spent.items() if window == "24h" and scope != "global") == \
+        pytest.approx(spent[("global", "24h")]) == pytest.approx(sum(0.001 * (1 + i % 7) for i in range(1000)))
+    limits = {s.labels["scope"] for f in text_string_to_metric_families(text) for s in f.samples if s.name == "outrider_budget_limit_usd"}
+    assert limits == {"the-real-one"}  # other has no limit of its own
