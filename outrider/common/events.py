@@ -39,6 +39,7 @@ class EventType(enum.StrEnum):
     PR_CREATED = "pr.created"
     PR_MERGED = "pr.merged"
     TARGET_BREAKER_TRIPPED = "target.breaker.tripped"
+    TARGET_DELETED = "target.deleted"
     TARGET_BREAKER_RESET = "target.breaker.reset"
     AUTONOMY_CHANGED = "autonomy.changed"
     TARGET_STATUS = "target.status"
@@ -199,6 +200,7 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
     EventType.TARGET_BREAKER_RESET: EmptyData,
     EventType.AUTONOMY_CHANGED: AutonomyData,
     EventType.TARGET_STATUS: TargetStatusData,
+    EventType.TARGET_DELETED: EmptyData,
     EventType.OPERATOR_HEARTBEAT: HeartbeatData,
 }
 
@@ -236,6 +238,10 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.TARGET_BREAKER_RESET: "The target's circuit breaker closed again.",
     EventType.AUTONOMY_CHANGED: "Autonomy was switched on or off (globally), with the reason.",
     EventType.TARGET_STATUS: "The operator's snapshot of one target's status, posted whenever it changes.",
+    EventType.TARGET_DELETED: (
+        "The Target was deleted: it leaves the status page, GET /v1/status and its series leave /metrics (its "
+        "counters fold into target=\"other\"). A later target.status (the Target created again) brings it back."
+    ),
     EventType.OPERATOR_HEARTBEAT: "The operator is alive; posted every heartbeat_seconds with its view of autonomy.",
 }
 

@@ -8,6 +8,9 @@ Prometheus scraping it would keep them for weeks. Kept, per scrape:
   busiest others by finished runs and tokens, up to ``metrics_max_targets`` (default 200) in all;
 - models: the busiest by tokens, up to ``metrics_max_models`` (default 50).
 
+A Target the operator reported deleted (``target.deleted``) loses its own series: its counters fold into
+``other`` too, so deleted Targets do not pile up in Prometheus.
+
 Everything else is summed under ``namespace="other", target="other"`` / ``model="other"``, so totals stay
 exact (a counter never loses what it counted); only the split is coarser.
 """
@@ -15,7 +18,7 @@ exact (a counter never loses what it counted); only the split is coarser.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 OTHER = "other"
@@ -32,9 +35,11 @@ def _key(row: dict[str, Any]) -> tuple[str, str]:
     return (row.get("namespace") or "default", row.get("target") or "")
 
 
-def allowed_targets(aggregates: dict[str, list[dict[str, Any]]], known: Iterable[tuple[str, str]], limit: int) -> set[tuple[str, str]]:
-    """The (namespace, target) pairs that keep their own series: the known ones, then the busiest, ``limit`` in all."""
-    allowed = set(list(dict.fromkeys(known))[:limit])
+def allowed_targets(aggregates: dict[str, list[dict[str, Any]]], known: Iterable[tuple[str, str]], limit: int,
+                    deleted: Collection[tuple[str, str]] = ()) -> set[tuple[str, str]]:
+    """The (namespace, target) pairs that keep their own series: the known ones, then the busiest, ``limit`` in all;
+    never a ``deleted`` Target."""
+    allowed = set([key for key in dict.fromkeys(known) if key not in deleted][:limit])
     activity: collections.Counter[tuple[str, str]] = collections.Counter()
     for row in aggregates.get("runs", []):
         activity[_key(row)] += int(row["count"])
@@ -45,7 +50,8 @@ def allowed_targets(aggregates: dict[str, list[dict[str, Any]]], known: Iterable
     for key, _ in sorted(activity.items(), key=lambda item: (-item[1], item[0])):
         if len(allowed) >= limit:
             break
-        allowed.add(key)
+        if key not in deleted:
+            allowed.add(key)
     allowed.add(("default", ""))  # events that named no target: one series, never a client's value
     return allowed
 
@@ -58,9 +64,10 @@ def allowed_models(aggregates: dict[str, list[dict[str, Any]]], limit: int) -> s
 
 
 def bound(aggregates: dict[str, list[dict[str, Any]]], known: Iterable[tuple[str, str]], *, max_targets: int,
-          max_models: int) -> dict[str, list[dict[str, Any]]]:
-    """``aggregates`` with targets and models outside the kept sets folded into ``other`` (sums exact)."""
-    targets = allowed_targets(aggregates, known, max_targets)
+          max_models: int, deleted: Collection[tuple[str, str]] = ()) -> dict[str, list[dict[str, Any]]]:
+    """``aggregates`` with targets and models outside the kept sets, and deleted Targets, folded into ``other``
+    (sums exact: a counter never loses what it counted)."""
+    targets = allowed_targets(aggregates, known, max_targets, deleted)
     models = allowed_models(aggregates, max_models)
     out = dict(aggregates)
     for name, numbers in NUMBERS.items():

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from outrider.common import events
-from outrider.control_plane import cardinality, projection, run_aggregates, store
+from outrider.control_plane import cardinality, projection, run_aggregates, status, store
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ class StoreCollector(Collector):
         up = Family("outrider_store_up", "gauge", "1 when the store answered this scrape's queries, else 0.")
         try:
             config = self.store.settings
-            aggregates = cardinality.bound(self.store.aggregates(), self.store.reported_targets(),
+            with self.store.reading() as conn:
+                deleted = status.deleted_targets(conn)
+            aggregates = cardinality.bound(self.store.aggregates(), self.store.reported_targets(), deleted=deleted,
                                            max_targets=config.metrics_max_targets, max_models=config.metrics_max_models)
         except store.StoreUnavailable:
             log.warning("metrics scrape could not read the store", exc_info=True)

@@ -48,6 +48,7 @@ ACTIVITY_TYPES: tuple[str, ...] = (
     events.EventType.PR_MERGED,
     events.EventType.TARGET_BREAKER_TRIPPED,
     events.EventType.TARGET_BREAKER_RESET,
+    events.EventType.TARGET_DELETED,
     events.EventType.AUTONOMY_CHANGED,
 )
 
@@ -205,6 +206,8 @@ def _summary(event: events.CloudEvent) -> tuple[str, str]:
         return "error", f"Circuit breaker tripped on {event.target}"
     if kind == events.EventType.TARGET_BREAKER_RESET:
         return "ok", f"Circuit breaker reset on {event.target}"
+    if kind == events.EventType.TARGET_DELETED:
+        return "info", f"Target {event.target} deleted"
     if kind == events.EventType.AUTONOMY_CHANGED:
         enabled = data.get("enabled")
         reason = data.get("reason")
@@ -397,19 +400,32 @@ def _latest_of_type(conn: sa.Connection, kind: str) -> schemas.StoredEvent | Non
     return _stored(row) if row is not None else None
 
 
-def latest_target_statuses(conn: sa.Connection) -> list[schemas.StoredEvent]:
-    """The last-received ``target.status`` event of each target (posted on change only, so few rows)."""
+def _latest_seqs(conn: sa.Connection, kind: events.EventType) -> dict[tuple[str, str], int]:
+    """(namespace, target) → seq of its last ``kind`` event (operator events, posted on change only: few rows)."""
     t = tables.events
-    latest = (
-        sa.select(sa.func.max(t.c.seq).label("seq"))
-        .where(t.c.type == events.EventType.TARGET_STATUS.value, t.c.target.is_not(None))
-        .group_by(t.c.namespace, t.c.target)  # a target is (namespace, name): two tenants' "web" are two targets
-        .subquery()
-    )
-    rows = conn.execute(
-        sa.select(t.c.seq, t.c.received_at, t.c.body).join(latest, latest.c.seq == t.c.seq).order_by(t.c.target, t.c.namespace)
-    ).all()
-    return [_stored(row) for row in rows]
+    rows = conn.execute(sa.select(t.c.namespace, t.c.target, sa.func.max(t.c.seq))
+                        .where(t.c.type == kind.value, t.c.target.is_not(None))
+                        .group_by(t.c.namespace, t.c.target))  # a target is (namespace, name): two tenants' "web" are two
+    return {(str(namespace), str(target)): int(seq) for namespace, target, seq in rows}
+
+
+def deleted_targets(conn: sa.Connection) -> set[tuple[str, str]]:
+    """(namespace, target) of the Targets whose last word from the operator is ``target.deleted``."""
+    statuses = _latest_seqs(conn, events.EventType.TARGET_STATUS)
+    return {key for key, seq in _latest_seqs(conn, events.EventType.TARGET_DELETED).items() if seq > statuses.get(key, 0)}
+
+
+def latest_target_statuses(conn: sa.Connection) -> list[schemas.StoredEvent]:
+    """The last-received ``target.status`` event of each Target that exists (none after its ``target.deleted``)."""
+    t = tables.events
+    deleted = _latest_seqs(conn, events.EventType.TARGET_DELETED)
+    seqs = [seq for key, seq in _latest_seqs(conn, events.EventType.TARGET_STATUS).items() if seq > deleted.get(key, 0)]
+    found: list[Any] = []
+    for start in range(0, len(seqs), 500):
+        found.extend(conn.execute(sa.select(t.c.seq, t.c.received_at, t.c.body, t.c.target, t.c.namespace)
+                                  .where(t.c.seq.in_(seqs[start:start + 500]))).all())
+    found.sort(key=lambda row: (row.target, row.namespace))
+    return [_stored(row) for row in found]
 
 
 def recent_activity(conn: sa.Connection, limit: int = RECENT_LIMIT, target: str | None = None) -> list[schemas.StoredEvent]:

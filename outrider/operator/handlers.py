@@ -356,6 +356,10 @@ async def target_event(event: kopf.RawEvent, namespace: str | None, name: str, m
         rt.forget(namespace, name)
         for run in list(runs_by_target.get((namespace, name)) or []):
             await reconciler.hold_orphan(rt, run)
+        # The control plane drops the Target from its status and its series from /metrics.
+        uid = str((event.get("object") or {}).get("metadata", {}).get("uid") or "")
+        rt.emit(events_client.build(events.EventType.TARGET_DELETED, id_parts=(uid, "deleted"), time=rt.clock(),
+                                    target=name, subject=f"targets/{namespace}/{name}"))
         return
     rt.wake(namespace, name)
 

@@ -66,3 +66,29 @@ def test_budget_scopes_stay_within_the_limit_and_sum_to_the_global_spend(
         pytest.approx(spent[("global", "24h")]) == pytest.approx(sum(0.001 * (1 + i % 7) for i in range(1000)))
     limits = {s.labels["scope"] for f in text_string_to_metric_families(text) for s in f.samples if s.name == "outrider_budget_limit_usd"}
     assert limits == {"the-real-one"}  # other has no limit of its own
+
+
+def test_a_deleted_target_leaves_the_status_and_metrics_and_comes_back_when_created_again(
+        make_sqlite_settings: Callable[..., settings.Settings], start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    api = start_server(make_sqlite_settings(operator_tokens="op-token-0123456789"))
+    operator = {"Authorization": "Bearer op-token-0123456789"}
+
+    def status(n: int) -> dict[str, object]:
+        return support.event("target.status", None, target="web", source="/outrider/operator", id=f"status-{n}", data={
+            "health": "Healthy", "breaker_state": "Closed", "consecutive_failures": 0, "trips": 0, "active_runs": 0,
+            "pending_runs": 0, "max_open_prs": 1, "max_concurrent_runs": 1})
+
+    deleted = support.event("target.deleted", None, target="web", source="/outrider/operator", id="deleted-1")
+    finished = [support.event("run.created", "r1", target="web"), support.event("run.succeeded", "r1", target="web", at=5)]
+    for batch in ([status(1)], finished):
+        assert api.client.post("/v1/events", json=batch, headers=operator).status_code == 202
+    assert [t["target"] for t in api.client.get("/v1/targets").json()] == ["web"]
+    assert 'target="web"' in api.client.get("/metrics").text
+    assert api.client.post("/v1/events", json=deleted, headers=operator).status_code == 202
+    assert api.client.get("/v1/targets").json() == []
+    text = api.client.get("/metrics").text
+    assert 'target="web"' not in text
+    assert 'outrider_runs_total{namespace="other",status="succeeded",target="other"} 1.0' in text
+    assert api.client.post("/v1/events", json=status(2), headers=operator).status_code == 202  # created again
+    assert [t["target"] for t in api.client.get("/v1/targets").json()] == ["web"]
+    assert 'outrider_runs_total{namespace="default",status="succeeded",target="web"} 1.0' in api.client.get("/metrics").text

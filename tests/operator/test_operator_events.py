@@ -22,7 +22,7 @@ import uvicorn
 from operator_harness import Cluster, Operator, wait_for
 
 from outrider.common import events
-from outrider.operator import events_client
+from outrider.operator import events_client, kube
 from tests.conftest import free_port
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -246,6 +246,14 @@ def test_operator_against_the_real_control_plane(cluster: Cluster, operator_env:
         assert targets[0]["target"] == "repo-a"
         autonomy = client.get("/v1/autonomy/status").json()
         assert autonomy["enabled"] is True
+        assert 'scope="repo-a"' in client.get("/metrics").text
+
+        cluster.delete(kube.targets("default", "repo-a"))  # the Target's series and status leave with it
+        wait_for(lambda: client.get("/v1/targets").json() == [], what="the deleted Target left the control plane's view")
+        assert stored("target.deleted")[0]["event"]["target"] == "repo-a"
+        metrics = client.get("/metrics").text
+        assert 'target="repo-a"' not in metrics and 'scope="repo-a"' not in metrics
+        assert 'outrider_runs_total{namespace="other",status="failed",target="other"} 1.0' in metrics  # counted, folded
     finally:
         operator.stop()
         client.close()
