@@ -110,6 +110,14 @@ class Settings(BaseSettings):
             "the operator's and admins' events are never refused for quota (quota.py)."
         ),
     )
+    metrics_require_key: bool = Field(
+        default=False,
+        description=(
+            "Require a credential for /metrics (default false: open, like most exporters). When true, a key that "
+            "reads every namespace (role read without namespace or target bounds, operator or admin); /metrics "
+            "spans all tenants, so a tenant's bounded key gets 403. What it reveals: docs/metrics.md."
+        ),
+    )
     metrics_max_targets: int = Field(
         default=200, ge=1, le=100_000,
         description=(

@@ -347,3 +347,21 @@ def test_notes_say_the_next_three_things() -> None:
     assert "kubectl get targets,runs" in notes
     assert "port-forward svc/outrider-control-plane 8000:8000" in notes
     assert "patch configmap outrider-autonomy" in notes and '"enabled":"false"' in notes
+
+
+def test_limits_reach_the_control_plane_and_a_scrape_key_reaches_the_service_monitor() -> None:
+    env = support.env_of(support.one(support.objects(), "Deployment", CP))
+    assert env["OUTRIDER_NAMESPACE_QUOTA_BYTES"]["value"] == "268435456"  # a quarter of the default 1 Gi volume
+    assert env["OUTRIDER_KEY_INGEST_BYTES_PER_SECOND"]["value"] == "4194304"
+    assert "OUTRIDER_METRICS_REQUIRE_KEY" not in env
+    no_quota = support.env_of(support.one(support.objects({"controlPlane": {"limits": {"namespaceQuotaBytes": None}}}), "Deployment", CP))
+    assert "OUTRIDER_NAMESPACE_QUOTA_BYTES" not in no_quota
+    with pytest.raises(helm_python.HelmValuesError, match="name"):  # a required key needs the Secret holding it
+        support.render({"controlPlane": {"metrics": {"requireKey": True}}})
+    objs = support.objects({"monitoring": {"enabled": True},
+                            "controlPlane": {"metrics": {"requireKey": True, "keySecret": {"name": "prometheus-outrider-key"}}}})
+    assert support.env_of(support.one(objs, "Deployment", CP))["OUTRIDER_METRICS_REQUIRE_KEY"]["value"] == "true"
+    monitors = {o["metadata"]["name"]: o for o in support.find(objs, "ServiceMonitor")}
+    assert monitors[CP]["spec"]["endpoints"][0]["authorization"] == {
+        "type": "Bearer", "credentials": {"name": "prometheus-outrider-key", "key": "token"}}
+    assert "authorization" not in monitors[OP]["spec"]["endpoints"][0]  # the operator's endpoint stays as it is

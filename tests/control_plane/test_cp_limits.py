@@ -82,3 +82,18 @@ def test_ingest_bytes_per_credential_are_limited_and_a_refused_batch_stores_noth
     server.caught_up()
     assert server.client.get("/v1/runs/bytes-later").status_code == 404  # nothing of the refused request stored
     assert server.client.get("/v1/runs/bytes-run").json()["event_count"] == 6
+
+
+def test_metrics_can_require_a_key_that_reads_every_namespace(
+        make_sqlite_settings: Callable[..., settings.Settings], start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    open_server = start_server(make_sqlite_settings())
+    assert open_server.anonymous.get("/metrics").status_code == 200  # the default: open, like most exporters
+    server = start_server(make_sqlite_settings(metrics_require_key=True))
+    refused = server.anonymous.get("/metrics")
+    assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+    bounded = server.client.post("/v1/keys", json={"role": "read", "namespaces": ["team-a"]}).json()["secret"]
+    reader = server.client.post("/v1/keys", json={"role": "read"}).json()["secret"]
+    as_tenant = server.anonymous.get("/metrics", headers={"Authorization": f"Bearer {bounded}"})
+    assert as_tenant.status_code == 403 and "every namespace" in as_tenant.json()["message"]
+    scraped = server.anonymous.get("/metrics", headers={"Authorization": f"Bearer {reader}"})
+    assert scraped.status_code == 200 and "outrider_store_up 1.0" in scraped.text
