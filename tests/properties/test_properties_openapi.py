@@ -6,7 +6,8 @@ taken from ``create_app(...).openapi()`` at collection time (schemathesis' lazy 
 does not work with pytest 9: it writes ``request.node._nodeid``), and a separate test checks that the
 running server's ``/openapi.json`` is exactly that document. Checks: no
 server error, the status code is one the operation documents, the content type and the body match
-the documented response. ``/v1/events/stream`` is excluded: it is an endless Server-Sent-Events
+the documented response. Inputs are generated both to fit the schema and to break it (schemathesis' positive
+and negative modes): input that can never succeed must get a 4xx, never a 5xx. ``/v1/events/stream`` is excluded: it is an endless Server-Sent-Events
 response that a request/response fuzzer cannot finish (its behaviour is tested in
 ``tests/control_plane/test_cp_stream.py``).
 """
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 
 from outrider.control_plane import app as app_module
+from outrider.control_plane import server as cp_server
 from outrider.control_plane import settings as cp_settings
 from tests.conftest import free_port
 
@@ -46,9 +48,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path: Path = tmp_path_factory.mktemp("fuzz") / "outrider.db"
     config = cp_settings.Settings(database_url=f"sqlite:///{path}", api_tokens=TOKEN)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app_module.create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(cp_server.uvicorn_config(app_module.create_app(config), config, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, name="fuzz-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -68,6 +68,12 @@ def published_schema() -> dict[str, Any]:
 
 DOCUMENT = published_schema()
 schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path="/v1/events/stream")
+
+
+def test_the_fuzz_sends_input_that_breaks_the_schema_too() -> None:
+    from schemathesis.generation import GenerationMode
+
+    assert set(schema.config.generation.modes) == {GenerationMode.POSITIVE, GenerationMode.NEGATIVE}
 
 
 def test_served_schema_is_the_fuzzed_one(base_url: str) -> None:
