@@ -41,8 +41,10 @@ class BenchConfig:
     #: open-loop load at half that rate for the projection lag.
     sustained_seconds: float = 10.0
     lag_seconds: float = 10.0
-    #: Which parts to run: any of ingestion, projection, queries, operator.
-    parts: list[str] = field(default_factory=lambda: ["ingestion", "projection", "queries", "operator"])
+    #: Limits benchmark (bench.limits_bench): the normal reader's sequential requests per phase.
+    limits_samples: int = 500
+    #: Which parts to run: any of ingestion, projection, queries, operator, limits.
+    parts: list[str] = field(default_factory=lambda: ["ingestion", "projection", "queries", "operator", "limits"])
     #: PostgreSQL is measured when a server can be started here.
     postgres: bool = True
 
@@ -65,6 +67,7 @@ def from_environment() -> BenchConfig:
             operator_targets=5,
             sustained_seconds=1.0,
             lag_seconds=1.0,
+            limits_samples=100,
         )
     else:
         config = BenchConfig(quick=False, repeats=3, cell_seconds=2.0, cell_max_requests=200_000, warmup_requests=64)

@@ -125,6 +125,22 @@ def render(results: dict[str, Any]) -> str:
                 )
             )
         lines.append("")
+    limits = results.get("limits") or {}
+    if limits.get("phases"):
+        lines += [
+            "### Limits under abuse",
+            "",
+            _row(["phase", "normal read p50 ms", "p99 ms", "max ms", "p99 / idle", "p99 / key at its rate",
+                  "other key sent/s", "accepted/s"]),
+            _row(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+        ]
+        for name, f in limits["phases"].items():
+            lines.append(_row([name.replace("_", " "), fmt(f["p50_ms"], 2), fmt(f["p99_ms"], 2), fmt(f["max_ms"], 2),
+                               fmt(f.get("p99_vs_idle"), 2, "×"), fmt(f.get("p99_vs_key_at_its_rate"), 2, "×"),
+                               fmt(f.get("abuser_sent_per_s")), fmt(f.get("abuser_accepted_per_s"))]))
+        lines.append("")
+    elif limits:
+        lines += ["### Limits under abuse", "", f"Not measured: {limits.get('error')}", ""]
     operator = results.get("operator") or {}
     if operator and not operator.get("error") and not operator.get("skipped"):
         lines += ["### Operator (KMock)", "", _row(["figure", "value"]), _row(["---", "---:"])]

@@ -79,6 +79,10 @@ def run_all(
             results["queries"] = _guarded(
                 "queries", errors, lambda: importlib.import_module("bench.queries").run(config, token, workdir, pg, log)
             )
+        if "limits" in config.parts:
+            log("[bold]limits under abuse (a normal client while others hit the limits)[/bold]")
+            results["limits"] = _guarded(
+                "limits", errors, lambda: importlib.import_module("bench.limits_bench").run(config, token, workdir, log))
         if "operator" in config.parts:
             log("[bold]operator[/bold]")
             results["operator"] = _guarded(
@@ -103,6 +107,8 @@ def run_all(
         checks += targets.queries(results["queries"]["results"])
     if "operator" in config.parts:
         checks += targets.operator(results.get("operator"))
+    if results.get("limits") and "error" not in results["limits"]:
+        checks += targets.limits(results["limits"])
     results["targets"] = checks
     results["errors"] = errors
     results["complete"] = not errors

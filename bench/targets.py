@@ -105,3 +105,14 @@ def projection(found: dict[str, Any], cells: list[dict[str, Any]], batch_workloa
         lag = (figures.get("half_load") or {}).get("lag_p99_s")
         checks.append(_check(f"{name}: projection lag p99 s at half the sustained rate", "≤ 1", lag, _at_most(lag, 1.0)))
     return checks
+
+
+def limits(found: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15: a normal client's p99 while other clients hit the limits (bench.limits_bench's docstring)."""
+    phases = found["phases"]
+    checks = []
+    for name, baseline in (("throttled_key", "key_at_its_rate"), ("both", "key_at_its_rate"), ("slow_clients", "idle")):
+        r = (phases.get(name) or {}).get(f"p99_vs_{baseline}")
+        checks.append(_check(f"limits: normal read p99, {name.replace('_', ' ')} / {baseline.replace('_', ' ')}", "≤ 2×",
+                             r, _at_most(r, 2.0)))
+    return checks

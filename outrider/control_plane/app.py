@@ -91,6 +91,15 @@ class ControlPlane(FastAPI):
     route stays registered, so /openapi.json and /docs describe it; any other request is FastAPI's."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.state.throttled:  # empty (nobody throttled): nothing to look up
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    try:
+                        self.state.throttled.check(value)
+                    except errors.APIError as refused:  # over its rate: refused before routing (limits.Throttled)
+                        await errors.for_api_error(refused)(scope, receive, send)
+                        return
+                    break
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             root_path: str = scope.get("root_path", "")
@@ -152,6 +161,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.streams = limits.StreamSlots(config.max_streams, config.max_streams_per_key)
     app.state.auth_failures = limits.AuthFailures(config.auth_failures_per_minute)
     app.state.quota = quota.NamespaceQuota(app.state.store, config.namespace_quota_bytes)
+    app.state.throttled = limits.Throttled()
     app.state.request_rate = limits.KeyRate(config.key_requests_per_second, config.key_request_burst, "request rate")
     app.state.ingest_rate = limits.KeyRate(config.key_ingest_bytes_per_second, config.key_ingest_burst_bytes, "ingest bytes rate")
     app.state.keys = keys.KeyStore(the_store.engine, config.key_cache_seconds)

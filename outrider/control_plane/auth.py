@@ -130,7 +130,11 @@ async def authenticate(request: Request) -> Principal:
     if principal is None:
         failures.failed(address)
         raise unauthorized("the bearer token is not valid (unknown, revoked or expired)")
-    request.app.state.request_rate.take(principal.key_id)  # 429 while this credential is over its request rate
+    try:
+        request.app.state.request_rate.take(principal.key_id)  # 429 while this credential is over its request rate
+    except errors.APIError as refused:
+        request.app.state.throttled.remember(presented, refused.until)  # type: ignore[attr-defined]
+        raise
     request.state.principal = principal
     return principal
 

@@ -17,6 +17,7 @@ authentications.
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import math
 import threading
@@ -125,7 +126,9 @@ class KeyRate:
             bucket.stamp = now
             if bucket.tokens <= 0:
                 wait = math.ceil((1.0 - bucket.tokens) / self.rate)
-                raise too_many(f"this credential is over its {self.what}; retry after {wait} s", wait)
+                refused = too_many(f"this credential is over its {self.what}; retry after {wait} s", wait)
+                refused.until = now + (1e-3 - bucket.tokens) / self.rate  # type: ignore[attr-defined]
+                raise refused
             bucket.tokens -= amount
 
     def _forget_full(self, now: float) -> None:
@@ -133,3 +136,44 @@ class KeyRate:
         for key_id, bucket in list(self._buckets.items()):
             if bucket.tokens + (now - bucket.stamp) * self.rate >= self.burst:
                 del self._buckets[key_id]
+
+
+class Throttled:
+    """Credentials refused for their request rate, by a digest of the secret presented, until their bucket refills.
+
+    Why: a client retrying in a tight loop once it gets 429 costs the server a full request (routing,
+    authentication) per refusal, and the other clients wait behind those. While a credential is known to be
+    over its rate, its requests are refused before routing (``app.ControlPlane``), with the same answer the full
+    path would give. Only authenticated credentials get here, so guessed tokens never fill it.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[bytes, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    @staticmethod
+    def digest(secret: bytes) -> bytes:
+        return hashlib.blake2b(secret, digest_size=16).digest()
+
+    def remember(self, secret: str, until: float) -> None:
+        if len(self._until) >= TRACKED_ADDRESSES:
+            now = time.monotonic()
+            self._until = {k: v for k, v in self._until.items() if v > now}
+        self._until[self.digest(secret.encode())] = until
+
+    def check(self, authorization: bytes) -> None:
+        """429 while the credential in this ``Authorization`` header value is known to be over its rate."""
+        if not self._until:
+            return
+        scheme, _, secret = authorization.partition(b" ")
+        until = self._until.get(self.digest(secret.strip()))
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left <= 0:
+            self._until.pop(self.digest(secret.strip()), None)
+            return
+        wait = math.ceil(left)
+        raise too_many(f"this credential is over its request rate; retry after {wait} s", wait)
