@@ -1,6 +1,7 @@
-"""``outrider trends`` and ``outrider models``: success, tokens and cost over time, and per-model performance.
+"""``outrider trends``, ``outrider models`` and ``outrider errors``: success, tokens and cost over time,
+per-model performance, and where runs fail.
 
-Both print what ``GET /v1/analytics/trends`` / ``GET /v1/analytics/models`` answer: a table for people
+Each prints what ``GET /v1/analytics/trends`` / ``models`` / ``errors`` answers: a table for people
 (missing figures as "—", never 0), or with ``--format json`` the API document unchanged, for agents.
 """
 
@@ -79,6 +80,22 @@ def render_models(document: dict[str, Any]) -> None:
     console.print(table)
 
 
+def render_errors(document: dict[str, Any]) -> None:
+    console = output.stdout()
+    summary = (f"{document['failed']} of {document['finished']} runs created in the last {output.esc(document['window'])} "
+               f"and finished failed ({percent(document['failure_rate'])})")
+    if not document["groups"]:
+        console.print(summary + ".")
+        return
+    table = Table(title=summary + f", by {output.esc(document['by'])}", title_justify="left")
+    for column in (document["by"].upper().replace("_", " "), "FAILED", "FINISHED", "RATE"):
+        table.add_column(column, no_wrap=True)
+    for group in document["groups"]:
+        table.add_row(output.DASH if group["key"] is None else output.esc(group["key"]), str(group["failed"]),
+                      count(group["finished"]), percent(group["rate"]))
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("trends")
     def trends(
@@ -110,3 +127,18 @@ def register(app: typer.Typer) -> None:
             output.print_json(document)
         else:
             render_models(document)
+
+    @app.command("errors")
+    def errors(
+        window: WindowOpt = "24h",
+        by: Annotated[str, typer.Option("--by", "-b", help="Group by target, error_type or stage.")] = "target",
+        fmt: options.FormatOpt = output.Format.TABLE,
+        url: options.Url = options.DEFAULT_URL,
+        token: options.Token = None,
+    ) -> None:
+        """Failed runs in a window, grouped by target, error type or stage, with failure rates."""
+        document = output.fetch("error analytics", "/v1/analytics/errors", url, token, fmt, params={"window": window, "by": by})
+        if fmt == output.Format.JSON:
+            output.print_json(document)
+        else:
+            render_errors(document)

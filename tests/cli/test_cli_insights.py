@@ -1,4 +1,4 @@
-"""``outrider trends`` and ``outrider models`` against a real control plane (uvicorn on 127.0.0.1, SQLite file)."""
+"""``outrider trends``, ``models`` and ``errors`` against a real control plane (uvicorn on 127.0.0.1, SQLite file)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,18 @@ def test_bad_window_is_an_error(server: support.Server, cli: Cli) -> None:
     assert result.returncode != 0 and result.stdout == ""
     assert "bucket" in json.loads(result.stderr)["error"]
     assert cli("models", "--window", "soon").returncode != 0
+
+
+def test_errors_json_and_table(server: support.Server, cli: Cli) -> None:
+    seed(server)
+    result = cli("errors", "--window", "1h", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    document = schemas.ErrorAnalytics.model_validate_json(result.stdout)
+    assert (document.failed, document.finished, document.failure_rate) == (1, 2, 0.5)
+    assert [(g.key, g.failed, g.finished) for g in document.groups] == [("docs-site", 1, 2)]
+    table = cli("errors", "--window", "1h")
+    assert table.returncode == 0, table.stderr
+    assert "1 of 2 runs" in table.stdout and "50.0%" in table.stdout and "docs-site" in table.stdout
+    by_stage = cli("errors", "--by", "stage")
+    assert by_stage.returncode == 0 and "STAGE" in by_stage.stdout
+    assert cli("errors", "--by", "colour").returncode != 0  # refused by the API (422), said on stderr
