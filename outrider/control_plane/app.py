@@ -27,6 +27,7 @@ from outrider.control_plane import (
     keys,
     limits,
     metrics,
+    model_metrics,
     quota,
     sessions,
     settings,
@@ -170,6 +171,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.metrics = metrics.Metrics(the_store)
     app.state.metrics.registry.register(status_metrics.StatusCollector(the_store))
     app.state.metrics.registry.register(budget_metrics.BudgetCollector(the_store))
+    app.state.metrics.registry.register(model_metrics.ModelCollector(the_store))
     errors.install(app)
     app.include_router(health_routes.router)
     app.include_router(api_docs.router)

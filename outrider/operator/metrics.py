@@ -10,6 +10,7 @@ docs/concepts/health.md and docs/architecture.md (Operator section).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
@@ -32,6 +33,8 @@ class TargetView:
     max_concurrent_runs: int
     active: int
     pending: int
+    #: Creation time of the Run that has waited longest for admission; None when none waits.
+    oldest_pending: dt.datetime | None = None
 
 
 @dataclasses.dataclass
@@ -65,6 +68,9 @@ class OperatorCollector(Collector):
         max_runs = GaugeMetricFamily("outrider_target_max_concurrent_runs", "spec.maxConcurrentRuns.", labels=labels)
         active = GaugeMetricFamily("outrider_runs_active", "Admitted, unfinished Runs.", labels=labels)
         pending = GaugeMetricFamily("outrider_runs_pending", "Runs held for admission.", labels=labels)
+        oldest = GaugeMetricFamily("outrider_runs_oldest_pending_timestamp_seconds",
+                                   "Creation time (unix seconds) of the Run that has waited longest for admission; "
+                                   "absent when none waits. time() minus it is how long the queue has starved.", labels=labels)
         for view in sorted(self.view.targets.values(), key=lambda v: (v.namespace, v.name)):
             key = [view.namespace, view.name]
             for value in k8s.HEALTHS:
@@ -79,7 +85,9 @@ class OperatorCollector(Collector):
             max_runs.add_metric(key, view.max_concurrent_runs)
             active.add_metric(key, view.active)
             pending.add_metric(key, view.pending)
-        yield from (health, breaker, trips, failures, open_prs, max_prs, max_runs, active, pending)
+            if view.oldest_pending is not None:
+                oldest.add_metric(key, view.oldest_pending.timestamp())
+        yield from (health, breaker, trips, failures, open_prs, max_prs, max_runs, active, pending, oldest)
         enabled = GaugeMetricFamily("outrider_autonomy_enabled", "1 while autonomy is enabled; 0 while paused, missing or invalid.")
         if self.view.autonomy_enabled is not None:
             enabled.add_metric([], 1.0 if self.view.autonomy_enabled else 0.0)

@@ -211,6 +211,7 @@ class TargetReconciler:
                                        {"status": {"breaker": breaker_mod.to_status(b)}})
         admitted_now = 0
         pending = 0
+        waited_since: list[dt.datetime] = []
         for decision in decisions:
             run = runs_by_name[decision.run]
             if decision.admit:
@@ -221,6 +222,7 @@ class TargetReconciler:
                     b = breaker_mod.admit_probe(b, run.name)
             else:
                 pending += 1
+                waited_since.append(run.created)
                 await self._hold(run, decision, now)
         # Runs whose Job runs without our admission (adopted, created unsuspended): say so once.
         for job in active_jobs:
@@ -237,7 +239,9 @@ class TargetReconciler:
                                                            message="created unsuspended", now=now, generation=run.generation)},
                     seen=run)
         # Runs still being set up (no Job yet) wait too.
-        pending += len([r for r in runs if not r.terminal and r.name not in jobs_by_run and r.phase in (None, k8s.PHASE_PENDING)])
+        unbuilt = [r for r in runs if not r.terminal and r.name not in jobs_by_run and r.phase in (None, k8s.PHASE_PENDING)]
+        pending += len(unbuilt)
+        waited_since.extend(r.created for r in unbuilt)
         active += admitted_now
 
         # 4. Status, Events, metrics.
@@ -313,7 +317,8 @@ class TargetReconciler:
         self.rt.view.targets[(self.namespace, self.name)] = metrics.TargetView(
             namespace=self.namespace, name=self.name, health=h.health, breaker_state=b.state, trips=b.trips,
             consecutive_failures=b.consecutive_failures, open_prs=open_prs, max_open_prs=target.limits.max_open_prs,
-            max_concurrent_runs=target.limits.max_concurrent_runs, active=active, pending=pending)
+            max_concurrent_runs=target.limits.max_concurrent_runs, active=active, pending=pending,
+            oldest_pending=min(waited_since, default=None))
         wakes = [t for t in (b.cooldown_until if b.state == k8s.BREAKER_OPEN else None,
                              gate.retry_at if gate is not None and pending else None) if t is not None]
         return min(wakes) if wakes else None

@@ -18,6 +18,8 @@ ALERTS = {
     "OutriderHighFailureRate",
     "OutriderMaxOpenPRsReached",
     "OutriderAutonomyPausedLong",
+    "OutriderModelDegradation",
+    "OutriderQueueStarvation",
     "OutriderCostSpike",
     "OutriderBudgetBurn",
     "OutriderProjectionLagging",  # issue 14: the projection follows the event log

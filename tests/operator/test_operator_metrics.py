@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import httpx
 from operator_harness import Cluster, Operator, wait_for
@@ -31,7 +34,8 @@ def test_collector_reads_the_view_at_scrape_time() -> None:
     view.autonomy_enabled = False
     view.targets[("default", "repo-a")] = metrics.TargetView(
         namespace="default", name="repo-a", health="Blocked", breaker_state="Open", trips=4, consecutive_failures=2,
-        open_prs=None, max_open_prs=2, max_concurrent_runs=3, active=1, pending=5)
+        open_prs=None, max_open_prs=2, max_concurrent_runs=3, active=1, pending=5,
+        oldest_pending=dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC))
     labels = {"namespace": "default", "target": "repo-a"}
     assert registry.get_sample_value("outrider_autonomy_enabled") == 0
     assert registry.get_sample_value("outrider_target_health", {**labels, "health": "Blocked"}) == 1
@@ -42,6 +46,9 @@ def test_collector_reads_the_view_at_scrape_time() -> None:
     assert registry.get_sample_value("outrider_target_max_open_prs", labels) == 2
     assert registry.get_sample_value("outrider_runs_active", labels) == 1
     assert registry.get_sample_value("outrider_runs_pending", labels) == 5
+    assert registry.get_sample_value("outrider_runs_oldest_pending_timestamp_seconds", labels) == 1_796_472_000
+    view.targets[("default", "repo-a")] = dataclasses.replace(view.targets[("default", "repo-a")], pending=0, oldest_pending=None)
+    assert registry.get_sample_value("outrider_runs_oldest_pending_timestamp_seconds", labels) is None  # none waits: absent
     assert registry.get_sample_value("outrider_operator_events_dropped_total") == 7
     assert registry.get_sample_value("outrider_operator_events_buffered") == 3
     assert registry.get_sample_value("outrider_operator_kube_events_dropped_total") == 11
@@ -61,6 +68,11 @@ def test_running_operator_serves_metrics_from_the_cluster(cluster: Cluster, oper
     key = (("namespace", "default"), ("target", "repo-a"))
     assert got[("outrider_runs_active", key)] == 1
     assert got[("outrider_runs_pending", key)] == 1
+    waiting_since = got[("outrider_runs_oldest_pending_timestamp_seconds", key)]  # the one not admitted
+    (waiting,) = [name for name in ("r1", "r2") if cluster.run_status(name).get("phase") in (None, "Pending")]
+    created = cluster.run_obj(waiting)["metadata"]["creationTimestamp"]
+    assert waiting_since == dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    assert abs(time.time() - waiting_since) < 120
     assert got[("outrider_target_open_prs", key)] == 1
     assert got[("outrider_target_max_open_prs", key)] == 3
     assert got[("outrider_target_health", tuple(sorted((*key, ("health", "Healthy")))))] == 1
