@@ -44,6 +44,7 @@ LABEL_SCHEDULER: Final = f"{GROUP}/scheduler"
 LABEL_ADOPTED: Final = f"{GROUP}/adopted"
 #: On the Job: the operator suspended it for a drain (so it is not confused with a never-admitted Job).
 ANNOTATION_DRAINED: Final = f"{GROUP}/drained"
+ANNOTATION_STOPPED: Final = f"{GROUP}/stopped"  # a Job the watchdog suspended: the reason (NoProgress)
 #: On a CronJob: the operator suspended it for a drain.
 ANNOTATION_SCHEDULER_DRAINED: Final = f"{GROUP}/drained"
 #: On a Job: the operator admitted it (RFC 3339 time). Counted as active from cluster state after a restart.
@@ -61,6 +62,7 @@ AUTONOMY_KEY_REASON: Final = "reason"  # free text, shown on held Runs
 AUTONOMY_KEY_MODE: Final = "mode"  # "hold" | "drain"
 AUTONOMY_KEY_BUDGET_HOUR: Final = "budgetUsdPerHour"  # global budget, USD per rolling hour (optional)
 AUTONOMY_KEY_BUDGET_DAY: Final = "budgetUsdPerDay"  # global budget, USD per rolling day (optional)
+AUTONOMY_KEY_PROGRESS_TIMEOUT: Final = "progressTimeoutSeconds"  # the watchdog's default for every Target (optional)
 AUTONOMY_MODE_HOLD: Final = "hold"
 AUTONOMY_MODE_DRAIN: Final = "drain"
 AUTONOMY_MODES: Final = (AUTONOMY_MODE_HOLD, AUTONOMY_MODE_DRAIN)
@@ -80,6 +82,7 @@ CONDITION_ADMITTED: Final = "Admitted"
 CONDITION_RUNNING: Final = "Running"
 CONDITION_SUCCEEDED: Final = "Succeeded"
 CONDITION_READY: Final = "Ready"  # on Targets: health is Healthy or Idle
+CONDITION_STALLED: Final = "Stalled"  # on Runs: True while running without progress (operator/watchdog.py)
 
 # --- Target health and breaker states ------------------------------------------------------------------
 HEALTH_HEALTHY: Final = "Healthy"
@@ -134,3 +137,5 @@ REASON_COMPLETED: Final = "Completed"
 REASON_JOB_FAILED: Final = "JobFailed"  # the Job failed without a reason of its own
 REASON_JOB_DELETED: Final = "JobDeleted"  # the Run's Job disappeared before it finished
 REASON_JOB_CREATE_FAILED: Final = "JobCreateFailed"  # the API server refused the Job built from spec.template
+REASON_NO_PROGRESS: Final = "NoProgress"  # the watchdog: no event of the run for progressTimeoutSeconds
+REASON_PROGRESSING: Final = "Progressing"  # Stalled=False: events arrive again

@@ -29,6 +29,7 @@ class Autonomy:
     message: str  # for people: the ConfigMap's own `reason`, or what is wrong with it
     budget_usd_per_hour: float | None = None  # the global budget (budgetUsdPerHour); None: no limit
     budget_usd_per_day: float | None = None
+    progress_timeout_seconds: int | None = None  # the watchdog's default (progressTimeoutSeconds); None: none
 
     @property
     def draining(self) -> bool:
@@ -75,12 +76,19 @@ def parse(configmap: dict[str, Any] | None, *, namespace: str = "", name: str = 
             return _invalid(where, f"'{key}' is {raw!r} (expected a number of US dollars >= 0)")
         budget[key] = value
     hour, day = budget[k8s.AUTONOMY_KEY_BUDGET_HOUR], budget[k8s.AUTONOMY_KEY_BUDGET_DAY]
+    raw_timeout = data.get(k8s.AUTONOMY_KEY_PROGRESS_TIMEOUT)
+    timeout: int | None = None
+    if raw_timeout is not None and not (isinstance(raw_timeout, str) and not raw_timeout.strip()):
+        text = raw_timeout.strip() if isinstance(raw_timeout, str) else ""
+        if not text.isdigit() or not 1 <= int(text) <= 604800:
+            return _invalid(where, f"'{k8s.AUTONOMY_KEY_PROGRESS_TIMEOUT}' is {raw_timeout!r} (expected whole seconds, 1 to 604800)")
+        timeout = int(text)
     note = data.get(k8s.AUTONOMY_KEY_REASON)
     note = note.strip() if isinstance(note, str) else ""
     if enabled:
-        return Autonomy(True, mode, "", note, hour, day)
+        return Autonomy(True, mode, "", note, hour, day, timeout)
     return Autonomy(False, mode, k8s.REASON_AUTONOMY_PAUSED, note or "autonomy is disabled in the autonomy ConfigMap",
-                    hour, day)
+                    hour, day, timeout)
 
 
 def _invalid(where: str, problem: str) -> Autonomy:

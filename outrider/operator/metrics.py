@@ -35,6 +35,8 @@ class TargetView:
     pending: int
     #: Creation time of the Run that has waited longest for admission; None when none waits.
     oldest_pending: dt.datetime | None = None
+    #: Running Runs the watchdog holds Stalled now (no progress for the Target's progressTimeoutSeconds).
+    stalled: int = 0
 
 
 @dataclasses.dataclass
@@ -68,6 +70,8 @@ class OperatorCollector(Collector):
         max_runs = GaugeMetricFamily("outrider_target_max_concurrent_runs", "spec.maxConcurrentRuns.", labels=labels)
         active = GaugeMetricFamily("outrider_runs_active", "Admitted, unfinished Runs.", labels=labels)
         pending = GaugeMetricFamily("outrider_runs_pending", "Runs held for admission.", labels=labels)
+        stalled = GaugeMetricFamily("outrider_runs_stalled", "Running Runs without progress for the watchdog's "
+                                    "progressTimeoutSeconds (condition Stalled=True).", labels=labels)
         oldest = GaugeMetricFamily("outrider_runs_oldest_pending_timestamp_seconds",
                                    "Creation time (unix seconds) of the Run that has waited longest for admission; "
                                    "absent when none waits. time() minus it is how long the queue has starved.", labels=labels)
@@ -85,9 +89,10 @@ class OperatorCollector(Collector):
             max_runs.add_metric(key, view.max_concurrent_runs)
             active.add_metric(key, view.active)
             pending.add_metric(key, view.pending)
+            stalled.add_metric(key, view.stalled)
             if view.oldest_pending is not None:
                 oldest.add_metric(key, view.oldest_pending.timestamp())
-        yield from (health, breaker, trips, failures, open_prs, max_prs, max_runs, active, pending, oldest)
+        yield from (health, breaker, trips, failures, open_prs, max_prs, max_runs, active, pending, oldest, stalled)
         enabled = GaugeMetricFamily("outrider_autonomy_enabled", "1 while autonomy is enabled; 0 while paused, missing or invalid.")
         if self.view.autonomy_enabled is not None:
             enabled.add_metric([], 1.0 if self.view.autonomy_enabled else 0.0)

@@ -139,6 +139,7 @@ class TargetInfo:
     cooldown_seconds: int
     generation: int
     budget: budget_mod.Limits | None = None  # spec.budget; None: the Target has no budget of its own
+    watchdog: dict[str, Any] | None = None  # spec.watchdog as written (operator/watchdog.py reads it)
 
     @classmethod
     def of(cls, body: Any) -> TargetInfo:
@@ -165,6 +166,7 @@ class TargetInfo:
             cooldown_seconds=_positive(cb.get("cooldownSeconds"), 1800),
             generation=int(meta.get("generation") or 0),
             budget=budget_mod.from_spec(spec.get("budget")),
+            watchdog=spec.get("watchdog") if isinstance(spec.get("watchdog"), dict) else None,
         )
 
 

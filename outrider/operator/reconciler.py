@@ -17,7 +17,17 @@ import logging
 from typing import Any
 
 from outrider.common import events, k8s
-from outrider.operator import admission, conditions, events_client, health, kube, metrics, model, run_credentials
+from outrider.operator import (
+    admission,
+    conditions,
+    events_client,
+    health,
+    kube,
+    metrics,
+    model,
+    run_credentials,
+    watchdog,
+)
 from outrider.operator import breaker as breaker_mod
 from outrider.operator import budget as budget_mod
 from outrider.operator import runtime as runtime_mod
@@ -29,6 +39,15 @@ def ref(kind: str, namespace: str, name: str, uid: str | None = None) -> dict[st
     """A minimal object reference for the Kubernetes Events the recorder (``kube_events``) posts about an object."""
     api = "batch/v1" if kind == "Job" else k8s.API_VERSION
     return {"apiVersion": api, "kind": kind, "metadata": {"namespace": namespace, "name": name, "uid": uid}}
+
+
+#: How often the watchdog looks at a Stalled Run (or one it could not judge) for progress coming back.
+WATCHDOG_RECHECK_SECONDS = 30
+
+
+def _stalled(run: model.RunInfo) -> bool:
+    found = conditions.get(run.status.get("conditions"), k8s.CONDITION_STALLED)
+    return found is not None and found.get("status") == "True"
 
 
 def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
@@ -244,6 +263,9 @@ class TargetReconciler:
         waited_since.extend(r.created for r in unbuilt)
         active += admitted_now
 
+        # 3b. The no-progress watchdog over running Runs (operator/watchdog.py).
+        stalled, watch_at = await self._watch(target, autonomy, runs, jobs_by_run, now)
+
         # 4. Status, Events, metrics.
         open_prs = target.limits.open_prs
         h = health.assess(limits=target.limits, autonomy=autonomy, breaker=b, active=active, pending=pending,
@@ -318,10 +340,85 @@ class TargetReconciler:
             namespace=self.namespace, name=self.name, health=h.health, breaker_state=b.state, trips=b.trips,
             consecutive_failures=b.consecutive_failures, open_prs=open_prs, max_open_prs=target.limits.max_open_prs,
             max_concurrent_runs=target.limits.max_concurrent_runs, active=active, pending=pending,
-            oldest_pending=min(waited_since, default=None))
+            oldest_pending=min(waited_since, default=None), stalled=stalled)
         wakes = [t for t in (b.cooldown_until if b.state == k8s.BREAKER_OPEN else None,
-                             gate.retry_at if gate is not None and pending else None) if t is not None]
+                             gate.retry_at if gate is not None and pending else None, watch_at) if t is not None]
         return min(wakes) if wakes else None
+
+    async def _watch(self, target: model.TargetInfo, autonomy: Any, runs: list[model.RunInfo],
+                     jobs_by_run: dict[str, model.JobInfo], now: dt.datetime) -> tuple[int, dt.datetime | None]:
+        """The watchdog's pass: how many running Runs are Stalled now, and when to look again."""
+        rule = watchdog.policy(target.watchdog, autonomy.progress_timeout_seconds)
+        running = [r for r in runs if r.phase == k8s.PHASE_RUNNING]
+        if rule is None or not running:
+            return 0, None
+        recheck = now + dt.timedelta(seconds=min(WATCHDOG_RECHECK_SECONDS, rule.timeout_seconds))
+        activity = await self.rt.activity.last_activity(self.namespace, self.name, now)
+        if activity is None:  # blind (watchdog.Client): decide nothing, look again later
+            return sum(1 for r in running if _stalled(r)), recheck
+        count = 0
+        wake: dt.datetime | None = None
+        for run in running:
+            last = activity.get(run.name)
+            if last is None:
+                continue  # the control plane does not have it running yet: nothing to judge by
+            found = watchdog.verdict(last, now, rule.timeout_seconds)
+            if found.stalled:
+                count += 1
+                if rule.stop:
+                    await self._stop_stalled(run, jobs_by_run.get(run.name), found, rule, now)
+                    continue
+                if not _stalled(run):
+                    await self._mark_stalled(run, found, rule, now)
+                wake = recheck if wake is None else min(wake, recheck)  # to see progress come back
+            else:
+                if _stalled(run):
+                    conds = conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_STALLED, status=False,
+                                                     reason=k8s.REASON_PROGRESSING, message="events arrive again", now=now,
+                                                     generation=run.generation)
+                    await patch_run_status(self.rt, run.namespace, run.name, {"conditions": conds}, seen=run)
+                if found.recheck_at is not None:
+                    wake = found.recheck_at if wake is None else min(wake, found.recheck_at)
+        return count, wake
+
+    @staticmethod
+    def _stall_message(found: watchdog.Verdict, rule: watchdog.Policy) -> str:
+        return f"no event from the run for {int(found.idle_seconds)} s (progressTimeoutSeconds {rule.timeout_seconds})"
+
+    async def _mark_stalled(self, run: model.RunInfo, found: watchdog.Verdict, rule: watchdog.Policy, now: dt.datetime) -> None:
+        message = self._stall_message(found, rule)
+        conds = conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_STALLED, status=True,
+                                         reason=k8s.REASON_NO_PROGRESS, message=message, now=now, generation=run.generation)
+        if await patch_run_status(self.rt, run.namespace, run.name, {"conditions": conds}, seen=run):
+            self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_NO_PROGRESS,
+                                     message=f"Stalled: {message}")
+
+    async def _stop_stalled(self, run: model.RunInfo, job: model.JobInfo | None, found: watchdog.Verdict,
+                            rule: watchdog.Policy, now: dt.datetime) -> None:
+        """Fail the Run (NoProgress, counted by the breaker) and suspend its Job, which stops its pods."""
+        message = self._stall_message(found, rule) + ": stopped by the watchdog (spec.watchdog.stopStalledRuns)"
+        conds = run.status.get("conditions")
+        for type_, value in ((k8s.CONDITION_STALLED, True), (k8s.CONDITION_RUNNING, False), (k8s.CONDITION_SUCCEEDED, False)):
+            conds = conditions.set_condition(conds, type_=type_, status=value, reason=k8s.REASON_NO_PROGRESS, message=message,
+                                             now=now, generation=run.generation)
+        started = breaker_mod.parse_time(run.status.get("startTime"))
+        duration = round((now - started).total_seconds(), 3) if started else None
+        status: dict[str, Any] = {"phase": k8s.PHASE_FAILED, "reason": k8s.REASON_NO_PROGRESS, "message": message,
+                                  "errorSummary": message, "completionTime": breaker_mod.format_time(now),
+                                  "conditions": conds, "observedGeneration": run.generation}
+        if duration is not None:
+            status["durationSeconds"] = max(0, int(duration))  # whole seconds, as the Job mirror writes it
+        if not await patch_run_status(self.rt, run.namespace, run.name, status, seen=run):
+            return
+        if job is not None:
+            await self.rt.client.patch(kube.jobs(job.namespace, job.name), {
+                "metadata": {"annotations": {k8s.ANNOTATION_STOPPED: k8s.REASON_NO_PROGRESS}}, "spec": {"suspend": True}})
+        self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_NO_PROGRESS,
+                                 message=message)
+        self.rt.emit(events_client.build(
+            events.EventType.RUN_FAILED, id_parts=(run.uid, "failed"), time=now, target=run.target or None,
+            runid=run.name, subject=f"runs/{run.namespace}/{run.name}",
+            data={"error_type": k8s.REASON_NO_PROGRESS, "message": message, "duration_seconds": duration}))
 
     async def _budget_gate(self, target: model.TargetInfo, autonomy: Any, waiting: list[model.RunInfo],
                            runs: list[model.RunInfo], now: dt.datetime) -> budget_mod.Gate | None:

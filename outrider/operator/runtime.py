@@ -20,7 +20,7 @@ from typing import Any
 from outrider.common import events
 from outrider.operator import autonomy as autonomy_mod
 from outrider.operator import budget as budget_mod
-from outrider.operator import events_client, kube, kube_events, metrics, run_credentials
+from outrider.operator import events_client, kube, kube_events, metrics, run_credentials, watchdog
 from outrider.operator import settings as settings_mod
 
 logger = logging.getLogger("outrider.operator")
@@ -46,6 +46,8 @@ class Runtime:
                                                 batch_max=settings.events_batch_max)
         self.budgets = budget_mod.Client(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
                                          cache_seconds=settings.budget_cache_seconds)
+        self.activity = watchdog.Client(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
+                                        cache_seconds=settings.watchdog_cache_seconds)
         self.kube_events = kube_events.Recorder(
             client, queue_max=settings.kube_events_queue_max, burst=settings.kube_events_burst,
             qps=settings.kube_events_qps, dedup_seconds=settings.kube_events_dedup_seconds,

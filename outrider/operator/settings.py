@@ -74,6 +74,9 @@ class OperatorSettings(BaseSettings):
     budget_cache_seconds: float = Field(default=5.0, ge=0, description=(
         "OUTRIDER_BUDGET_CACHE_SECONDS: how long one spend answer is reused (never past its resets_at), and how "
         "soon an unknown spend is asked again. Default 5."))
+    watchdog_cache_seconds: float = Field(default=5.0, ge=0, description=(
+        "OUTRIDER_WATCHDOG_CACHE_SECONDS: how long one answer about a Target's running runs' last activity is "
+        "reused by the no-progress watchdog (operator/watchdog.py). Default 5."))
     metrics_port: int = Field(default=9090, ge=0, le=65535, description=(
         "OUTRIDER_METRICS_PORT: Prometheus /metrics port (the CLI's --metrics-port sets it); 0 disables. Default 9090."))
     metrics_host: str = Field(default="0.0.0.0", description=(
