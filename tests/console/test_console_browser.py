@@ -290,3 +290,43 @@ def test_a_tenants_reader_sees_only_its_own_in_the_browser(server: support.Serve
     assert "team-b" not in body and "Failed" not in body
     response = page.goto(server.url + "/runs/web-1?namespace=team-b")
     assert response is not None and response.status == 404
+
+
+def test_a_running_runs_page_updates_live(server: support.Server, browser: Any, output_dir: Path) -> None:
+    """Elapsed time ticks; progress, figures and the event tail follow the run's events without a reload; the page
+    reloads into the finished record when the run ends."""
+    start = datetime.now(UTC) - timedelta(seconds=70)
+    server.post(
+        support.event("run.created", runid="watch-me", target="docs-site", at=start),
+        support.event("run.started", runid="watch-me", target="docs-site", at=start, data={"node": "gpu-node-3", "gpu": "A100"}),
+        support.event("run.stage.started", runid="watch-me", target="docs-site", at=start, data={"stage": "search"}),
+    )
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + "/login")
+    page.get_by_label("API token").fill(support.TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/")
+    page.goto(server.url + "/runs/watch-me")
+    page.locator("#live.connected").wait_for()
+    elapsed = page.locator("#run-live [data-elapsed]")
+    first = elapsed.inner_text()
+    assert first.startswith("1m")
+    page.wait_for_function("(before) => document.querySelector('#run-live [data-elapsed]').textContent !== before", arg=first)
+    page.evaluate("window.__marker = 'same page'")
+    server.post(support.event("run.progress", runid="watch-me", target="docs-site",
+                              data={"stage": "search", "iteration": 4, "max_iterations": 16, "best_metric": 0.87}))
+    page.locator("#run-live", has_text="iteration 4 of 16").wait_for()
+    live = page.locator("#run-live").inner_text().lower()
+    assert "25.0%" in live and "best metric" in live and "0.87" in live and "run.progress" in live
+    assert page.evaluate("window.__marker") == "same page"
+    _check_page(page, output_dir, "run-live")
+    server.post(support.event("run.succeeded", runid="watch-me", target="docs-site"))
+    page.wait_for_function("() => window.__marker === undefined")  # reloaded into the finished record
+    page.locator("#run-title", has_text="succeeded").wait_for()
+    assert page.locator("#run-live").count() == 0
+    assert errors == []
+    context.close()

@@ -124,3 +124,58 @@ def test_urls_from_events_become_links_only_when_they_are_http(server: support.S
             for url in hostile:
                 assert f'href="{url}' not in page and f"href=\"{url.replace('<', '&lt;')}" not in page, (path, url)
             assert "javascript:alert(document.cookie)" in page  # still shown, as text
+
+
+def _live_run(server: support.Server, run_id: str) -> datetime:
+    start = datetime.now(UTC) - timedelta(minutes=3)
+    server.post(
+        support.event("run.created", runid=run_id, target="docs-site", at=start),
+        support.event("run.started", runid=run_id, target="docs-site", at=start, data={
+            "pod": "agent-7f9c", "node": "gpu-node-3", "gpu": "A100", "region": "eu-west-1", "job": "j"}),
+        support.event("run.stage.started", runid=run_id, target="docs-site", at=start, data={"stage": "search"}),
+    )
+    return start
+
+
+def test_a_running_runs_page_shows_what_it_does_now(server: support.Server) -> None:
+    """Stage, progress as reported (iteration of its bound, %, ETA, every other number), elapsed, placement, tail."""
+    _live_run(server, "live-1")
+    with contextlib.closing(signed_in(server)) as client:
+        page = client.get("/runs/live-1").text
+        assert 'id="run-live"' in page and "search" in page and "data-elapsed" in page
+        assert "A100" in page and "gpu-node-3" in page and "eu-west-1" in page and "agent-7f9c" in page
+        assert 'title="The worker has reported no progress for this stage">—' in page  # none yet: shown as missing
+        server.post(support.event("run.progress", runid="live-1", target="docs-site", data={
+            "stage": "search", "iteration": 3, "max_iterations": 12, "eta_seconds": 540, "best_metric": 0.913,
+            "good_nodes": 17, "note": "text is not a figure"}))
+        live = client.get("/console/partials/runs/live-1/live", params={"namespace": "default"})
+        assert live.status_code == 200
+        text = live.text
+        assert "iteration 3 of 12" in text and "25.0%" in text and "9m" in text
+        assert "best metric" in text and "0.913" in text and "good nodes" in text and "17" in text
+        assert "text is not a figure" not in text.split("Latest events")[0]  # only numbers become figures
+        assert text.index("run.progress") < text.index("run.stage.started")  # the tail is newest first
+        server.post(support.event("run.succeeded", runid="live-1", target="docs-site"))
+        assert "data-finished" in client.get("/console/partials/runs/live-1/live").text  # the page reloads then
+        done = client.get("/runs/live-1").text
+        assert 'id="run-live"' not in done and "A100" in done  # placement stays on the record
+        assert client.get("/console/partials/runs/nobody/live").status_code == 404
+    anonymous = httpx.get(f"{server.url}/console/partials/runs/live-1/live", timeout=30)
+    assert anonymous.status_code == 401
+
+
+def test_the_runs_list_shows_running_runs_elapsed_and_stage(server: support.Server) -> None:
+    _live_run(server, "live-2")
+    with contextlib.closing(signed_in(server)) as client:
+        row = next(line for line in client.get("/runs").text.split("<tr>") if "live-2" in line)
+        assert "data-elapsed" in row and 'title="current stage">search<' in row
+
+
+def test_a_failed_runs_unfinished_stage_is_not_drawn_running(server: support.Server) -> None:
+    start = _live_run(server, "died-1")
+    server.post(support.event("run.failed", runid="died-1", target="docs-site", at=start + timedelta(minutes=1),
+                              data={"error_type": "OOMKilled", "message": "killed"}))
+    with contextlib.closing(signed_in(server)) as client:
+        page = client.get("/runs/died-1").text
+        timeline = page.split('id="timeline-title"')[1].split("</section>")[0]
+        assert "unfinished" in timeline and ">running<" not in timeline and "bar-open" not in timeline

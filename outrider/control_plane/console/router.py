@@ -119,7 +119,16 @@ def is_web_link(url: object) -> bool:
 
 
 templates.env.tests["weblink"] = is_web_link
-templates.env.filters.update(code=code_spans, time=fmt_time, ago=fmt_ago, duration=fmt_duration, int=fmt_int, usd=fmt_usd, iso=iso)
+def current_stage(run: schemas.RunRecord) -> str | None:
+    """The stage a running run is in (the latest started and not completed); None when it is in none or finished."""
+    if run.completed_at is not None:
+        return None
+    open_stages = [(t.started_at, name) for name, t in run.metrics.phase_timings.items() if t.started_at and t.duration_seconds is None]
+    return max(open_stages, key=lambda item: _aware(item[0]) or datetime.min.replace(tzinfo=UTC))[1] if open_stages else None
+
+
+templates.env.filters.update(code=code_spans, time=fmt_time, ago=fmt_ago, duration=fmt_duration, int=fmt_int, usd=fmt_usd, iso=iso,
+                             current_stage=current_stage)
 
 
 # --- auth -----------------------------------------------------------------------------------------------
@@ -390,6 +399,20 @@ async def event_stream(request: Request) -> Response:
     )
 
 
+@router.get("/console/partials/runs/{run_id}/live", response_class=HTMLResponse)
+async def run_live_partial(request: Request, run_id: str) -> Response:
+    """The live part of a run's page, re-rendered as its events arrive (console.js); says so when it finished."""
+    if not await _reader(request):
+        return Response(status_code=401)
+    try:
+        found = await asyncio.to_thread(_detail, _store(request), run_id, _scope(request))
+    except (store.AmbiguousRun, store.StoreUnavailable):
+        return Response(status_code=503)
+    if found is None:
+        return Response(status_code=404)
+    return _render(request, "_run_live.html", {"describe": _describe, **found})
+
+
 @router.get("/console/partials/activity", response_class=HTMLResponse)
 async def activity_partial(request: Request, seq: Annotated[int, Query(ge=1, le=params.MAX_SEQ)]) -> Response:
     """One activity item rendered for the live feed (so the feed's markup lives only in templates)."""
@@ -483,7 +506,9 @@ def _timeline(run: schemas.RunRecord) -> list[dict[str, Any]]:
             "stage": name,
             "started_at": start,
             "duration": timing.duration_seconds,
-            "open": timing.duration_seconds is None,
+            # Open while the run runs; a stage the run ended in without completing it is "unfinished", not running.
+            "open": timing.duration_seconds is None and run.completed_at is None,
+            "unfinished": timing.duration_seconds is None and run.completed_at is not None,
             "left": round(100 * offset / span, 2),
             "width": max(0.8, round(100 * max(length, 0) / span, 2)),
         })
@@ -508,7 +533,46 @@ def _detail(st: store.Store, run_id: str, scope: store.Scope) -> dict[str, Any] 
         siblings = [schemas.RunRecord.model_validate(r) for r in st.list_runs(target=run.target, limit=11, scope=scope)]
         siblings = [r for r in siblings if r.run_id != run_id][:10]
     return {"run": run, "log": log, "traceback": traceback, "siblings": siblings, "timeline": _timeline(run),
-            "truncated": len(log) >= RUN_EVENTS_LIMIT}
+            "truncated": len(log) >= RUN_EVENTS_LIMIT, "live": _live(run, log), "placement": _placement(log)}
+
+
+#: What a worker may report about where it runs (``run.started`` data), shown when present.
+PLACEMENT_KEYS = ("pod", "node", "gpu", "region")
+#: Progress keys with a meaning of their own; every other numeric key is shown as a figure the worker reports.
+PROGRESS_KEYS = ("stage", "iteration", "max_iterations", "eta_seconds")
+LIVE_TAIL = 10
+
+
+def _placement(log: list[schemas.StoredEvent]) -> dict[str, str]:
+    started = next((s for s in reversed(log) if s.event.type == events.EventType.RUN_STARTED), None)
+    if started is None:
+        return {}
+    data = started.event.data
+    return {key: str(data[key]) for key in PLACEMENT_KEYS if isinstance(data.get(key), (str, int, float)) and str(data[key])}
+
+
+def _live(run: schemas.RunRecord, log: list[schemas.StoredEvent]) -> dict[str, Any] | None:
+    """What a running run is doing now: its stage, its latest progress (as reported: iteration of a bound, the
+    percentage and ETA only when the worker gave them, every other number it sent), since when, and its last
+    events. None once the run has finished."""
+    if run.status.value in ("succeeded", "failed", "cancelled"):
+        return None
+    stage = current_stage(run)
+    latest = next((s for s in reversed(log) if s.event.type == events.EventType.RUN_PROGRESS
+                   and (stage is None or s.event.data.get("stage") == stage)), None)
+    progress = None
+    if latest is not None:
+        data = latest.event.data
+        iteration, bound = data.get("iteration"), data.get("max_iterations")
+        eta = data.get("eta_seconds")
+        progress = {
+            "stage": data.get("stage"), "iteration": iteration, "max_iterations": bound, "at": latest.event.time,
+            "percent": round(100 * iteration / bound, 1) if isinstance(iteration, int) and isinstance(bound, int) and bound > 0 else None,
+            "eta_seconds": eta if isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta >= 0 else None,
+            "figures": {k: v for k, v in data.items() if k not in PROGRESS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)},
+        }
+    return {"stage": stage, "progress": progress, "since": run.started_at or run.created_at,
+            "last_event_at": run.last_event_at, "tail": log[-LIVE_TAIL:][::-1]}
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -526,7 +590,8 @@ async def run_detail(request: Request, run_id: str) -> Response:
     if found is None:
         return _render(request, "error.html", {"title": f"Run {run_id}",
                                                "message": f"No event has named run {run_id!r}."}, status_code=404)
-    return _render(request, "run.html", {"title": f"Run {run_id}", "describe": _describe, **found})
+    return _render(request, "run.html", {"title": f"Run {run_id}", "describe": _describe,
+                                         "all_types": [t.value for t in events.EventType], **found})
 
 
 def _describe(stored: schemas.StoredEvent) -> str:

@@ -13,11 +13,23 @@
     return days + "d" + (hours ? " " + hours + "h" : "");
   }
 
+  // Elapsed time of something still running: to the second under an hour, so it visibly ticks.
+  function elapsed(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    if (seconds < 60) return seconds + "s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + "m " + (seconds % 60) + "s";
+    return humanize(seconds);
+  }
+
   function tick() {
     var now = Date.now();
     document.querySelectorAll("[data-countdown]").forEach(function (el) {
       var left = (Date.parse(el.getAttribute("datetime")) - now) / 1000;
       el.textContent = left > 0 ? humanize(left) + " left" : "ended";
+    });
+    document.querySelectorAll("[data-elapsed]").forEach(function (el) {
+      var since = Date.parse(el.getAttribute("datetime"));
+      if (!isNaN(since)) el.textContent = elapsed((now - since) / 1000);
     });
     document.querySelectorAll("[data-ago]").forEach(function (el) {
       var at = el.getAttribute("data-ago") || el.getAttribute("datetime");
@@ -37,6 +49,29 @@
       fetch(box.getAttribute("data-refresh"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) { if (html !== null) { box.innerHTML = html; tick(); } })
+        .catch(function () {});
+    }, 300);
+  }
+
+  // A running run's page: re-render its live part when one of its events arrives; reload once it finished.
+  var runTimer = null;
+  function refreshRun() {
+    var box = document.getElementById("run-live");
+    if (!box || runTimer) return;
+    runTimer = setTimeout(function () {
+      runTimer = null;
+      fetch(box.getAttribute("data-refresh"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html === null) return;
+          var holder = document.createElement("div");
+          holder.innerHTML = html;
+          if (holder.querySelector("[data-finished]")) { window.location.reload(); return; }
+          var status = document.getElementById("live");
+          box.innerHTML = html;
+          if (status) box.appendChild(status);
+          tick();
+        })
         .catch(function () {});
     }, 300);
   }
@@ -85,6 +120,8 @@
       var list = document.getElementById("activity");
       var types = list ? (list.getAttribute("data-types") || "").split(" ") : [];
       if (types.indexOf(type) >= 0) addActivity(Number(message.lastEventId));
+      var runBox = document.getElementById("run-live");
+      if (runBox && event.runid === runBox.getAttribute("data-run")) refreshRun();
       if (type === "target.status" || type === "operator.heartbeat" || type === "autonomy.changed" ||
           type.indexOf("run.") === 0 || type.indexOf("target.") === 0 || type.indexOf("pr.") === 0) {
         refreshStatus();
