@@ -1,21 +1,26 @@
-"""``outrider runs list`` and ``outrider runs show``: the run history, for people (tables) and agents (JSON).
+"""``outrider runs list``, ``show`` and ``watch``: the run history and one run followed live, for people (tables)
+and agents (JSON).
 
 ``runs list --format json`` prints a ``Page[RunRecord]`` (``items`` and the ``next_cursor`` left over);
 ``runs show --format json`` prints one ``RunRecord``. ``--fail-on-failed`` makes a failed run in the listing
-exit 1, so a CI job or an agent can gate on "did anything fail in the last 24h".
+exit 1, so a CI job or an agent can gate on "did anything fail in the last 24h". ``runs watch`` follows one run
+until it finishes (its new events as they arrive, and its status, stage and progress when they change) and exits 0
+if it succeeded, 1 if it failed or was cancelled; with ``--format json`` it prints one JSON object per line.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from outrider.cli import client, options, output
+from outrider.cli import client, events, options, output
 from outrider.control_plane import schemas
 
-app = typer.Typer(help="Run history: list runs, show one run.", no_args_is_help=True)
+app = typer.Typer(help="Run history: list runs, show one run, watch one run live.", no_args_is_help=True)
 
 
 def _tokens(run: dict[str, Any]) -> str:
@@ -125,7 +130,7 @@ def show_run(
         stages = Table(title="Stages", title_justify="left")
         for column in ("STAGE", "STARTED", "DURATION"):
             stages.add_column(column)
-        for name, timing in timings.items():
+        for name, timing in _in_order(timings):
             stages.add_row(output.esc(name), output.stamp(timing.get("started_at")), output.short_duration(timing.get("duration_seconds")))
         console.print(stages)
 
@@ -151,3 +156,88 @@ def show_run(
     notes = (run.get("metrics") or {}).get("notes") or []
     for note in notes:
         console.print(f"[dim]note: {output.esc(note)}[/dim]")
+
+
+def _in_order(timings: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Stages in the order the run entered them (never-started ones last), not by name."""
+    return sorted(timings.items(), key=lambda item: (item[1].get("started_at") is None, output.parse_time(item[1].get("started_at"))
+                                                     or output.parse_time("1970-01-01T00:00:00Z"), item[0]))
+
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def _now_line(run: dict[str, Any], progress: dict[str, Any] | None) -> str:
+    """One line: status, elapsed, current stage and its latest progress as reported."""
+    parts = [run["status"]]
+    started = output.parse_time(run.get("started_at"))
+    if run["status"] in TERMINAL:
+        parts.append(f"after {output.short_duration(run.get('duration_seconds'))}")
+    elif started is not None:
+        parts.append(f"for {output.short_duration((datetime.now(UTC) - started).total_seconds())}")
+    open_stages = [(timing.get("started_at") or "", name) for name, timing in ((run.get("metrics") or {}).get("phase_timings") or {}).items()
+                   if timing.get("started_at") and timing.get("duration_seconds") is None]
+    if open_stages and run["status"] not in TERMINAL:
+        parts.append(f"stage {max(open_stages)[1]}")
+    if progress is not None and run["status"] not in TERMINAL:
+        data = progress.get("data") or {}
+        bound = data.get("max_iterations")
+        text = f"iteration {data.get('iteration')}" + (f"/{bound}" if bound is not None else "")
+        if isinstance(bound, int) and bound > 0 and isinstance(data.get("iteration"), int):
+            text += f" ({100 * data['iteration'] / bound:.0f}%)"
+        parts.append(text)
+    return " · ".join(parts)
+
+
+@app.command("watch")
+def watch_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run id.")],
+    interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between looks.")] = 2.0,
+    namespace: options.Namespace = None,
+    fmt: options.FormatOpt = output.Format.TABLE,
+    url: options.Url = options.DEFAULT_URL,
+    token: options.Token = None,
+) -> None:
+    """Follow one run until it finishes: new events as they arrive, status/stage/progress when they change.
+    Exits 0 if it succeeded, 1 if it failed or was cancelled."""
+    params = {"run_id": run_id, "namespace": namespace}
+    cursor: str | None = None  # the last page boundary the server gave; the page after it is read again each look
+    seen = 0  # the highest seq printed
+    shown = ""
+    progress: dict[str, Any] | None = None
+    try:
+        with client.Client(url, token) as api:
+            while True:
+                run = api.get(f"/v1/runs/{run_id}", {"namespace": namespace})
+                while True:  # every event since the last look, oldest first
+                    page = api.get("/v1/events", {**params, "limit": 1000, "cursor": cursor})
+                    for stored in page["items"]:
+                        if stored["seq"] <= seen:
+                            continue
+                        seen = stored["seq"]
+                        if stored["event"].get("type") == "run.progress":
+                            progress = stored["event"]
+                        if fmt == output.Format.JSON:
+                            output.print_json_line({"event": stored})
+                        else:
+                            event = stored["event"]
+                            output.stdout().print(f"{output.stamp(event.get('time'))}  [bold]{output.esc(event.get('type'))}[/bold]  "
+                                                  f"{output.esc(events.describe(stored))}")
+                    if page.get("next_cursor") is None:
+                        break
+                    cursor = page["next_cursor"]
+                line = _now_line(run, progress)
+                if line != shown:
+                    shown = line
+                    if fmt == output.Format.JSON:
+                        output.print_json_line({"run": run})
+                    else:
+                        output.stdout().print(f"[bold]▶ {output.esc(run['run_id'])}[/bold] {output.styled(run['status'])} "
+                                              f"{output.esc(line.split(' · ', 1)[1]) if ' · ' in line else ''}")
+                if run["status"] in TERMINAL:
+                    raise typer.Exit(client.EXIT_OK if run["status"] == "succeeded" else client.EXIT_FAILURE_FOUND)
+                time.sleep(interval)
+    except client.CliError as error:
+        raise output.fail(error, fmt) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(client.EXIT_OK) from None
