@@ -158,6 +158,41 @@ def show_run(
         console.print(f"[dim]note: {output.esc(note)}[/dim]")
 
 
+@app.command("summary")
+def summary(
+    window: Annotated[str, typer.Option("--window", "-w", help="How far back: e.g. 24h, 7d.")] = "24h",
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Only this target's runs.")] = None,
+    namespace: options.Namespace = None,
+    fmt: options.FormatOpt = output.Format.TABLE,
+    url: options.Url = options.DEFAULT_URL,
+    token: options.Token = None,
+) -> None:
+    """Runs created in a window: counts by status, success rate, durations, tokens, cost, PRs, the latest failure."""
+    document = output.fetch("run summary", "/v1/runs/summary", url, token, fmt,
+                            {"window": window, "target": target, "namespace": namespace})
+    if fmt == output.Format.JSON:
+        output.print_json(document)
+        return
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("Window", f"{output.esc(document['window'])} (since {output.stamp(document['since'])})"
+                  + (f", target {output.esc(document['target'])}" if document.get("target") else ""))
+    facts.add_row("Runs", f"{document['total']}: " + ", ".join(f"{count} {output.styled(status)}"
+                                                             for status, count in document["counts"].items() if count))
+    rate = document["success_rate"]
+    facts.add_row("Success rate", output.DASH if rate is None else f"{rate * 100:.1f}%")
+    facts.add_row("Duration p50 / p95", f"{output.short_duration(document['duration_p50_seconds'])} / "
+                                        f"{output.short_duration(document['duration_p95_seconds'])}")
+    facts.add_row("Tokens", f"{output.number(document['input_tokens'])} in · {output.number(document['output_tokens'])} out")
+    facts.add_row("Cost", output.money(document["cost_usd"]))
+    facts.add_row("PRs", str(document["pr_count"]))
+    failure = document.get("latest_failure")
+    if failure:
+        facts.add_row("Latest failure", f"{output.esc(failure.get('run_id'))}: [red]{output.esc(failure.get('error_summary'))}[/red]")
+    output.stdout().print(facts)
+
+
 def _in_order(timings: dict[str, Any]) -> list[tuple[str, Any]]:
     """Stages in the order the run entered them (never-started ones last), not by name."""
     return sorted(timings.items(), key=lambda item: (item[1].get("started_at") is None, output.parse_time(item[1].get("started_at"))

@@ -179,6 +179,7 @@ class FailureRef(BaseModel):
 class RunSummary(BaseModel):
     window: str
     since: datetime
+    target: str | None = Field(default=None, description="The target the summary is narrowed to; null: every target the caller sees.")
     counts: dict[RunStatus, int] = Field(description="Runs created in the window, by status (every status present, zeros included).")
     total: int
     success_rate: float | None = Field(description="succeeded / finished; null when nothing finished.")

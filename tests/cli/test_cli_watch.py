@@ -77,3 +77,16 @@ def test_show_lists_stages_in_the_order_the_run_entered_them(server: support.Ser
                                                      ("run.stage.started", "build")])])
     out = cli("runs", "show", "ordered").stdout
     assert out.index("test") < out.index("code") < out.index("build")
+
+
+def test_runs_summary_for_everything_and_for_one_target(server: support.Server, cli: Cli) -> None:
+    server.post(*support.run_events("s-ok", "docs-site"), *support.run_events("s-bad", "payments-api", outcome="failed"))
+    everything = json.loads(cli("runs", "summary", "-o", "json").stdout)
+    assert everything["total"] == 2 and everything["target"] is None and everything["success_rate"] == 0.5
+    one = cli("runs", "summary", "--target", "payments-api", "-o", "json")
+    assert one.returncode == 0, one.stderr
+    narrowed = json.loads(one.stdout)
+    assert (narrowed["total"], narrowed["counts"]["failed"], narrowed["target"]) == (1, 1, "payments-api")
+    assert narrowed["latest_failure"]["run_id"] == "s-bad"
+    table = cli("runs", "summary", "--target", "docs-site").stdout
+    assert "target docs-site" in table and "100.0%" in table and "1 succeeded" in table

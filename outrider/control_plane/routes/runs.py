@@ -64,13 +64,14 @@ def summary(
     store_: deps.StoreDep,
     scope: deps.ScopeDep,
     window: Annotated[str, Query(description="How far back: a number and s, m, h, d or w, e.g. 30m, 24h, 7d.")] = "24h",
+    target: Annotated[str | None, Query(description="Only this target's runs.", max_length=253)] = None,
 ) -> dict[str, Any]:
     since = datetime.now(UTC) - params.window(window)
     try:
-        facts = store_.summary_facts(since, scope)
+        facts = store_.summary_facts(since, scope.only_target(target))
     except store.StoreUnavailable as exc:
         raise errors.APIError(503, "store_unavailable", str(exc)) from exc
-    return analytics.summary(facts, window, since)
+    return {**analytics.summary(facts, window, since), "target": target}
 
 
 @router.get(

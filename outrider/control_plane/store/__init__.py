@@ -116,6 +116,13 @@ class Scope:
             return False
         return self.targets is None or (target is not None and target in self.targets)
 
+    def only_target(self, target: str | None) -> Scope:
+        """This scope narrowed to one target (a ``?target=`` filter); unchanged for None. A target outside the
+        principal's bounds narrows to nothing."""
+        if target is None:
+            return self
+        return dataclasses.replace(self, targets=frozenset({target}) if self.targets is None else self.targets & {target})
+
     def where(self, namespace: Any, target: Any) -> list[Any]:
         """SQL conditions on a table's namespace and target columns."""
         conditions = []
