@@ -73,6 +73,19 @@ def test_pages_show_the_figures(server: support.Server) -> None:
         assert "This run reported no artifacts." in client.get("/runs/fix-1").text
 
 
+def test_the_errors_page_groups_failures_three_ways_and_over_time(server: support.Server) -> None:
+    seed(server)
+    with contextlib.closing(signed_in(server)) as client:
+        page = client.get("/errors").text
+        assert "<strong>1</strong> of 2 failed (50.0%)" in page
+        by_target = page.split('id="errors-target"')[1].split("</section>")[0]
+        assert 'href="/runs?target=docs-site&amp;status=failed"' in by_target and "50.0%" in by_target
+        assert "TestFailure" in page.split('id="errors-error_type"')[1].split("</section>")[0]
+        assert page.count('class="chart') >= 2 and "Failed runs" in page and "Failure rate" in page
+        other = client.get("/errors", params={"target": "payments-api"}).text  # narrowed: nothing failed there
+        assert "<strong>0</strong> of 0 failed" in other and "No failed runs in this window." in other
+
+
 def test_empty_and_bad_input(server: support.Server) -> None:
     with contextlib.closing(signed_in(server)) as client:
         assert "No LLM calls in this window." in client.get("/models").text
@@ -85,7 +98,7 @@ def test_empty_and_bad_input(server: support.Server) -> None:
         assert bad.status_code == 200 and "Unknown window &#39;forever&#39;; showing 7d." in bad.text
         assert "Unknown window" in client.get("/models", params={"window": "0d"}).text
     with httpx.Client(base_url=server.url, timeout=30) as anonymous:
-        for path in ("/trends", "/models", "/graph"):
+        for path in ("/trends", "/models", "/graph", "/errors"):
             response = anonymous.get(path)
             assert response.status_code == 303 and response.headers["location"].startswith("/login")
 
@@ -113,6 +126,11 @@ def test_insight_pages_in_a_browser(server: support.Server, browser: Any, output
     page.wait_for_url("**/models")
     assert "anthropic/claude-sonnet" in page.locator("tbody tr").first.inner_text()
     _check_page(page, output_dir, "models")
+
+    page.get_by_role("link", name="Errors").click()
+    page.wait_for_url("**/errors")
+    assert page.get_by_role("img", name="Failed runs").locator("rect.bar").count() >= 1
+    _check_page(page, output_dir, "errors")
 
     page.get_by_role("link", name="Graph").click()
     page.wait_for_url("**/graph")

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from outrider.common import events
-from outrider.control_plane import errors, insights, params, store
+from outrider.control_plane import analytics, errors, insights, params, store
 from outrider.control_plane.console import router as console
 
 router = APIRouter(include_in_schema=False)
@@ -151,6 +151,41 @@ async def models_page(request: Request) -> Response:
     return console._render(request, "models.html", {
         "title": "Models", "window": window, "target": target or "", "windows": list(MODEL_WINDOWS),
         "problems": problems, "models": insights.models(rows),
+    })
+
+
+ERROR_GROUPINGS = {"target": "Target", "error_type": "Error type", "stage": "Stage"}
+
+
+@router.get("/errors", response_class=HTMLResponse)
+async def errors_page(request: Request) -> Response:
+    """Where runs fail: the failed runs of those created in the window, grouped three ways (GET /v1/analytics/errors),
+    and the failures per bucket over the window (the Trends rollup)."""
+    if not await console._reader(request):
+        return console._login_redirect(request)
+    window, target, problems = _filters(request, "7d")
+    since = datetime.now(UTC) - params.window(window)
+    st, scope = console._store(request), console._scope(request)
+    if target:
+        scope = scope.only_target(target)
+    try:
+        groups = {by: await asyncio.to_thread(st.finished_groups, since, analytics.GROUP_COLUMNS[by], scope) for by in ERROR_GROUPINGS}
+        trend = await asyncio.to_thread(_trend_page, st, window if window in TREND_CHOICES else "7d",
+                                        TREND_CHOICES.get(window, "1d"), target, console._scope(request))
+    except store.StoreUnavailable as exc:
+        return console._unavailable(request, exc, "Errors")
+    tables = {by: analytics.errors(found, window, since, by) for by, found in groups.items()}
+    buckets = trend["buckets"]
+    labels = [b["start"].strftime("%m-%d %H:%M" if TREND_CHOICES.get(window, "1d") == "1h" else "%m-%d") for b in buckets]
+    finished = [b["succeeded"] + b["failed"] + b["cancelled"] for b in buckets]
+    charts = [
+        _svg("Failed runs", [("failed", [b["failed"] for b in buckets])], labels, kind="bar", top=None, fmt="{:g}"),
+        _svg("Failure rate (%)", [("failed / finished", [100 * b["failed"] / n if n else None for b, n in zip(buckets, finished, strict=True)])],
+             labels, kind="line", top=100, fmt="{:.0f}%"),
+    ]
+    return console._render(request, "errors.html", {
+        "title": "Errors", "window": window, "target": target or "", "windows": list(MODEL_WINDOWS), "problems": problems,
+        "groupings": ERROR_GROUPINGS, "tables": tables, "overall": tables["target"], "charts": charts,
     })
 
 
