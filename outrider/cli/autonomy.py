@@ -134,11 +134,12 @@ def _report(config: AutonomyConfig, wanted_enabled: bool, wanted_mode: str, fmt:
         output.print_json(config.model_dump(mode="json"))
     else:
         word = "enabled" if config.enabled else ("paused" if config.enabled is False else "unknown")
+        mode = f" (mode {output.esc(config.mode)})"
         if config.enabled is False and config.mode == k8s.AUTONOMY_MODE_DRAIN:
-            word = "STOPPED (drain)"
+            word, mode = "STOPPED", " (emergency stop: running Jobs suspended)"
         action = "created" if config.created else "updated"
         output.stdout().print(
-            f"Autonomy is now [bold]{word}[/bold] (mode {output.esc(config.mode)}) — ConfigMap "
+            f"Autonomy is now [bold]{word}[/bold]{mode} — ConfigMap "
             f"{output.esc(config.namespace)}/{output.esc(config.name)} {action}"
             + (f"; reason: {output.esc(config.reason)}" if config.reason else "")
         )

@@ -35,8 +35,8 @@ def render_trends(document: dict[str, Any]) -> None:
     if document.get("target"):
         title += f" for {output.esc(document['target'])}"
     table = Table(title=title, title_justify="left")
-    for column in ("BUCKET", "STARTED", "FINISHED", "OK", "FAILED", "SUCCESS", "ROLLING", "TOKENS/OK RUN", "PRS", "COST", "COST/PR", "TRIPS"):
-        table.add_column(column, no_wrap=True)
+    output.add_columns(table, ("BUCKET", "STARTED", "FINISHED", "OK", "FAILED", "SUCCESS", "ROLLING", "TOKENS/OK RUN", "PRS",
+                               "COST", "COST/PR", "TRIPS"))
     for bucket in document["buckets"]:
         table.add_row(
             output.stamp(bucket["start"]),
@@ -61,8 +61,7 @@ def render_models(document: dict[str, Any]) -> None:
         console.print(f"No LLM calls in the last {output.esc(document['window'])}.")
         return
     table = Table(title=f"Models over {output.esc(document['window'])}", title_justify="left")
-    for column in ("PROVIDER", "MODEL", "CALLS", "ERRORS", "P50", "P95", "P99", "TOKENS/CALL", "COST", "RUNS", "RUN SUCCESS"):
-        table.add_column(column, no_wrap=True)
+    output.add_columns(table, ("PROVIDER", "MODEL", "CALLS", "ERRORS", "P50", "P95", "P99", "TOKENS/CALL", "COST", "RUNS", "RUN SUCCESS"))
     for row in document["models"]:
         table.add_row(
             output.esc(row["provider"]),
@@ -88,8 +87,7 @@ def render_errors(document: dict[str, Any]) -> None:
         console.print(summary + ".")
         return
     table = Table(title=summary + f", by {output.esc(document['by'])}", title_justify="left")
-    for column in (document["by"].upper().replace("_", " "), "FAILED", "FINISHED", "RATE"):
-        table.add_column(column, no_wrap=True)
+    output.add_columns(table, (document["by"].upper().replace("_", " "), "FAILED", "FINISHED", "RATE"))
     for group in document["groups"]:
         table.add_row(output.DASH if group["key"] is None else output.esc(group["key"]), str(group["failed"]),
                       count(group["finished"]), percent(group["rate"]))

@@ -39,6 +39,16 @@ STYLES = {
 }
 
 
+def add_columns(table: Any, columns: tuple[str, ...] | list[str], *, wrap: tuple[str, ...] = ()) -> None:
+    """Columns whose headers are never cut (at least as wide as their name, e.g. DURATION, not DURA), on one line
+    each; the ``wrap`` columns (free text) take what is left and fold."""
+    for column in columns:
+        if column in wrap:
+            table.add_column(column, overflow="fold", ratio=1, min_width=len(column))
+        else:
+            table.add_column(column, no_wrap=True, min_width=len(column))
+
+
 def stdout() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
@@ -60,9 +70,10 @@ def print_json_line(document: Any) -> None:
 
 @contextmanager
 def spinner(message: str) -> Iterator[None]:
-    """A Rich spinner on stderr while waiting, only when stderr is a terminal."""
+    """A Rich spinner on stderr while waiting, only when stderr is a terminal: really one, not one that
+    FORCE_COLOR or TTY_COMPATIBLE declare (those make Rich treat a pipe as a terminal)."""
     console = stderr()
-    context = console.status(message) if console.is_terminal else nullcontext()
+    context = console.status(message) if console.is_terminal and sys.stderr.isatty() else nullcontext()
     with context:
         yield
 

@@ -15,12 +15,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from outrider.cli import client, events, options, output
 from outrider.control_plane import schemas
 
 app = typer.Typer(help="Run history: list runs, show one run, watch one run live.", no_args_is_help=True)
+
+
+#: Below this many columns the runs table is drawn compact.
+NARROW = 110
 
 
 def _tokens(run: dict[str, Any]) -> str:
@@ -64,18 +69,21 @@ def list_runs(
     if fmt == output.Format.JSON:
         output.print_json({"items": items, "next_cursor": cursor})
     else:
-        table = Table(title=f"Runs ({len(items)}{'+' if cursor else ''})", title_justify="left")
+        # A narrow terminal (80 columns) gets a lighter frame and relative creation times, so every header fits.
+        narrow = output.stdout().width < NARROW
+        title = f"Runs ({len(items)}{'+' if cursor else ''})"
+        table = (Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+                 if narrow else Table(title=title, title_justify="left"))
         tenants = len({run.get("namespace") for run in items}) > 1 or any(run.get("namespace") != "default" for run in items)
         columns = (("NAMESPACE",) if tenants else ()) + ("RUN", "TARGET", "STATUS", "CREATED", "DURATION", "TOKENS", "COST", "PRS", "ERROR")
-        for column in columns:
-            table.add_column(column, no_wrap=column not in ("ERROR",), overflow="fold")
+        output.add_columns(table, columns, wrap=("ERROR",))
         for run in items:
             table.add_row(
                 *((output.esc(run.get("namespace")),) if tenants else ()),
                 output.esc(run["run_id"]),
                 output.esc(run.get("target")),
                 output.styled(run["status"]),
-                output.stamp(run.get("created_at")),
+                output.ago(run.get("created_at")) if narrow else output.stamp(run.get("created_at")),
                 output.short_duration(run.get("duration_seconds")),
                 _tokens(run),
                 _cost(run),

@@ -428,19 +428,35 @@ def latest_target_statuses(conn: sa.Connection) -> list[schemas.StoredEvent]:
     return [_stored(row) for row in found]
 
 
+#: A run's end, which the worker and the operator may both report (e.g. the agent's PathViolation, then the Job's
+#: BackoffLimitExceeded): the feed shows the first report of each run only.
+TERMINAL_TYPES = frozenset({events.EventType.RUN_SUCCEEDED, events.EventType.RUN_FAILED, events.EventType.RUN_CANCELLED})
+
+
 def recent_activity(conn: sa.Connection, limit: int = RECENT_LIMIT, target: str | None = None) -> list[schemas.StoredEvent]:
-    """The newest notable events (by arrival), newest first."""
-    # One index range per type (ix_events_type_seq, newest first, ``limit`` each), merged here: constant work
-    # however long the history, where a single IN (...) ORDER BY seq would sort every activity event ever stored.
+    """The newest notable events by event time (ties by arrival), newest first; one end per run.
+
+    By event time, not arrival: history sent late (a back-fill, a worker's buffer after an outage) takes its place
+    in time instead of hiding what happened since."""
+    # One index range per type (ix_events_type_time, newest first, a few more than ``limit`` each), merged here:
+    # constant work however long the history.
     t = tables.events
     found: list[Any] = []
     for kind in ACTIVITY_TYPES:
-        query = sa.select(t.c.seq, t.c.received_at, t.c.body).where(t.c.type == str(kind))
+        query = sa.select(t.c.seq, t.c.time, t.c.received_at, t.c.body).where(t.c.type == str(kind))
         if target is not None:
             query = query.where(t.c.target == target)
-        found.extend(conn.execute(query.order_by(t.c.seq.desc()).limit(limit)).all())
-    found.sort(key=lambda row: row.seq, reverse=True)
-    return [_stored(row) for row in found[:limit]]
+        found.extend(conn.execute(query.order_by(t.c.time.desc(), t.c.seq.desc()).limit(2 * limit)).all())
+    stored = [_stored(row) for row in found]
+    first_end: dict[tuple[str, str], int] = {}
+    for item in stored:
+        if item.event.type in TERMINAL_TYPES and item.event.runid:
+            key = (item.event.namespace or "default", item.event.runid)
+            first_end[key] = min(first_end.get(key, item.seq), item.seq)
+    kept = [item for item in stored if item.event.type not in TERMINAL_TYPES or not item.event.runid
+            or first_end[(item.event.namespace or "default", item.event.runid)] == item.seq]
+    kept.sort(key=lambda item: (_aware(item.event.time), item.seq), reverse=True)
+    return kept[:limit]
 
 
 def read_inputs(conn: sa.Connection, *, recent: bool = True) -> Inputs:

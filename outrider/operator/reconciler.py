@@ -360,8 +360,9 @@ class TargetReconciler:
         wake: dt.datetime | None = None
         for run in running:
             last = activity.get(run.name)
-            if last is None:
-                continue  # the control plane does not have it running yet: nothing to judge by
+            if last is None:  # the control plane does not have it running yet: nothing to judge by, look again
+                wake = recheck if wake is None else min(wake, recheck)
+                continue
             found = watchdog.verdict(last, now, rule.timeout_seconds)
             if found.stalled:
                 count += 1

@@ -86,6 +86,9 @@ async def test_resume_and_stop_patch_an_existing_configmap_keeping_other_keys(km
     assert json.loads(out)["mode"] == "drain" and json.loads(out)["enabled"] is False
     held = (await configmap(kmock))["data"]
     assert held == {"enabled": "false", "mode": "drain", "reason": "runaway agent", "team-note": "keep me"}
+    code, out, err = await outrider("autonomy", "stop", "-r", "still running away", "--kubeconfig", str(kubeconfig))
+    assert code == 0, err
+    assert "Autonomy is now STOPPED (emergency stop: running Jobs suspended)" in out and "(mode" not in out  # said once
 
 
 async def test_namespace_and_name_from_flags_and_environment(kmock: Any, tmp_path: Path) -> None:

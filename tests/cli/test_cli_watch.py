@@ -90,3 +90,13 @@ def test_runs_summary_for_everything_and_for_one_target(server: support.Server, 
     assert narrowed["latest_failure"]["run_id"] == "s-bad"
     table = cli("runs", "summary", "--target", "docs-site").stdout
     assert "target docs-site" in table and "100.0%" in table and "1 succeeded" in table
+
+
+def test_tables_keep_their_headers_in_an_80_column_terminal(server: support.Server, cli: Cli) -> None:
+    server.post(*support.run_events("narrow-1", "docs-site", outcome="failed"))
+    out = cli("runs", "list", env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for header in ("RUN", "TARGET", "STATUS", "CREATED", "DURATION", "TOKENS", "COST", "PRS", "ERROR"):
+        assert header in out, (header, "\n" + out)
+    forced = cli("runs", "list", env={"FORCE_COLOR": "1"})  # colour forced into a pipe: still no spinner on stderr
+    assert forced.returncode == 0 and forced.stderr == ""

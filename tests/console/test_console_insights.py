@@ -68,7 +68,8 @@ def test_pages_show_the_figures(server: support.Server) -> None:
         assert "Fix &lt;b&gt;links&lt;/b&gt;" in graph and "<b>links" not in graph  # escaped
         assert 'href="/runs/fix-1"' in graph and "retry of fix-1" in graph and "breaker probe" in graph and "#41" in graph
         run = client.get("/runs/fix-2").text
-        assert 'href="https://artifacts.example/fix-2/patch.diff"' in run and "2,048 B" in run and "abababababab…" in run
+        assert 'href="https://artifacts.example/fix-2/patch.diff"' in run and ">2.0 KiB<" in run and "2,048 bytes" in run and "abababababab…" in run
+        assert "Artifact patch.diff (patch, 2.0 KiB)" in run  # the event line says what it is
         assert "ISSUE-7" in run and "breaker probe" in run
         assert "This run reported no artifacts." in client.get("/runs/fix-1").text
 

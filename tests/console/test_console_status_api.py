@@ -72,3 +72,19 @@ def test_unreadable_store_is_an_error_state_not_a_crash(server: support.Server) 
     finally:
         with sqlite3.connect(database) as conn:
             conn.execute("ALTER TABLE events_elsewhere RENAME TO events")
+
+
+def test_recent_activity_is_in_event_time_order_with_one_end_per_run(server: support.Server) -> None:
+    """A back-filled success from 3 h ago takes its place in time instead of topping the feed; a run whose end the
+    worker and the operator both reported appears once, with the first report."""
+    now = datetime.now(UTC)
+    server.post(support.event("run.created", runid="fresh", target="docs-site", at=now - timedelta(minutes=1)))
+    server.post(support.event("run.failed", runid="twice", target="docs-site", at=now - timedelta(minutes=5),
+                              data={"error_type": "PathViolation", "message": "wrote outside its workspace"}))
+    server.post(support.event("run.failed", runid="twice", target="docs-site", at=now - timedelta(minutes=4),
+                              source="/outrider/operator", data={"error_type": "BackoffLimitExceeded"}))
+    server.post(support.event("run.succeeded", runid="backfilled", target="docs-site", at=now - timedelta(hours=3)))
+    status = schemas.SystemStatus.model_validate(server.client.get("/v1/status").json())
+    summaries = [item.summary for item in status.recent_activity]
+    assert summaries[0] == "Run fresh created" and summaries[-1] == "Run backfilled succeeded"
+    assert [s for s in summaries if "twice" in s] == ["Run twice failed (PathViolation)"]

@@ -92,6 +92,18 @@ def fmt_int(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def fmt_bytes(value: int | None) -> str:
+    """A size people read at a glance (1.5 KiB, 3.2 MiB); exact bytes below 1 KiB."""
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def fmt_usd(value: float | None) -> str:
     if value is None:
         return "—"
@@ -128,7 +140,7 @@ def current_stage(run: schemas.RunRecord) -> str | None:
 
 
 templates.env.filters.update(code=code_spans, time=fmt_time, ago=fmt_ago, duration=fmt_duration, int=fmt_int, usd=fmt_usd, iso=iso,
-                             current_stage=current_stage)
+                             current_stage=current_stage, bytes=fmt_bytes)
 
 
 # --- auth -----------------------------------------------------------------------------------------------
@@ -608,6 +620,9 @@ def _describe(stored: schemas.StoredEvent) -> str:
         return f"Stage {data.get('stage')}: iteration {data.get('iteration')}{bound}"
     if kind == events.EventType.RUN_LOG:
         return f"[{data.get('level')}] {data.get('message')}"
+    if kind == events.EventType.RUN_ARTIFACT:
+        size = f", {fmt_bytes(data['bytes'])}" if isinstance(data.get("bytes"), int) else ""
+        return f"Artifact {data.get('key')} ({data.get('kind')}{size})"
     if kind == events.EventType.RUN_LLM_USAGE:
         cost = f", {fmt_usd(data.get('cost_usd'))}" if data.get("cost_usd") is not None else ""
         phase = f" ({data.get('phase')})" if data.get("phase") else ""
