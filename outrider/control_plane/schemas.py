@@ -287,8 +287,8 @@ class StoreHealth(BaseModel):
 class TargetCounts(BaseModel):
     total: int
     active: int = Field(description="Targets neither blocked nor paused.")
-    blocked: int = Field(description="Targets blocked by a circuit breaker or by max open PRs (health Blocked or Failed).")
-    paused: int
+    blocked: int = Field(description="Targets blocked by a circuit breaker, max open PRs or a budget (health Blocked or Failed), not paused.")
+    paused: int = Field(description="Targets whose health is Paused (autonomy paused, or spec.paused), whatever else holds them.")
 
 
 class ActivityItem(BaseModel):

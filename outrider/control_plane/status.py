@@ -315,11 +315,14 @@ def compute(inputs: Inputs, now: datetime | None = None) -> schemas.SystemStatus
     liveness = operator_liveness(inputs.heartbeat, now)
     causes, blocked_reasons, blocked_actions = _blocked_sentences(targets, autonomy)
 
+    # Counted as each Target's health says (the targets table shows the same): a Target Paused by autonomy or its
+    # spec counts as paused even when its breaker is also open.
+    paused = [t.paused or t.health == "Paused" for t in targets]
     counts = schemas.TargetCounts(
         total=len(targets),
-        blocked=sum(1 for t in targets if t.blocked_by is not None),
-        paused=sum(1 for t in targets if t.blocked_by is None and (t.paused or t.health == "Paused")),
-        active=sum(1 for t in targets if t.blocked_by is None and not (t.paused or t.health == "Paused")),
+        blocked=sum(1 for t, p in zip(targets, paused, strict=True) if not p and t.blocked_by is not None),
+        paused=sum(paused),
+        active=sum(1 for t, p in zip(targets, paused, strict=True) if not p and t.blocked_by is None),
     )
     reported = bool(targets)
     known_prs = [t for t in targets if t.open_prs is not None]

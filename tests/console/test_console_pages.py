@@ -103,6 +103,19 @@ def test_dashboard_targets_show_budget_spend_against_limits(server: support.Serv
             assert "1h $0.90/$1.00" in row_a and "badge badge-blocked" in row_a  # no daily limit: not shown
             row_b = page.split('href="/runs?target=repo-b"')[1].split("</tr>")[0]
             assert "No budget; LLM spend in the last 24 h" in row_b and "$0.00/24h" in row_b
+            assert "Global budget" not in page  # none configured: nothing said
+
+
+def test_a_global_budget_that_holds_everything_is_on_the_dashboard(server: support.Server) -> None:
+    now = datetime.now(UTC)
+    usage = support.event("run.llm_usage", runid="g1", target="repo-a", at=now - timedelta(minutes=5),
+                          data={"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.33})
+    server.post(support.heartbeat(budget_usd_per_day=0.30), usage,
+                support.target_status("repo-a", health="Blocked", health_reason="BudgetExceeded"))
+    with contextlib.closing(signed_in(server)) as client:
+        page = client.get("/").text
+        figure = page.split("<dt>Global budget</dt>")[1].split("</div>")[0]
+        assert "24h $0.33/$0.30" in figure and "badge badge-blocked" in figure and "every Run is held" in figure
 
 
 def test_urls_from_events_become_links_only_when_they_are_http(server: support.Server) -> None:

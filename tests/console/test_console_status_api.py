@@ -88,3 +88,15 @@ def test_recent_activity_is_in_event_time_order_with_one_end_per_run(server: sup
     summaries = [item.summary for item in status.recent_activity]
     assert summaries[0] == "Run fresh created" and summaries[-1] == "Run backfilled succeeded"
     assert [s for s in summaries if "twice" in s] == ["Run twice failed (PathViolation)"]
+
+
+def test_target_counts_follow_each_targets_health(server: support.Server) -> None:
+    """Autonomy paused: every Target's health is Paused, a tripped breaker included; the counts say the same."""
+    server.post(support.heartbeat(enabled=False),
+                support.target_status("a", health="Paused", health_reason="AutonomyPaused"),
+                support.target_status("b", health="Paused", health_reason="AutonomyPaused"),
+                support.target_status("c", health="Paused", health_reason="AutonomyPaused", breaker_state="Open", consecutive_failures=2))
+    status = schemas.SystemStatus.model_validate(server.client.get("/v1/status").json())
+    assert status.targets is not None
+    assert (status.targets.active, status.targets.blocked, status.targets.paused) == (0, 0, 3)
+    assert {t["health"] for t in server.client.get("/v1/targets").json()} == {"Paused"}

@@ -65,7 +65,10 @@ def _svg(title: str, series: list[tuple[str, list[float | None]]], labels: list[
     step = max(1, count // 8)
     for index, label in enumerate(labels):
         if index % step == 0:
-            parts.append(f'<text class="axis" x="{PAD_L + width * index + width / 2:.1f}" y="{CHART_H - 6}" text-anchor="middle">{esc(label)}</text>')
+            if index == len(labels) - 1:  # the last label ends at the chart's edge instead of running past it
+                parts.append(f'<text class="axis" x="{CHART_W - 2}" y="{CHART_H - 6}" text-anchor="end">{esc(label)}</text>')
+            else:
+                parts.append(f'<text class="axis" x="{PAD_L + width * index + width / 2:.1f}" y="{CHART_H - 6}" text-anchor="middle">{esc(label)}</text>')
     for series_index, (name, values) in enumerate(series):
         css = f"s{series_index}"
         if kind == "bar":
