@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from outrider.control_plane import (
@@ -173,6 +173,11 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     app.state.metrics.registry.register(budget_metrics.BudgetCollector(the_store))
     app.state.metrics.registry.register(model_metrics.ModelCollector(the_store))
     errors.install(app)
+
+    @app.exception_handler(store.StoreUnavailable)
+    async def _store_unavailable(_request: Request, exc: store.StoreUnavailable) -> Response:
+        """Every read that the store cannot answer: one 503 for all routes (the ingest fast path answers its own)."""
+        return errors.response(503, "store_unavailable", f"the store could not be read ({exc}); retry")
     app.include_router(health_routes.router)
     app.include_router(api_docs.router)
     app.include_router(key_routes.router)

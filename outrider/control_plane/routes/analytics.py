@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from outrider.control_plane import analytics, auth, consistency, deps, errors, params, schemas, store
+from outrider.control_plane import analytics, auth, consistency, deps, errors, params, schemas
 
 router = APIRouter(tags=["analytics"], dependencies=[Depends(auth.require_token), consistency.ConsistentRead],
                    responses=errors.responses(422, 503))  # min_position: invalid, or not reached in time
@@ -27,8 +27,5 @@ def error_analytics(
 ) -> dict[str, Any]:
     """Counts and rates; every rate is null when its denominator is 0."""
     since = datetime.now(UTC) - params.window(window)
-    try:
-        groups = store_.finished_groups(since, analytics.GROUP_COLUMNS[by], scope)
-    except store.StoreUnavailable as exc:
-        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+    groups = store_.finished_groups(since, analytics.GROUP_COLUMNS[by], scope)
     return analytics.errors(groups, window, since, by)

@@ -289,20 +289,17 @@ def list_events(
     ``seq``). Follow ``next_cursor`` until it is null."""
     since, until = params.aware(since), params.aware(until)
     by_time = since is not None or until is not None  # a time window pages along the time index (store docstring)
-    try:
-        if by_time:
-            after = _time_position(cursor) if cursor else None
-            timed = store_.list_event_rows_by_time(
-                target=target, run_id=run_id, type=type, since=since, until=until, after=after, limit=limit + 1, scope=scope
-            )
-            rows = [(seq, received, body) for seq, _, received, body in timed]
-        else:
-            after_seq = _seq_position(cursor) if cursor else 0
-            rows = store_.list_event_rows(
-                target=target, run_id=run_id, type=type, after_seq=after_seq, limit=limit + 1, scope=scope
-            )
-    except store.StoreUnavailable as exc:
-        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+    if by_time:
+        after = _time_position(cursor) if cursor else None
+        timed = store_.list_event_rows_by_time(
+            target=target, run_id=run_id, type=type, since=since, until=until, after=after, limit=limit + 1, scope=scope
+        )
+        rows = [(seq, received, body) for seq, _, received, body in timed]
+    else:
+        after_seq = _seq_position(cursor) if cursor else 0
+        rows = store_.list_event_rows(
+            target=target, run_id=run_id, type=type, after_seq=after_seq, limit=limit + 1, scope=scope
+        )
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = None

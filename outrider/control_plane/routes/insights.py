@@ -33,10 +33,6 @@ def _bucket(text: str, span: timedelta) -> timedelta:
     return size
 
 
-def _unavailable(exc: store.StoreUnavailable) -> errors.APIError:
-    return errors.APIError(503, "store_unavailable", str(exc))
-
-
 @router.get(
     "/v1/analytics/trends",
     response_model=schemas.Trends,
@@ -54,11 +50,8 @@ def trends(
     size = _bucket(bucket, span)
     now = datetime.now(UTC)
     start = insights.bucket_start(now, span, size)
-    try:
-        started, finished = store_.trend_cells(start, int(size.total_seconds()), target, scope)
-        trips = store_.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target, scope)
-    except store.StoreUnavailable as exc:
-        raise _unavailable(exc) from exc
+    started, finished = store_.trend_cells(start, int(size.total_seconds()), target, scope)
+    trips = store_.event_times(events.EventType.TARGET_BREAKER_TRIPPED, start, target, scope)
     buckets = insights.trends(started, finished, trips, start=start, now=now, bucket=size)
     return {"window": window, "bucket": bucket, "target": target, "since": start, "until": now, "buckets": buckets}
 
@@ -71,10 +64,7 @@ def trends(
 )
 def models(store_: deps.StoreDep, scope: deps.ScopeDep, window: WindowQuery = "7d", target: TargetQuery = None) -> dict[str, Any]:
     since = datetime.now(UTC) - params.window(window)
-    try:
-        calls = store_.model_facts(since, target, scope)
-    except store.StoreUnavailable as exc:
-        raise _unavailable(exc) from exc
+    calls = store_.model_facts(since, target, scope)
     return {"window": window, "target": target, "since": since, "models": insights.models(calls)}
 
 
@@ -83,10 +73,7 @@ LimitQuery = Annotated[int, Query(ge=1, le=10000, description="Most runs to incl
 
 def _graph(store_: store.Store, window: str, target: str | None, limit: int, scope: store.Scope) -> tuple[datetime, bool, Any]:
     since = datetime.now(UTC) - params.window(window)
-    try:
-        records = store_.graph_runs(since, target, limit + 1, scope)
-    except store.StoreUnavailable as exc:
-        raise _unavailable(exc) from exc
+    records = store_.graph_runs(since, target, limit + 1, scope)
     return since, len(records) > limit, insights.graph(records[:limit])
 
 

@@ -62,10 +62,7 @@ async def run_logs(
 ) -> Any:
     after = params.seq(params.decode_cursor(cursor, "seq")["seq"]) if cursor else 0
     if not follow:
-        try:
-            lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, after, limit, scope)
-        except store.StoreUnavailable as exc:
-            raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+        lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, after, limit, scope)
         return {"items": lines, "next_cursor": params.encode_cursor({"seq": scanned}) if more else None}
 
     slots: limits.StreamSlots = request.app.state.streams

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends
 
-from outrider.control_plane import auth, deps, errors, schemas, store
+from outrider.control_plane import auth, deps, errors, schemas
 
 router = APIRouter(tags=["runs"], dependencies=[Depends(auth.require_token)])
 
@@ -16,8 +16,5 @@ router = APIRouter(tags=["runs"], dependencies=[Depends(auth.require_token)])
 async def projection_status(store_: deps.StoreDep) -> schemas.ProjectionStatus:
     """Where the projector stands: its checkpoint against the log's head, the lag in events and seconds, and who
     holds the projector lease. Run records, summaries, analytics and budgets reflect the log up to ``position``."""
-    try:
-        status = await asyncio.to_thread(store_.projection_status)
-    except store.StoreUnavailable as exc:
-        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+    status = await asyncio.to_thread(store_.projection_status)
     return schemas.ProjectionStatus(**status, stopped=store_.projector_stopped(status))

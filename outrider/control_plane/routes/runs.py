@@ -38,13 +38,10 @@ def list_runs(
         if not isinstance(position["run_id"], str) or len(position["run_id"]) > 253:
             raise errors.APIError(422, "invalid_cursor", "the cursor is not one this API issued")
         before = (params.moment(position["created_at"]), position["run_id"])
-    try:
-        items = store_.list_runs(
-            target=target, status=status.value if status else None, since=params.aware(since), before=before, limit=limit + 1,
-            scope=scope,
-        )
-    except store.StoreUnavailable as exc:
-        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+    items = store_.list_runs(
+        target=target, status=status.value if status else None, since=params.aware(since), before=before, limit=limit + 1,
+        scope=scope,
+    )
     more = len(items) > limit
     items = items[:limit]
     next_cursor = None
@@ -67,10 +64,7 @@ def summary(
     target: Annotated[str | None, Query(description="Only this target's runs.", max_length=253)] = None,
 ) -> dict[str, Any]:
     since = datetime.now(UTC) - params.window(window)
-    try:
-        facts = store_.summary_facts(since, scope.only_target(target))
-    except store.StoreUnavailable as exc:
-        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
+    facts = store_.summary_facts(since, scope.only_target(target))
     return {**analytics.summary(facts, window, since), "target": target}
 
 
@@ -87,8 +81,6 @@ def get_run(run_id: str, store_: deps.StoreDep, scope: deps.ScopeDep) -> dict[st
         found = store_.get_run(run_id, scope)
     except store.AmbiguousRun as exc:
         raise errors.APIError(409, "ambiguous_run", f"{exc}; add ?namespace=", detail=[{"namespace": n} for n in exc.namespaces]) from exc
-    except store.StoreUnavailable as exc:
-        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
     if found is None:
         raise errors.APIError(404, "not_found", f"no run {run_id!r}: no event named it")
     return found
