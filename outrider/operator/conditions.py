@@ -36,3 +36,14 @@ def get(existing: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | N
         if cond.get("type") == type_:
             return cond
     return None
+
+
+def rebase(base: list[dict[str, Any]] | None, mine: list[dict[str, Any]], theirs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """``theirs`` (the list the server has now) with the conditions ``mine`` changed from ``base`` (the view it was
+    built on) applied: a write from a stale view keeps what others set meanwhile. Order: theirs, then new types."""
+    before = {c.get("type"): c for c in base or []}
+    merged = {c.get("type"): c for c in theirs or []}
+    for condition in mine:
+        if before.get(condition.get("type")) != condition:
+            merged[condition.get("type")] = condition
+    return list(merged.values())

@@ -66,32 +66,44 @@ async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, s
     """Merge-patch a Run's status; False when the Run is gone or the write would move its phase backwards.
 
     Callers decide from the kopf index, which can lag the cluster (e.g. the Job mirror has just written
-    ``Running`` and the watch has not echoed it yet). So a write that sets a phase is checked against a version of
-    the Run (model.phase_moves_back) and sent with that version's resourceVersion as a precondition: a write
-    landing in between makes the server answer 409, and the check runs again on the Run as the server has it now.
-    The first attempt checks against ``seen`` (the caller's view, when it carries a resourceVersion) and so costs
-    one request instead of a GET and a PATCH; only a 409 (the view was stale) costs the GET.
+    ``Running`` and the watch has not echoed it yet). So a write that sets a phase, or conditions built on the
+    caller's view, is sent with that view's resourceVersion as a precondition: a write landing in between makes
+    the server answer 409, and the write is made again on the Run as the server has it now:
+
+    - a phase is checked against the fresh phase (model.phase_moves_back);
+    - conditions are merged, not replaced: a merge patch replaces the whole list, so a list built from a stale
+      view would undo what another writer set (``Admitted=True`` lost to a ``Running`` write that still saw
+      ``Admitted=False``). Only the condition types the caller changed from its view are applied onto the fresh
+      list (:func:`conditions.rebase`), kueue's "re-apply the mutation to the fresh object".
+
+    The first attempt trusts ``seen`` (the caller's view, when it carries a resourceVersion) and so costs one
+    request instead of a GET and a PATCH; only a 409 (the view was stale) costs the GET.
     """
     url = kube.runs(namespace, name, "status")
     new_phase = status.get("phase")
+    mine = status.get("conditions")
+    base = seen.status.get("conditions") if seen is not None else None
+    guarded = new_phase is not None or (mine is not None and seen is not None)
     fresh: dict[str, Any] | None = None
     if seen is not None and seen.resource_version:
-        fresh = {"metadata": {"resourceVersion": seen.resource_version}, "status": {"phase": seen.phase}}
+        fresh = {"metadata": {"resourceVersion": seen.resource_version}, "status": {"phase": seen.phase, "conditions": base}}
     for _attempt in range(5):
         body: dict[str, Any] = {"status": status}
-        if new_phase is not None:
-            if fresh is not None and model.phase_moves_back(fresh["status"]["phase"], new_phase,
-                                                            job_suspended=job_suspended):
+        if guarded:
+            if new_phase is not None and fresh is not None and model.phase_moves_back(
+                    fresh["status"].get("phase"), new_phase, job_suspended=job_suspended):
                 fresh = None  # refused on the caller's view: refuse only on the server's
             if fresh is None:
                 fresh = await rt.client.get(kube.runs(namespace, name))
                 if fresh is None:
                     return False
-            current = (fresh.get("status") or {}).get("phase")
-            if model.phase_moves_back(current, new_phase, job_suspended=job_suspended):
+            current = fresh.get("status") or {}
+            if new_phase is not None and model.phase_moves_back(current.get("phase"), new_phase, job_suspended=job_suspended):
                 logger.info("not setting Run %s/%s back from %s to %s (the index lagged)", namespace, name,
-                            current, new_phase)
+                            current.get("phase"), new_phase)
                 return False
+            if mine is not None:
+                body = {"status": {**status, "conditions": conditions.rebase(base, mine, current.get("conditions"))}}
             version = (fresh.get("metadata") or {}).get("resourceVersion")
             if version:
                 body["metadata"] = {"resourceVersion": version}
@@ -101,8 +113,8 @@ async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, s
         except kube.ApiError as exc:
             if exc.status == 404:
                 return False
-            if exc.status == 409 and new_phase is not None:
-                continue  # changed since that version: check again against the newer Run
+            if exc.status == 409 and guarded:
+                continue  # changed since that version: write again onto the newer Run
             raise
         return True
     raise kube.ApiError(409, f"Run {namespace}/{name} kept changing while its status was written")

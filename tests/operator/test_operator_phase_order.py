@@ -4,6 +4,7 @@ index lags the cluster: status writes are checked against the Run as the API ser
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import types
 
@@ -118,3 +119,71 @@ def test_a_write_from_a_current_view_is_one_patch_with_its_version(cluster: Clus
     obj = cluster.run_obj("r1")
     assert obj["status"]["phase"] == k8s.PHASE_RUNNING
     assert obj["metadata"]["resourceVersion"] != seen.resource_version
+
+
+# --- conditions from a stale view: re-applied onto the fresh Run, never replacing what another writer set --------
+def test_a_condition_written_from_a_stale_view_does_not_undo_another_writers_condition(cluster: Cluster) -> None:
+    """Issue 18's interleaving: the mirror works from an index that still shows ``Admitted=False`` while admission
+    has just written ``Admitted=True``. The mirror's list (a merge patch replaces lists whole) used to set Admitted
+    back to False; now its write meets a 409, and only the condition it changed (Running) is applied to the Run as
+    the server has it."""
+    from outrider.operator import conditions
+
+    now = dt.datetime.now(dt.UTC)
+    cluster.run("r1", "repo-a")
+    held = conditions.set_condition(None, type_=k8s.CONDITION_ADMITTED, status=False, reason="ConcurrencyLimit",
+                                    message="held", now=now, generation=1)
+    cluster.patch(kube.runs("default", "r1", "status"), {"status": {"phase": k8s.PHASE_PENDING, "conditions": held}})
+    stale = model.RunInfo.of(cluster.run_obj("r1"))  # the mirror's view: Admitted=False
+
+    admitted = conditions.set_condition(held, type_=k8s.CONDITION_ADMITTED, status=True, reason="Admitted",
+                                        message="admitted", now=now, generation=1)
+    assert _write(cluster, {"phase": k8s.PHASE_ADMITTED, "conditions": admitted},
+                  model.RunInfo.of(cluster.run_obj("r1")))  # admission, from a current view
+
+    running = conditions.set_condition(stale.status.get("conditions"), type_=k8s.CONDITION_RUNNING, status=True,
+                                       reason="Running", message="the Job runs", now=now, generation=1)
+    before = cluster.emulator.conflicts
+    assert _write(cluster, {"phase": k8s.PHASE_RUNNING, "conditions": running}, stale)  # the mirror, from the stale view
+    assert cluster.emulator.conflicts == before + 1  # its first try met the newer Run
+    found = {c["type"]: (c["status"], c["reason"]) for c in cluster.run_status("r1")["conditions"]}
+    assert found == {"Admitted": ("True", "Admitted"), "Running": ("True", "Running")}
+    assert cluster.run_status("r1")["phase"] == k8s.PHASE_RUNNING
+
+
+def test_a_conditions_only_write_from_a_stale_view_is_rebased_too(cluster: Cluster) -> None:
+    """No phase in the write (the watchdog's Stalled): still sent with the view's version and rebased on a 409."""
+    from outrider.operator import conditions
+
+    now = dt.datetime.now(dt.UTC)
+    cluster.run("r1", "repo-a")
+    stale = model.RunInfo.of(cluster.run_obj("r1"))
+    other = conditions.set_condition(None, type_=k8s.CONDITION_ADMITTED, status=True, reason="Admitted", message="a",
+                                     now=now, generation=1)
+    cluster.patch(kube.runs("default", "r1", "status"), {"status": {"conditions": other}})
+    stalled = conditions.set_condition(stale.status.get("conditions"), type_=k8s.CONDITION_STALLED, status=True,
+                                       reason=k8s.REASON_NO_PROGRESS, message="silent", now=now, generation=1)
+    assert _write(cluster, {"conditions": stalled}, stale)
+    assert {c["type"] for c in cluster.run_status("r1")["conditions"]} == {"Admitted", "Stalled"}
+
+
+def test_rebase_applies_only_what_the_writer_changed() -> None:
+    from outrider.operator import conditions
+
+    base = [{"type": "A", "status": "False"}, {"type": "B", "status": "True"}]
+    mine = [{"type": "A", "status": "False"}, {"type": "B", "status": "False"}, {"type": "C", "status": "True"}]
+    theirs = [{"type": "A", "status": "True"}, {"type": "B", "status": "True"}]
+    assert conditions.rebase(base, mine, theirs) == [
+        {"type": "A", "status": "True"}, {"type": "B", "status": "False"}, {"type": "C", "status": "True"}]
+
+
+def _write(cluster: Cluster, status: dict, seen: model.RunInfo) -> bool:
+    rt = _status_writer(cluster)
+
+    async def write() -> bool:
+        try:
+            return await reconciler.patch_run_status(rt, "default", "r1", status, seen=seen)
+        finally:
+            await rt.client.close()
+
+    return asyncio.run(write())
