@@ -173,13 +173,13 @@ async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunIn
     try:
         await rt.client.create(kube.jobs(run.namespace), manifest)
     except kube.ApiError as exc:
-        if exc.status == 409:
+        if isinstance(exc, kube.Conflict):
             existing = await rt.client.get(kube.jobs(run.namespace, run.name))
             labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
             if existing is None or labels.get(k8s.LABEL_RUN) == run.name:
                 return  # created by an earlier event of ours; the job index will show it
-            exc = kube.ApiError(409, f"a Job named {run.name} already exists and does not belong to this Run")
-        if 400 <= exc.status < 500 and exc.status not in (401, 403, 429):
+            exc = kube.Invalid(409, f"a Job named {run.name} already exists and does not belong to this Run")
+        if isinstance(exc, kube.Invalid) or exc.permanent:  # retrying cannot help: say so on the Run
             logger.error("the API server refused the Job for Run %s/%s: %s", run.namespace, run.name, exc)
             rt.kube_events.warn(body, reason=k8s.REASON_JOB_CREATE_FAILED, message=str(exc)[:1000])
             await reconciler.patch_run_status(rt, run.namespace, run.name, {
@@ -233,9 +233,7 @@ async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name:
     manifest = jobs.run_for_job(model._plain(body))
     try:
         await rt.client.create(kube.runs(namespace), manifest)
-    except kube.ApiError as exc:
-        if exc.status != 409:
-            raise
+    except kube.Conflict:
         existing = await rt.client.get(kube.runs(namespace, name)) or {}
         if (existing.get("spec") or {}).get("jobName") != name:
             message = f"cannot adopt Job {name}: a Run of that name already exists for another Job"

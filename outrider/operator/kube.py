@@ -23,10 +23,46 @@ from outrider.common import k8s
 
 
 class ApiError(Exception):
+    """The API server refused a request. Raised as the subclass for its status, so callers catch by kind
+    (``except kube.Conflict``) instead of comparing numbers; :meth:`of` picks it."""
+
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"Kubernetes API answered {status}: {body[:300]}")
         self.status = status
         self.body = body
+
+    @staticmethod
+    def of(status: int, body: str) -> ApiError:
+        kind = _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
+        return kind(status, body)
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying the same request cannot succeed (a 4xx other than 401, 403, 408, 409 and 429)."""
+        return 400 <= self.status < 500 and self.status not in (401, 403, 408, 409, 429)
+
+
+class NotFound(ApiError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class Conflict(ApiError):
+    """409: already exists, or the resourceVersion precondition failed (someone wrote in between)."""
+
+
+class Forbidden(ApiError):
+    """403: RBAC does not allow it (also 401 Unauthorized: the credential is not accepted)."""
+
+
+class Invalid(ApiError):
+    """422 (and 400): the object fails the schema or a validation rule (CEL, immutability)."""
+
+
+class ServerError(ApiError):
+    """5xx: the API server or etcd failed; worth retrying."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {400: Invalid, 401: Forbidden, 403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +214,7 @@ class Client:
             if response.status == 404 and method == "GET":
                 return None
             if response.status >= 400:
-                raise ApiError(response.status, content.decode(errors="replace"))
+                raise ApiError.of(response.status, content.decode(errors="replace"))
         if not content:
             return None
         return json.loads(content)  # type: ignore[no-any-return]
@@ -209,7 +245,7 @@ class Client:
         timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=timeout_seconds + 30)
         async with self._http().get(f"{url}?{query}", timeout=timeout) as response:
             if response.status >= 400:
-                raise ApiError(response.status, (await response.read()).decode(errors="replace"))
+                raise ApiError.of(response.status, (await response.read()).decode(errors="replace"))
             pending = b""
             async for chunk in response.content.iter_any():
                 *lines, pending = (pending + chunk).split(b"\n")

@@ -110,14 +110,14 @@ async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, s
             fresh = None  # a 409 means this version is stale: read the Run again
         try:
             await rt.client.patch(url, body)
-        except kube.ApiError as exc:
-            if exc.status == 404:
-                return False
-            if exc.status == 409 and guarded:
+        except kube.NotFound:
+            return False
+        except kube.Conflict:
+            if guarded:
                 continue  # changed since that version: write again onto the newer Run
             raise
         return True
-    raise kube.ApiError(409, f"Run {namespace}/{name} kept changing while its status was written")
+    raise kube.Conflict(409, f"Run {namespace}/{name} kept changing while its status was written")
 
 
 async def hold_orphan(rt: runtime_mod.Runtime, run: model.RunInfo) -> None:

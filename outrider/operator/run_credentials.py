@@ -88,7 +88,5 @@ async def issue(client: kube.Client, key: bytes, *, namespace: str, run_name: st
     secret = secret_for(key, namespace=namespace, run_name=run_name, run_uid=run_uid, target=target, ttl=ttl)
     try:
         await client.create(kube.secrets(namespace), secret)
-    except kube.ApiError as exc:
-        if exc.status != 409:
-            raise
+    except kube.Conflict:
         log.debug("the credential Secret of Run %s/%s exists already; kept", namespace, run_name)

@@ -187,3 +187,15 @@ def _write(cluster: Cluster, status: dict, seen: model.RunInfo) -> bool:
             await rt.client.close()
 
     return asyncio.run(write())
+
+
+def test_api_errors_are_typed_by_status() -> None:
+    """Callers catch by kind (kube.Conflict, kube.NotFound, ...), never by comparing numbers (issue 18)."""
+    assert isinstance(kube.ApiError.of(404, "x"), kube.NotFound)
+    assert isinstance(kube.ApiError.of(409, "x"), kube.Conflict)
+    assert isinstance(kube.ApiError.of(403, "x"), kube.Forbidden) and isinstance(kube.ApiError.of(401, "x"), kube.Forbidden)
+    assert isinstance(kube.ApiError.of(422, "x"), kube.Invalid) and isinstance(kube.ApiError.of(400, "x"), kube.Invalid)
+    assert isinstance(kube.ApiError.of(503, "x"), kube.ServerError)
+    assert type(kube.ApiError.of(418, "x")) is kube.ApiError
+    assert kube.ApiError.of(422, "x").permanent and not kube.ApiError.of(409, "x").permanent
+    assert not kube.ApiError.of(429, "x").permanent and not kube.ApiError.of(503, "x").permanent
