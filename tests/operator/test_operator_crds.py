@@ -229,3 +229,47 @@ def test_cel_rules_are_present():
     assert any("name.size() <= 63" in r["rule"] for r in run_schema["x-kubernetes-validations"])
     assert any(re.search(r"has\(self.template\) \|\| has\(self.jobName\)", r["rule"])
                for r in run_schema["properties"]["spec"]["x-kubernetes-validations"])
+
+
+def _cel(rule: str, new: object, old: object = None) -> bool:
+    """A CRD validation rule evaluated as the API server would (cel-python; ``oldSelf`` for transition rules)."""
+    import celpy
+
+    env = celpy.Environment()
+    activation = {"self": celpy.json_to_cel(new)}
+    if old is not None:
+        activation["oldSelf"] = celpy.json_to_cel(old)
+    return bool(env.program(env.compile(rule)).evaluate(activation))
+
+
+def test_cel_rules_hold_and_refuse_as_intended():
+    run_schema = crds.schema_of("Run")
+    (name_rule,) = run_schema["x-kubernetes-validations"]
+    assert _cel(name_rule["rule"], {"metadata": {"name": "r" * 63}}) and not _cel(name_rule["rule"], {"metadata": {"name": "r" * 64}})
+    (spec_rule,) = run_schema["properties"]["spec"]["x-kubernetes-validations"]
+    assert _cel(spec_rule["rule"], {"jobName": "j"}) and not _cel(spec_rule["rule"], {"target": "t"})
+    # spec.template is immutable: the Job was built from it (issue 18).
+    (frozen,) = run_schema["properties"]["spec"]["properties"]["template"]["x-kubernetes-validations"]
+    template = copy.deepcopy(JOB_TEMPLATE)
+    changed = copy.deepcopy(JOB_TEMPLATE)
+    changed["spec"]["backoffLimit"] = 7
+    assert _cel(frozen["rule"], template, copy.deepcopy(template))
+    assert not _cel(frozen["rule"], changed, template)
+    assert "cannot change" in frozen["message"]
+
+
+def test_conditions_follow_metav1_condition():
+    """reason, message and lastTransitionTime are required; reasons are CamelCase; a list has at most 16."""
+    good = {"type": "Admitted", "status": "True", "reason": "Admitted", "message": "ok",
+            "lastTransitionTime": "2026-12-05T12:00:00Z", "observedGeneration": 1}
+    obj = run(target="repo", template=copy.deepcopy(JOB_TEMPLATE))
+    obj["status"] = {"conditions": [good]}
+    crds.validate("Run", obj)
+    for broken in ({k: v for k, v in good.items() if k != "reason"}, {**good, "reason": "not a reason"},
+                   {**good, "observedGeneration": -1}, {**good, "message": "x" * 32769}):
+        obj["status"] = {"conditions": [broken]}
+        with pytest.raises(jsonschema.ValidationError):
+            crds.validate("Run", obj)
+    obj["status"] = {"conditions": [{**good, "type": f"T{i}"} for i in range(17)]}
+    with pytest.raises(jsonschema.ValidationError):
+        crds.validate("Run", obj)
