@@ -83,6 +83,7 @@ CONDITION_RUNNING: Final = "Running"
 CONDITION_SUCCEEDED: Final = "Succeeded"
 CONDITION_READY: Final = "Ready"  # on Targets: health is Healthy or Idle
 CONDITION_STALLED: Final = "Stalled"  # on Runs: True while running without progress (operator/watchdog.py)
+CONDITION_ADMITTING: Final = "Admitting"  # on Targets: True while it may admit Runs (kueue's ClusterQueue Active)
 
 # --- Target health and breaker states ------------------------------------------------------------------
 HEALTH_HEALTHY: Final = "Healthy"
@@ -137,5 +138,11 @@ REASON_COMPLETED: Final = "Completed"
 REASON_JOB_FAILED: Final = "JobFailed"  # the Job failed without a reason of its own
 REASON_JOB_DELETED: Final = "JobDeleted"  # the Run's Job disappeared before it finished
 REASON_JOB_CREATE_FAILED: Final = "JobCreateFailed"  # the API server refused the Job built from spec.template
+REASON_INVALID_SPEC: Final = "InvalidSpec"  # the Run has neither spec.template nor spec.jobName
 REASON_NO_PROGRESS: Final = "NoProgress"  # the watchdog: no event of the run for progressTimeoutSeconds
 REASON_PROGRESSING: Final = "Progressing"  # Stalled=False: events arrive again
+# Succeeded=Unknown while a Run is active: where it is.
+REASON_PENDING: Final = "Pending"  # not running yet (held, or admitted and its Job not started)
+REASON_RUNNING: Final = "Running"
+REASON_STALLED: Final = "Stalled"  # running, without progress (the watchdog)
+REASON_CAN_ADMIT: Final = "CanAdmit"  # Admitting=True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from outrider.common import k8s
 from outrider.operator import breaker as breaker_mod
 
 
@@ -47,3 +48,10 @@ def rebase(base: list[dict[str, Any]] | None, mine: list[dict[str, Any]], theirs
         if before.get(condition.get("type")) != condition:
             merged[condition.get("type")] = condition
     return list(merged.values())
+
+
+def active(existing: list[dict[str, Any]] | None, *, reason: str, message: str, now: dt.datetime, generation: int) -> list[dict[str, Any]]:
+    """``Succeeded=Unknown`` with where an active Run is (Pending, Running, Stalled): the summary condition is
+    there from the first visit, as the API conventions ask, and turns True/False when the Run finishes."""
+    return set_condition(existing, type_=k8s.CONDITION_SUCCEEDED, status=None, reason=reason, message=message, now=now,
+                         generation=generation)

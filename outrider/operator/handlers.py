@@ -159,9 +159,8 @@ async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
     if spec.get("template") and not spec.get("jobName") and (namespace, name) not in jobs_by_name:
         await _create_job(rt, body, run, logger)
     elif not spec.get("template") and not spec.get("jobName"):
-        await reconciler.patch_run_status(rt, namespace, name, {
-            "phase": k8s.PHASE_FAILED, "reason": "InvalidSpec", "observedGeneration": run.generation,
-            "message": "the Run has neither spec.template nor spec.jobName"})
+        await reconciler.patch_run_status(rt, namespace, name, reconciler.failed_before_running(
+            run, k8s.REASON_INVALID_SPEC, "the Run has neither spec.template nor spec.jobName", rt.clock()), seen=run)
         return
     if (namespace, run.target) not in targets_by_name:
         await reconciler.hold_orphan(rt, run)
@@ -182,9 +181,8 @@ async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunIn
         if isinstance(exc, kube.Invalid) or exc.permanent:  # retrying cannot help: say so on the Run
             logger.error("the API server refused the Job for Run %s/%s: %s", run.namespace, run.name, exc)
             rt.kube_events.warn(body, reason=k8s.REASON_JOB_CREATE_FAILED, message=str(exc)[:1000])
-            await reconciler.patch_run_status(rt, run.namespace, run.name, {
-                "phase": k8s.PHASE_FAILED, "reason": k8s.REASON_JOB_CREATE_FAILED, "message": str(exc)[:1000],
-                "observedGeneration": run.generation})
+            await reconciler.patch_run_status(rt, run.namespace, run.name, reconciler.failed_before_running(
+                run, k8s.REASON_JOB_CREATE_FAILED, str(exc)[:1000], rt.clock()), seen=run)
             return
         raise
     # The one Event of a new Run (its creation time is in its metadata already): each Event is an API write.
@@ -271,6 +269,10 @@ async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunIn
         conds = conditions.set_condition(conds, type_=k8s.CONDITION_RUNNING, status=running,
                                          reason=desired["reason"], message=desired["message"], now=now,
                                          generation=run.generation)
+    if phase == k8s.PHASE_RUNNING:
+        stalled = (conditions.get(conds, k8s.CONDITION_STALLED) or {}).get("status") == "True"
+        conds = conditions.active(conds, reason=k8s.REASON_STALLED if stalled else k8s.REASON_RUNNING,
+                                  message=desired["message"], now=now, generation=run.generation)
     if phase in k8s.TERMINAL_PHASES:
         conds = conditions.set_condition(conds, type_=k8s.CONDITION_SUCCEEDED, status=phase == k8s.PHASE_SUCCEEDED,
                                          reason=desired["reason"], message=desired["message"], now=now,

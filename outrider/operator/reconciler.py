@@ -45,9 +45,32 @@ def ref(kind: str, namespace: str, name: str, uid: str | None = None) -> dict[st
 WATCHDOG_RECHECK_SECONDS = 30
 
 
+def _admitting(h: Any, *, pending: int, active: int, max_runs: int) -> dict[str, Any]:
+    """The Target's ``Admitting`` condition (kueue's ClusterQueue ``Active``): may a Run of it be admitted now, and
+    if not, the one reason why (AutonomyPaused, TargetPaused, CircuitOpen, MaxOpenPRs, BudgetExceeded, ...,
+    ConcurrencyLimit)."""
+    if h.health in (k8s.HEALTH_PAUSED, k8s.HEALTH_BLOCKED, k8s.HEALTH_FAILED):
+        return {"status": False, "reason": h.reason, "message": h.message}
+    if pending and active >= max_runs:
+        return {"status": False, "reason": k8s.REASON_CONCURRENCY_LIMIT,
+                "message": f"{active} of {max_runs} Runs active; {pending} waiting for a slot"}
+    return {"status": True, "reason": k8s.REASON_CAN_ADMIT, "message": "Runs are admitted as they come"}
+
+
 def _stalled(run: model.RunInfo) -> bool:
     found = conditions.get(run.status.get("conditions"), k8s.CONDITION_STALLED)
     return found is not None and found.get("status") == "True"
+
+
+def failed_before_running(run: model.RunInfo, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
+    """The status of a Run that fails before its Job could run (InvalidSpec, JobCreateFailed): phase Failed and the
+    Succeeded=False condition that says why."""
+    return {
+        "phase": k8s.PHASE_FAILED, "reason": reason, "message": message, "observedGeneration": run.generation,
+        "completionTime": breaker_mod.format_time(now),
+        "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_SUCCEEDED, status=False,
+                                               reason=reason, message=message, now=now, generation=run.generation),
+    }
 
 
 def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
@@ -56,8 +79,10 @@ def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime)
         "reason": reason,
         "message": message,
         "observedGeneration": run.generation,
-        "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=False,
-                                               reason=reason, message=message, now=now, generation=run.generation),
+        "conditions": conditions.active(
+            conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=False,
+                                     reason=reason, message=message, now=now, generation=run.generation),
+            reason=k8s.REASON_PENDING, message=f"held: {message}", now=now, generation=run.generation),
     }
 
 
@@ -297,9 +322,11 @@ class TargetReconciler:
             "openPRs": open_prs,
             "lastRunTime": breaker_mod.format_time(max(admitted_times)) if admitted_times
             else previous.get("lastRunTime"),
-            "conditions": conditions.set_condition(previous.get("conditions"), type_=k8s.CONDITION_READY,
-                                                   status=h.ready, reason=h.reason, message=h.message, now=now,
-                                                   generation=target.generation),
+            "conditions": conditions.set_condition(
+                conditions.set_condition(previous.get("conditions"), type_=k8s.CONDITION_READY, status=h.ready,
+                                         reason=h.reason, message=h.message, now=now, generation=target.generation),
+                type_=k8s.CONDITION_ADMITTING, now=now, generation=target.generation,
+                **_admitting(h, pending=pending, active=active, max_runs=target.limits.max_concurrent_runs)),
         }
         if status != self.last_status:
             await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"), {"status": status})
@@ -389,6 +416,8 @@ class TargetReconciler:
                     conds = conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_STALLED, status=False,
                                                      reason=k8s.REASON_PROGRESSING, message="events arrive again", now=now,
                                                      generation=run.generation)
+                    conds = conditions.active(conds, reason=k8s.REASON_RUNNING, message="events arrive again", now=now,
+                                              generation=run.generation)
                     await patch_run_status(self.rt, run.namespace, run.name, {"conditions": conds}, seen=run)
                 if found.recheck_at is not None:
                     wake = found.recheck_at if wake is None else min(wake, found.recheck_at)
@@ -402,6 +431,7 @@ class TargetReconciler:
         message = self._stall_message(found, rule)
         conds = conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_STALLED, status=True,
                                          reason=k8s.REASON_NO_PROGRESS, message=message, now=now, generation=run.generation)
+        conds = conditions.active(conds, reason=k8s.REASON_STALLED, message=message, now=now, generation=run.generation)
         if await patch_run_status(self.rt, run.namespace, run.name, {"conditions": conds}, seen=run):
             self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_NO_PROGRESS,
                                      message=f"Stalled: {message}")
@@ -459,9 +489,10 @@ class TargetReconciler:
             "admittedAt": stamp,
             "probe": decision.probe,
             "observedGeneration": run.generation,
-            "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=True,
-                                                   reason=decision.reason, message=decision.message, now=now,
-                                                   generation=run.generation),
+            "conditions": conditions.active(
+                conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=True,
+                                         reason=decision.reason, message=decision.message, now=now, generation=run.generation),
+                reason=k8s.REASON_PENDING, message="admitted; its Job has not started yet", now=now, generation=run.generation),
         }, job_suspended=True, seen=run):
             return False
         if self.rt.signing_key is not None:  # the credential exists before any pod of the Job can start

@@ -38,7 +38,8 @@ def test_job_status_flows_into_run_status(cluster: Cluster, operator: Operator) 
     wait_for(lambda: phase(cluster, "ok") == "Running", what="Running")
     status = cluster.run_status("ok")
     assert status["startTime"] == "2026-01-01T10:00:00Z"
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Admitted": "True", "Running": "True"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Admitted": "True", "Running": "True", "Succeeded": "Unknown"}
+    assert next(c for c in status["conditions"] if c["type"] == "Succeeded")["reason"] == "Running"
     cluster.job_status("ok", {"active": 0, "succeeded": 1, "completionTime": "2026-01-01T10:01:30Z", "conditions": [
         {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T10:01:30Z"}]})
     wait_for(lambda: phase(cluster, "ok") == "Succeeded", what="Succeeded")
@@ -214,3 +215,7 @@ def test_a_name_clash_with_someone_elses_job_fails_the_run_instead_of_hanging(cl
     status = wait_for(lambda: (s := cluster.run_status("r1")).get("phase") == "Failed" and s)
     assert status["reason"] == "JobCreateFailed" and "already exists" in status["message"]
     assert "breakerRecorded" not in status  # a Run that never ran is not an agent failure
+    succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")  # the condition says it too
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "JobCreateFailed")
+    admitting = {c["type"]: c for c in cluster.target_status("repo-a")["conditions"]}["Admitting"]
+    assert (admitting["status"], admitting["reason"]) == ("True", "CanAdmit")

@@ -73,6 +73,11 @@ def test_running_operator_serves_metrics_from_the_cluster(cluster: Cluster, oper
     created = cluster.run_obj(waiting)["metadata"]["creationTimestamp"]
     assert waiting_since == dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
     assert abs(time.time() - waiting_since) < 120
+    # Conditions first (issue 18): the waiting Run's summary condition is there already; the Target says why it waits.
+    summary = next(c for c in cluster.run_status(waiting)["conditions"] if c["type"] == "Succeeded")
+    assert (summary["status"], summary["reason"]) == ("Unknown", "Pending")
+    admitting = {c["type"]: c for c in cluster.target_status("repo-a")["conditions"]}["Admitting"]
+    assert (admitting["status"], admitting["reason"]) == ("False", "ConcurrencyLimit") and "1 waiting" in admitting["message"]
     assert got[("outrider_target_open_prs", key)] == 1
     assert got[("outrider_target_max_open_prs", key)] == 3
     assert got[("outrider_target_health", tuple(sorted((*key, ("health", "Healthy")))))] == 1
