@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from outrider.common import k8s
+from outrider.common import k8s, timefmt
 from outrider.operator import autonomy as autonomy_mod
 from outrider.operator import breaker as breaker_mod
 from outrider.operator import budget as budget_mod
@@ -109,7 +109,7 @@ def _breaker_message(breaker: breaker_mod.Breaker, now: dt.datetime) -> str:
     if breaker.state == k8s.BREAKER_OPEN and breaker.cooldown_until is not None:
         left = max(0, int((breaker.cooldown_until - now).total_seconds()))
         return (f"circuit breaker Open after {breaker.consecutive_failures} consecutive failures; "
-                f"a probe Run is admitted at {breaker_mod.format_time(breaker.cooldown_until)} (in {left}s)")
+                f"a probe Run is admitted at {timefmt.format_time(breaker.cooldown_until)} (in {left}s)")
     if breaker.probe_run:
         return f"circuit breaker HalfOpen: waiting for the probe Run {breaker.probe_run} to finish"
     return "circuit breaker is not Closed"

@@ -15,6 +15,7 @@ import datetime as dt
 from typing import Any
 
 from outrider.common import k8s
+from outrider.common.timefmt import format_time, parse_time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,22 +39,6 @@ class Transition:
     tripped: bool = False  # Closed/HalfOpen -> Open
     reset: bool = False  # HalfOpen/Open -> Closed
     half_opened: bool = False  # Open -> HalfOpen
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def format_time(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def from_status(status: dict[str, Any] | None) -> Breaker:

@@ -11,7 +11,8 @@ a limit changed a moment ago counts at once). docs/concepts/budgets.md has the r
 - pacing ``even`` spaces admissions ``3600 × avg run cost / usdPerHour`` seconds apart (``BudgetPaced``);
 - Targets without a budget, while no global budget exists, are never asked about and never held.
 
-:func:`gate` is pure (tests feed it answers); :class:`Client` is the small cached HTTP reader.
+:func:`gate` and :func:`parse` are pure (tests feed them answers); the cached HTTP reader is
+``control_plane_client.BudgetClient``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import dataclasses
 import datetime as dt
 import logging
 from typing import Any
-
-import httpx
 
 from outrider.common import k8s
 
@@ -138,55 +137,6 @@ def gate(spend: Spend | None, *, target: Limits | None, glob: Limits | None, now
                                   f"{_stamp(next_at)}"), retry_at=max(next_at, now + MIN_RETRY))
         return Gate(one_at_a_time=True)
     return Gate()
-
-
-class Client:
-    """``GET /v1/budgets`` with a short timeout and a cache of a few seconds per question."""
-
-    def __init__(self, url: str | None, token: str | None, *, timeout: float, cache_seconds: float) -> None:
-        self.url = url.rstrip("/") if url else None
-        self.token = token
-        self.timeout = timeout
-        self.cache_seconds = cache_seconds
-        self._cache: dict[Any, tuple[dt.datetime, Spend | None, str | None]] = {}
-
-    async def fetch(self, target: str, limits: Limits | None, glob: Limits | None,
-                    now: dt.datetime, namespace: str = "default") -> tuple[Spend | None, str | None]:
-        """(spend, None) or (None, why it is unknown); the target's spend is its namespace's only."""
-        if not self.url:
-            return None, "OUTRIDER_URL is not set"
-        key = (namespace, target, limits, glob)
-        cached = self._cache.get(key)
-        if cached is not None and now < cached[0]:
-            return cached[1], cached[2]
-        params: dict[str, Any] = {"target": target, "namespace": namespace}
-        for prefix, scope in (("", limits), ("global_", glob)):
-            if scope is not None and scope.any:
-                for name, value in (("usd_per_hour", scope.per_hour), ("usd_per_day", scope.per_day)):
-                    if value is not None:
-                        params[prefix + name] = value
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        spend: Spend | None = None
-        error: str | None = None
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout, headers=headers) as http:
-                response = await http.get(f"{self.url}/v1/budgets", params=params)
-            if response.status_code != 200:
-                error = f"GET /v1/budgets answered {response.status_code}"
-            else:
-                spend = parse(response.json(), target)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            error = f"control plane unreachable: {type(exc).__name__}"
-        if error:
-            logger.info("budget spend for %s unknown: %s", target, error)
-        expires = now + dt.timedelta(seconds=self.cache_seconds)
-        if spend is not None:
-            # Never serve a cached "exceeded" past the moment it frees up.
-            for moment in (w.resets_at for w in spend.windows if w.resets_at is not None):
-                expires = min(expires, moment)
-        self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-        self._cache[key] = (expires, spend, error)
-        return spend, error
 
 
 def _time(value: Any) -> dt.datetime | None:

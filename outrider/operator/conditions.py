@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from outrider.common import k8s
-from outrider.operator import breaker as breaker_mod
+from outrider.common import k8s, timefmt
 
 
 def set_condition(existing: list[dict[str, Any]] | None, *, type_: str, status: bool | None, reason: str,
@@ -26,7 +25,7 @@ def set_condition(existing: list[dict[str, Any]] | None, *, type_: str, status: 
         "status": text,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": since or breaker_mod.format_time(now),
+        "lastTransitionTime": since or timefmt.format_time(now),
         "observedGeneration": generation,
     })
     return sorted(out, key=lambda c: str(c.get("type")))

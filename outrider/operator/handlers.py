@@ -21,8 +21,7 @@ from typing import Any
 
 import kopf
 
-from outrider.common import events, k8s
-from outrider.operator import breaker as breaker_mod
+from outrider.common import events, k8s, timefmt
 from outrider.operator import conditions, events_client, jobs, kube, model, reconciler
 from outrider.operator import runtime as runtime_mod
 from outrider.operator import settings as settings_mod
@@ -288,19 +287,19 @@ async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunIn
     if current.get("phase") != phase and phase == k8s.PHASE_RUNNING or (
             phase in k8s.TERMINAL_PHASES and not current.get("startTime") and desired.get("startTime")):
         rt.kube_events.info(ref, reason="Started", message=f"Job {job['metadata']['name']} is running")
-        started = breaker_mod.parse_time(desired.get("startTime")) or now
+        started = timefmt.parse_time(desired.get("startTime")) or now
         rt.emit(events_client.build(events.EventType.RUN_STARTED, id_parts=(run.uid, "started"), time=started,
                                     data={"job": job["metadata"]["name"]}, **common))
     if current.get("phase") != phase and phase == k8s.PHASE_SUCCEEDED:
         rt.kube_events.info(ref, reason=k8s.REASON_COMPLETED, message=f"succeeded in {desired.get('durationSeconds', '—')}s")
         rt.emit(events_client.build(events.EventType.RUN_SUCCEEDED, id_parts=(run.uid, "succeeded"),
-                                    time=breaker_mod.parse_time(desired.get("completionTime")) or now,
+                                    time=timefmt.parse_time(desired.get("completionTime")) or now,
                                     data={"duration_seconds": desired.get("durationSeconds"),
                                           "usage": desired.get("usage")}, **common))
     if current.get("phase") != phase and phase == k8s.PHASE_FAILED:
         rt.kube_events.warn(ref, reason=desired["reason"], message=desired.get("errorSummary") or desired["message"])
         rt.emit(events_client.build(events.EventType.RUN_FAILED, id_parts=(run.uid, "failed"),
-                                    time=breaker_mod.parse_time(desired.get("completionTime")) or now,
+                                    time=timefmt.parse_time(desired.get("completionTime")) or now,
                                     data={"error_type": desired["reason"],
                                           "message": desired.get("errorSummary") or desired["message"],
                                           "duration_seconds": desired.get("durationSeconds")}, **common))
@@ -332,7 +331,7 @@ async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs
     message = "the Run's Job was deleted before it finished"
     if await reconciler.patch_run_status(rt, namespace, run_name, {
         "phase": k8s.PHASE_CANCELLED, "reason": k8s.REASON_JOB_DELETED, "message": message,
-        "completionTime": breaker_mod.format_time(now), "observedGeneration": run.generation,
+        "completionTime": timefmt.format_time(now), "observedGeneration": run.generation,
         "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_SUCCEEDED,
                                                status=False, reason=k8s.REASON_JOB_DELETED, message=message,
                                                now=now, generation=run.generation),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from outrider.common import k8s
+from outrider.common import k8s, timefmt
 from outrider.operator import admission
 from outrider.operator import autonomy as autonomy_mod
 from outrider.operator import breaker as breaker_mod
@@ -45,11 +45,11 @@ def assess(
         return Health(k8s.HEALTH_FAILED, k8s.REASON_PROBE_FAILED,
                       f"the half-open probe {breaker.last_failure_run or ''} failed "
                       f"({breaker.last_failure_reason or 'no reason'}); breaker Open again until "
-                      f"{breaker_mod.format_time(breaker.cooldown_until)}".replace("  ", " "))
+                      f"{timefmt.format_time(breaker.cooldown_until)}".replace("  ", " "))
     if breaker.state == k8s.BREAKER_OPEN:
         return Health(k8s.HEALTH_BLOCKED, k8s.REASON_CIRCUIT_OPEN,
                       f"{breaker.consecutive_failures} consecutive failures (last: {breaker.last_failure_run}, "
-                      f"{breaker.last_failure_reason}); cooldown until {breaker_mod.format_time(breaker.cooldown_until)}")
+                      f"{breaker.last_failure_reason}); cooldown until {timefmt.format_time(breaker.cooldown_until)}")
     if limits.open_prs is not None and limits.open_prs >= limits.max_open_prs:
         return Health(k8s.HEALTH_BLOCKED, k8s.REASON_MAX_OPEN_PRS,
                       f"{limits.open_prs} open pull requests; the Target allows {limits.max_open_prs}")

@@ -15,8 +15,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from outrider.common import credentials, k8s
-from outrider.operator import breaker as breaker_mod
+from outrider.common import credentials, k8s, timefmt
 from outrider.operator import run_credentials
 
 #: The longest termination message kept as errorSummary (Kubernetes caps the message at 4096 bytes anyway).
@@ -138,24 +137,24 @@ def run_status(job: dict[str, Any], termination_message: str | None = None) -> d
     status = job.get("status") or {}
     st = state(job)
     out: dict[str, Any] = {"jobName": job["metadata"]["name"]}
-    start = breaker_mod.parse_time(status.get("startTime"))
+    start = timefmt.parse_time(status.get("startTime"))
     if start is not None:
-        out["startTime"] = breaker_mod.format_time(start)
+        out["startTime"] = timefmt.format_time(start)
     if st.failed:
         cond = _condition(job, "Failed") or {}
-        end = breaker_mod.parse_time(cond.get("lastTransitionTime")) or breaker_mod.parse_time(status.get("completionTime"))
+        end = timefmt.parse_time(cond.get("lastTransitionTime")) or timefmt.parse_time(status.get("completionTime"))
         out.update(phase=k8s.PHASE_FAILED, reason=cond.get("reason") or k8s.REASON_JOB_FAILED,
                    message=cond.get("message") or "the Job failed")
     elif st.succeeded:
         cond = _condition(job, "Complete") or {}
-        end = breaker_mod.parse_time(status.get("completionTime")) or breaker_mod.parse_time(cond.get("lastTransitionTime"))
+        end = timefmt.parse_time(status.get("completionTime")) or timefmt.parse_time(cond.get("lastTransitionTime"))
         out.update(phase=k8s.PHASE_SUCCEEDED, reason=k8s.REASON_COMPLETED, message="the Job completed")
     else:
         end = None
         if not st.suspended and (status.get("active") or start is not None):
             out.update(phase=k8s.PHASE_RUNNING, reason=k8s.PHASE_RUNNING, message=f"{status.get('active') or 0} pod(s) active")
     if end is not None:
-        out["completionTime"] = breaker_mod.format_time(end)
+        out["completionTime"] = timefmt.format_time(end)
         if start is not None:
             out["durationSeconds"] = max(0, int((end - start).total_seconds()))
     if termination_message:

@@ -11,9 +11,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from outrider.common import k8s
+from outrider.common import k8s, timefmt
 from outrider.operator import admission
-from outrider.operator import breaker as breaker_mod
 from outrider.operator import budget as budget_mod
 from outrider.operator import jobs as jobs_mod
 
@@ -71,7 +70,7 @@ class RunInfo:
             name=meta.get("name") or "",
             uid=meta.get("uid") or "",
             target=str(spec.get("target") or ""),
-            created=breaker_mod.parse_time(meta.get("creationTimestamp")) or dt.datetime.now(dt.UTC),
+            created=timefmt.parse_time(meta.get("creationTimestamp")) or dt.datetime.now(dt.UTC),
             generation=int(meta.get("generation") or 0),
             phase=status.get("phase"),
             reason=status.get("reason"),

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from outrider.common import events, k8s
+from outrider.common import events, k8s, timefmt
 from outrider.operator import (
     admission,
     conditions,
@@ -67,7 +67,7 @@ def failed_before_running(run: model.RunInfo, reason: str, message: str, now: dt
     Succeeded=False condition that says why."""
     return {
         "phase": k8s.PHASE_FAILED, "reason": reason, "message": message, "observedGeneration": run.generation,
-        "completionTime": breaker_mod.format_time(now),
+        "completionTime": timefmt.format_time(now),
         "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_SUCCEEDED, status=False,
                                                reason=reason, message=message, now=now, generation=run.generation),
     }
@@ -233,7 +233,7 @@ class TargetReconciler:
                 finished.append((r.status.get("completionTime") or "", r, r.phase == k8s.PHASE_SUCCEEDED, r.reason))
             elif not r.terminal and r.name in jobs_by_run and jobs_by_run[r.name].state.finished:
                 state = jobs_by_run[r.name].state
-                finished.append((breaker_mod.format_time(now) or "", r, state.succeeded, state.failure_reason))
+                finished.append((timefmt.format_time(now) or "", r, state.succeeded, state.failure_reason))
         finished.sort(key=lambda item: (item[0], item[1].name))
         for _, run, succeeded, reason in finished:
             b, t = breaker_mod.record(
@@ -307,7 +307,7 @@ class TargetReconciler:
         open_prs = target.limits.open_prs
         h = health.assess(limits=target.limits, autonomy=autonomy, breaker=b, active=active, pending=pending,
                           budget_hold=gate.hold if gate is not None else None)
-        admitted_times = [t for t in (breaker_mod.parse_time(r.status.get("admittedAt")) for r in runs) if t]
+        admitted_times = [t for t in (timefmt.parse_time(r.status.get("admittedAt")) for r in runs) if t]
         if admitted_now:
             admitted_times.append(now)
         previous = self.last_status or dict(body.get("status") or {})
@@ -320,7 +320,7 @@ class TargetReconciler:
             "activeRuns": active,
             "pendingRuns": pending,
             "openPRs": open_prs,
-            "lastRunTime": breaker_mod.format_time(max(admitted_times)) if admitted_times
+            "lastRunTime": timefmt.format_time(max(admitted_times)) if admitted_times
             else previous.get("lastRunTime"),
             "conditions": conditions.set_condition(
                 conditions.set_condition(previous.get("conditions"), type_=k8s.CONDITION_READY, status=h.ready,
@@ -357,12 +357,12 @@ class TargetReconciler:
             rt.kube_events.warn(target_ref, reason=k8s.REASON_CIRCUIT_OPEN,
                       message=f"circuit breaker opened (trip {b.trips}) after {b.consecutive_failures} consecutive "
                               f"failures; last {b.last_failure_run}: {b.last_failure_reason}; cooldown until "
-                              f"{breaker_mod.format_time(b.cooldown_until)}")
+                              f"{timefmt.format_time(b.cooldown_until)}")
             self.rt.emit(events_client.build(
                 events.EventType.TARGET_BREAKER_TRIPPED, id_parts=(uid, "tripped", str(b.trips)), time=now,
                 target=self.name, subject=f"targets/{self.namespace}/{self.name}",
                 data={"trips": b.trips, "consecutive_failures": b.consecutive_failures,
-                      "cooldown_until": breaker_mod.format_time(b.cooldown_until), "reopened": b.reopened,
+                      "cooldown_until": timefmt.format_time(b.cooldown_until), "reopened": b.reopened,
                       "last_failure_run": b.last_failure_run, "last_failure_reason": b.last_failure_reason},
             ))
         if reset:
@@ -393,7 +393,7 @@ class TargetReconciler:
             return 0, None
         recheck = now + dt.timedelta(seconds=min(WATCHDOG_RECHECK_SECONDS, rule.timeout_seconds))
         activity = await self.rt.activity.last_activity(self.namespace, self.name, now)
-        if activity is None:  # blind (watchdog.Client): decide nothing, look again later
+        if activity is None:  # blind (control_plane_client.ActivityClient): decide nothing, look again later
             return sum(1 for r in running if _stalled(r)), recheck
         count = 0
         wake: dt.datetime | None = None
@@ -444,10 +444,10 @@ class TargetReconciler:
         for type_, value in ((k8s.CONDITION_STALLED, True), (k8s.CONDITION_RUNNING, False), (k8s.CONDITION_SUCCEEDED, False)):
             conds = conditions.set_condition(conds, type_=type_, status=value, reason=k8s.REASON_NO_PROGRESS, message=message,
                                              now=now, generation=run.generation)
-        started = breaker_mod.parse_time(run.status.get("startTime"))
+        started = timefmt.parse_time(run.status.get("startTime"))
         duration = round((now - started).total_seconds(), 3) if started else None
         status: dict[str, Any] = {"phase": k8s.PHASE_FAILED, "reason": k8s.REASON_NO_PROGRESS, "message": message,
-                                  "errorSummary": message, "completionTime": breaker_mod.format_time(now),
+                                  "errorSummary": message, "completionTime": timefmt.format_time(now),
                                   "conditions": conds, "observedGeneration": run.generation}
         if duration is not None:
             status["durationSeconds"] = max(0, int(duration))  # whole seconds, as the Job mirror writes it
@@ -470,7 +470,7 @@ class TargetReconciler:
         if not waiting or not autonomy.enabled or (target.budget is None and not glob.any):
             return None
         spend, error = await self.rt.budgets.fetch(self.name, target.budget, glob if glob.any else None, now, self.namespace)
-        admitted_times = [t for t in (breaker_mod.parse_time(r.status.get("admittedAt")) for r in runs) if t]
+        admitted_times = [t for t in (timefmt.parse_time(r.status.get("admittedAt")) for r in runs) if t]
         admitted_times.extend(self.admitted.values())
         return budget_mod.gate(spend, target=target.budget, glob=glob, now=now, error=error,
                                fail_open=self.rt.settings.budget_fail_open,
@@ -479,7 +479,7 @@ class TargetReconciler:
 
     async def _admit(self, run: model.RunInfo, job: model.JobInfo, decision: admission.Decision, now: dt.datetime) -> bool:
         """Admit the Run and unsuspend its Job; False (the Job stays suspended) when the Run is gone or finished."""
-        stamp = breaker_mod.format_time(now)
+        stamp = timefmt.format_time(now)
         # Run status first: if we crash before unsuspending, the Job is still suspended and simply admitted again.
         if not await patch_run_status(self.rt, run.namespace, run.name, {
             "phase": k8s.PHASE_ADMITTED,

@@ -19,8 +19,7 @@ from typing import Any
 
 from outrider.common import events
 from outrider.operator import autonomy as autonomy_mod
-from outrider.operator import budget as budget_mod
-from outrider.operator import events_client, kube, kube_events, metrics, run_credentials, watchdog
+from outrider.operator import control_plane_client, events_client, kube, kube_events, metrics, run_credentials
 from outrider.operator import settings as settings_mod
 
 logger = logging.getLogger("outrider.operator")
@@ -44,9 +43,9 @@ class Runtime:
         self._wakes: dict[tuple[str, str], asyncio.Event] = {}
         self.sender = events_client.EventSender(settings.url, settings.token, buffer_max=settings.events_buffer_max,
                                                 batch_max=settings.events_batch_max)
-        self.budgets = budget_mod.Client(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
+        self.budgets = control_plane_client.BudgetClient(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
                                          cache_seconds=settings.budget_cache_seconds)
-        self.activity = watchdog.Client(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
+        self.activity = control_plane_client.ActivityClient(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
                                         cache_seconds=settings.watchdog_cache_seconds)
         self.kube_events = kube_events.Recorder(
             client, queue_max=settings.kube_events_queue_max, burst=settings.kube_events_burst,
