@@ -24,6 +24,8 @@ from outrider.control_plane import schemas
 app = typer.Typer(help="Run history: list runs, show one run, watch one run live.", no_args_is_help=True)
 
 
+#: Lines of a failed run's traceback ``runs show`` prints (its end, where the error is).
+TRACEBACK_LINES = 20
 #: Below this many columns the runs table is drawn compact.
 NARROW = 110
 
@@ -164,6 +166,16 @@ def show_run(
     notes = (run.get("metrics") or {}).get("notes") or []
     for note in notes:
         console.print(f"[dim]note: {output.esc(note)}[/dim]")
+    if run["status"] == "failed":
+        failures = output.fetch("the failure", "/v1/events", url, token, fmt,
+                                {"run_id": run_id, "type": "run.failed", "namespace": run.get("namespace"), "limit": 10})
+        tracebacks = [str(item["event"]["data"]["traceback"]) for item in failures["items"]
+                      if (item["event"].get("data") or {}).get("traceback")]
+        if tracebacks:
+            lines = tracebacks[-1].rstrip().splitlines()
+            omitted = f", {len(lines) - TRACEBACK_LINES} earlier lines omitted" if len(lines) > TRACEBACK_LINES else ""
+            console.print(f"[bold]Traceback[/bold] (last {min(len(lines), TRACEBACK_LINES)} lines{omitted})")
+            console.print(output.esc("\n".join(lines[-TRACEBACK_LINES:])), style="red", soft_wrap=True)
 
 
 @app.command("summary")

@@ -78,6 +78,9 @@ def test_runs_show(server: support.Server, cli: Cli) -> None:
     assert table.returncode == 0
     for text in ("old-ok", "succeeded", "Stages", "plan", "LLM usage", "anthropic/claude-sonnet", "#700"):
         assert text in table.stdout
+    assert "Traceback" not in table.stdout
+    failed = cli("runs", "show", "new-fail").stdout  # a failed run shows the end of its traceback
+    assert "Traceback (last 4 lines)" in failed and "TimeoutError: tests did not finish in 600s" in failed
     missing = cli("runs", "show", "no-such-run", "-o", "json")
     assert missing.returncode == 4
     assert json.loads(missing.stderr)["detail"]["error"] == "not_found"
