@@ -173,3 +173,27 @@ def test_the_audit_log_says_who_did_what(server: RunningServer) -> None:
     assert refused["role"] == "ingest" and "speaks for the operator" in refused["detail"]["problems"][0]["message"]
     page = server.client.get("/v1/audit", params={"action": "key.created", "limit": 1}).json()
     assert len(page["items"]) == 1 and page["items"][0]["object"] == worker_key["id"]
+
+
+def test_only_the_operator_may_say_a_target_was_deleted(server: RunningServer) -> None:
+    """target.deleted drops a Target from the status and /metrics: an agent's key must not be able to hide one."""
+    reported = support.event("target.status", None, target="web", source="/outrider/operator", data={
+        "health": "Healthy", "breaker_state": "Closed", "consecutive_failures": 0, "trips": 0, "active_runs": 0,
+        "pending_runs": 0, "max_open_prs": 1, "max_concurrent_runs": 1})
+    assert as_operator(server).post("/v1/events", json=reported).status_code == 202
+    deleted = support.event("target.deleted", None, target="web", source="/workers/pod-1")
+    for role in ("ingest", "read"):
+        assert key(server, role).post("/v1/events", json=deleted).status_code == 403
+    server.caught_up()
+    assert [t["target"] for t in server.client.get("/v1/targets").json()] == ["web"]
+    assert stored_events(server, type="target.deleted") == []
+
+
+def test_a_key_bounded_to_one_target_summarizes_only_that_target(server: RunningServer) -> None:
+    for target in ("web", "api"):
+        assert server.client.post("/v1/events", json=support.event("run.created", f"{target}-1", target=target)).status_code == 202
+    server.caught_up()
+    bounded = key(server, "read", targets=["web"])
+    assert bounded.get("/v1/runs/summary", params={"window": "3650d"}).json()["total"] == 1
+    assert bounded.get("/v1/runs/summary", params={"window": "3650d", "target": "web"}).json()["total"] == 1
+    assert bounded.get("/v1/runs/summary", params={"window": "3650d", "target": "api"}).json()["total"] == 0  # not widened
