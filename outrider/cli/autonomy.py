@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from outrider.cli import client, options, output
 from outrider.common import k8s
 
-app = typer.Typer(help="Autonomy: see it, pause it, resume it, stop everything.", no_args_is_help=True)
+app = typer.Typer(help="Autonomy: see it, pause it, resume it, stop everything.", no_args_is_help=True, rich_markup_mode=None)
 
 Namespace = Annotated[
     str | None,

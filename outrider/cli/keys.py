@@ -14,7 +14,7 @@ from rich.table import Table
 
 from outrider.cli import client, options, output
 
-app = typer.Typer(help="API keys: create (role, namespaces, targets, expiry), list, revoke.", no_args_is_help=True)
+app = typer.Typer(help="API keys: create (role, namespaces, targets, expiry), list, revoke.", no_args_is_help=True, rich_markup_mode=None)
 
 DURATION = re.compile(r"^([1-9][0-9]{0,5})([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -11,6 +11,8 @@ app = typer.Typer(
     help="Outrider: observe and control autonomous AI-agent runs on Kubernetes.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help (click's): flags read as flags (typer's rich help prints a type, <bool>, even for them).
+    rich_markup_mode=None,
 )
 
 

@@ -21,7 +21,7 @@ from rich.table import Table
 from outrider.cli import client, events, options, output
 from outrider.control_plane import schemas
 
-app = typer.Typer(help="Run history: list runs, show one run, watch one run live.", no_args_is_help=True)
+app = typer.Typer(help="Run history: list runs, show one run, watch one run live.", no_args_is_help=True, rich_markup_mode=None)
 
 
 #: Lines of a failed run's traceback ``runs show`` prints (its end, where the error is).

@@ -11,7 +11,7 @@ import typer
 
 from outrider.cli import output
 
-app = typer.Typer(help="Maintain the control plane's store (needs OUTRIDER_DATABASE_URL, as the control plane).", no_args_is_help=True)
+app = typer.Typer(help="Maintain the control plane's store (needs OUTRIDER_DATABASE_URL, as the control plane).", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _open() -> Any:

@@ -100,3 +100,9 @@ def test_tables_keep_their_headers_in_an_80_column_terminal(server: support.Serv
         assert header in out, (header, "\n" + out)
     forced = cli("runs", "list", env={"FORCE_COLOR": "1"})  # colour forced into a pipe: still no spinner on stderr
     assert forced.returncode == 0 and forced.stderr == ""
+
+
+def test_help_shows_flags_as_flags(cli: Cli) -> None:
+    out = cli("runs", "list", "--help").stdout
+    assert "--fail-on-failed" in out and "<bool>" not in out  # a plain flag, not an option taking a boolean
+    assert "--limit <int range>" in out  # an option that takes a value says what
