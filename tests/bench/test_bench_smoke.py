@@ -1,6 +1,6 @@
 """Keeps ``make bench`` from rotting: the whole harness on tiny sizes, checked for shape, never for speed.
 
-Runs the ingestion matrix (every baseline and the real control plane on SQLite) and the query part
+Runs the ingestion matrix (every baseline and the real control plane on SQLite), the query part and the limits part
 end to end, writes the results file, and checks that every figure is present and derived from real
 requests (no errors). The operator part and PostgreSQL are left to ``make bench``.
 """
@@ -85,3 +85,18 @@ def test_store_cpu_measures_the_app_in_process(tmp_path: Path) -> None:
 
     figure = store_cpu.measure_app(requests_per_client=2, workdir=tmp_path)
     assert figure["user_us"] >= 0 and figure["system_us"] >= 0 and figure["events_per_s"] > 0
+
+
+def test_limits_bench_runs_every_phase(tmp_path: Path) -> None:
+    """``bench/limits_bench.py``: every phase measured from real requests, and its targets judged."""
+    config = tiny()
+    config.parts, config.limits_samples = ["limits"], 20
+    with (tmp_path / "console.txt").open("w") as console_file:
+        results = runner.run_all(output=tmp_path / "results.json", config=config, console=Console(file=console_file, width=160))
+    assert results["complete"], results["errors"]
+    phases = results["limits"]["phases"]
+    assert set(phases) == {"idle", "key_at_its_rate", "throttled_key", "slow_clients", "both", "saturating_key"}
+    for figures in phases.values():
+        assert figures["samples"] == 20 and figures["p99_ms"] >= figures["p50_ms"] > 0
+    assert phases["throttled_key"]["abuser_sent_per_s"] > phases["throttled_key"]["abuser_accepted_per_s"] > 0
+    assert {check["name"] for check in results["targets"]} >= {"limits: normal read p99, throttled key / key at its rate"}
