@@ -36,6 +36,7 @@ class EventType(enum.StrEnum):
     RUN_SUCCEEDED = "run.succeeded"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+    RUN_STALLED = "run.stalled"
     PR_CREATED = "pr.created"
     PR_MERGED = "pr.merged"
     TARGET_BREAKER_TRIPPED = "target.breaker.tripped"
@@ -118,6 +119,14 @@ class ArtifactData(EventData):
     url: str | None = Field(default=None, max_length=2048, description="Where to fetch it, when it is fetchable.")
 
 
+class StalledData(EventData):
+    """The operator's no-progress watchdog found the run silent (docs/concepts/watchdog.md)."""
+
+    idle_seconds: float = Field(ge=0, le=1e9, allow_inf_nan=False, description="Seconds since the run's last event.")
+    timeout_seconds: int = Field(ge=1, le=604800, description="The Target's progressTimeoutSeconds.")
+    stopped: bool = Field(default=False, description="True: the watchdog also failed the run (NoProgress) and suspended its Job.")
+
+
 class FailedData(EventData):
     error_type: str | None = Field(default=None, max_length=256)
     message: str | None = Field(default=None, max_length=65536)
@@ -194,6 +203,7 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
     EventType.RUN_SUCCEEDED: EmptyData,
     EventType.RUN_FAILED: FailedData,
     EventType.RUN_CANCELLED: EmptyData,
+    EventType.RUN_STALLED: StalledData,
     EventType.PR_CREATED: PullRequestData,
     EventType.PR_MERGED: PullRequestData,
     EventType.TARGET_BREAKER_TRIPPED: EmptyData,
@@ -232,6 +242,11 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.RUN_SUCCEEDED: "The run ended successfully. Status: succeeded; sets completed_at.",
     EventType.RUN_FAILED: "The run ended in failure. Status: failed; sets completed_at and the error summary.",
     EventType.RUN_CANCELLED: "The run was cancelled. Status: cancelled; sets completed_at.",
+    EventType.RUN_STALLED: (
+        "The operator's no-progress watchdog found the run silent for its Target's progressTimeoutSeconds. Not "
+        "activity of the run (last_event_at ignores it): the record's stalled_since says since when, until the "
+        "run sends anything again. Only the operator may send it."
+    ),
     EventType.PR_CREATED: "The run opened a pull request.",
     EventType.PR_MERGED: "A pull request of the run was merged.",
     EventType.TARGET_BREAKER_TRIPPED: "The target's circuit breaker opened after repeated failures.",

@@ -89,6 +89,7 @@ def empty_state() -> RunState:
         "task": None,  # [key, task id, title] of the earliest run.created that names a task
         "probe": False,  # admitted as the half-open breaker's probe
         "artifacts": {},  # key -> [event key, kind, bytes, sha256, url]
+        "stalled": None,  # latest run.stalled time: the watchdog's word, not activity (so not in earliest/latest)
     }
 
 
@@ -124,6 +125,9 @@ def merge_into(new: RunState, event: events.CloudEvent, when: str | None = None)
     key = [when, event.source, event.id]
     data = event.data
     new["event_count"] += 1
+    if kind == T.RUN_STALLED:
+        new["stalled"] = _max(new.get("stalled"), when)
+        return True
     # _min / _max written out below: the same comparisons without a call each.
     earliest = new["earliest"]
     if earliest is None or when < earliest:
@@ -267,6 +271,14 @@ def _outcome(state: RunState) -> tuple[str, datetime | None, datetime | None, da
     return status, created, started, completed, duration, error_type, error_stage, summary
 
 
+def _stalled_since(state: RunState, status: str) -> datetime | None:
+    """When the watchdog last found the run silent, while it still is (no event of the run since) and runs."""
+    stalled = state.get("stalled")
+    if stalled is None or status != "running" or (state["latest"] is not None and state["latest"] > stalled):
+        return None
+    return parse(stalled)
+
+
 def record(run_id: str, state: RunState, namespace: str = "default") -> dict[str, Any]:
     """The run record (``schemas.RunRecord`` shape) derived from a fold state."""
     status, created, started, completed, duration, error_type, error_stage, summary = _outcome(state)
@@ -331,6 +343,7 @@ def record(run_id: str, state: RunState, namespace: str = "default") -> dict[str
         "task_id": state["task"][1] if state.get("task") else None,
         "task_title": state["task"][2] if state.get("task") else None,
         "probe": bool(state.get("probe")),
+        "stalled_since": _stalled_since(state, status),
         "artifacts": [
             {"key": name, "kind": kind, "bytes": size, "sha256": digest, "url": url, "reported_at": parse(entry_key[0])}
             for name, (entry_key, kind, size, digest, url) in sorted((state.get("artifacts") or {}).items())

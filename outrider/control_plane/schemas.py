@@ -163,6 +163,9 @@ class RunRecord(BaseModel):
     pr_count: int
     event_count: int
     last_event_at: datetime | None
+    stalled_since: datetime | None = Field(
+        default=None, description="When the operator's watchdog found the running run silent (run.stalled), while no "
+        "event of the run has arrived since; null otherwise (docs/concepts/watchdog.md).")
     task_id: str | None = Field(default=None, description="The work item: run.created data.task.id (or data.task_id); null when none was named.")
     task_title: str | None = Field(default=None, description="run.created data.task.title, when given.")
     probe: bool = Field(default=False, description="Admitted as the half-open circuit breaker's probe (run.admitted data.probe).")

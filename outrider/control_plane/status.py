@@ -49,6 +49,7 @@ ACTIVITY_TYPES: tuple[str, ...] = (
     events.EventType.TARGET_BREAKER_TRIPPED,
     events.EventType.TARGET_BREAKER_RESET,
     events.EventType.TARGET_DELETED,
+    events.EventType.RUN_STALLED,
     events.EventType.AUTONOMY_CHANGED,
 )
 
@@ -208,6 +209,9 @@ def _summary(event: events.CloudEvent) -> tuple[str, str]:
         return "ok", f"Circuit breaker reset on {event.target}"
     if kind == events.EventType.TARGET_DELETED:
         return "info", f"Target {event.target} deleted"
+    if kind == events.EventType.RUN_STALLED:
+        action = "; stopped" if data.get("stopped") else ""
+        return "warning", f"Run {run} stalled: no event for {int(data.get('idle_seconds') or 0)} s{action}"
     if kind == events.EventType.AUTONOMY_CHANGED:
         enabled = data.get("enabled")
         reason = data.get("reason")

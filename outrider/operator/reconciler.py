@@ -435,6 +435,16 @@ class TargetReconciler:
         if await patch_run_status(self.rt, run.namespace, run.name, {"conditions": conds}, seen=run):
             self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_NO_PROGRESS,
                                      message=f"Stalled: {message}")
+            self._emit_stalled(run, found, rule, now, stopped=False)
+
+    def _emit_stalled(self, run: model.RunInfo, found: watchdog.Verdict, rule: watchdog.Policy, now: dt.datetime, *,
+                      stopped: bool) -> None:
+        """``run.stalled`` to the control plane: the run record says stalled_since until the run speaks again."""
+        since = timefmt.format_time(now - dt.timedelta(seconds=found.idle_seconds)) or ""
+        self.rt.emit(events_client.build(
+            events.EventType.RUN_STALLED, id_parts=(run.uid, "stalled", since), time=now, target=run.target or None,
+            runid=run.name, subject=f"runs/{run.namespace}/{run.name}",
+            data={"idle_seconds": round(found.idle_seconds, 3), "timeout_seconds": rule.timeout_seconds, "stopped": stopped}))
 
     async def _stop_stalled(self, run: model.RunInfo, job: model.JobInfo | None, found: watchdog.Verdict,
                             rule: watchdog.Policy, now: dt.datetime) -> None:
@@ -458,6 +468,7 @@ class TargetReconciler:
                 "metadata": {"annotations": {k8s.ANNOTATION_STOPPED: k8s.REASON_NO_PROGRESS}}, "spec": {"suspend": True}})
         self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_NO_PROGRESS,
                                  message=message)
+        self._emit_stalled(run, found, rule, now, stopped=True)
         self.rt.emit(events_client.build(
             events.EventType.RUN_FAILED, id_parts=(run.uid, "failed"), time=now, target=run.target or None,
             runid=run.name, subject=f"runs/{run.namespace}/{run.name}",

@@ -192,3 +192,14 @@ def test_a_failed_runs_unfinished_stage_is_not_drawn_running(server: support.Ser
         page = client.get("/runs/died-1").text
         timeline = page.split('id="timeline-title"')[1].split("</section>")[0]
         assert "unfinished" in timeline and ">running<" not in timeline and "bar-open" not in timeline
+
+
+def test_a_stalled_run_is_marked_on_its_page_and_in_the_history(server: support.Server) -> None:
+    start = _live_run(server, "hushed")
+    server.post(support.event("run.stalled", runid="hushed", target="docs-site", source="/outrider/operator",
+                              at=start + timedelta(minutes=2), data={"idle_seconds": 120, "timeout_seconds": 60}))
+    with contextlib.closing(signed_in(server)) as client:
+        title = client.get("/runs/hushed").text.split('id="run-title"')[1].split("</h1>")[0]
+        assert ">stalled<" in title
+        row = next(line for line in client.get("/runs").text.split("<tr>") if "hushed" in line)
+        assert ">stalled<" in row

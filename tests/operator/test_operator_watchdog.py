@@ -98,6 +98,8 @@ def test_a_silent_run_is_stalled_and_stopped_only_where_the_target_says(
         assert cluster.run_status("r-quiet")["phase"] == "Running"  # only marked: its Target does not stop
         assert condition(cluster, "r-quiet", "Stalled")["reason"] == "NoProgress"
         assert any(e.get("reason") == "NoProgress" for e in cluster.events_about("r-quiet"))
+        wait_for(lambda: client.get("/v1/runs/r-quiet").json().get("stalled_since") is not None,
+                 what="run.stalled in the control plane: the record says stalled_since")
         assert (condition(cluster, "r-busy", "Stalled") or {}).get("status") != "True"  # progress kept coming
 
         def stalled_gauge(target: str) -> float | None:
@@ -112,6 +114,7 @@ def test_a_silent_run_is_stalled_and_stopped_only_where_the_target_says(
         wait_for(lambda: (condition(cluster, "r-quiet", "Stalled") or {}).get("status") == "False", timeout=30,
                  what="Stalled cleared by progress")
         assert condition(cluster, "r-quiet", "Stalled")["reason"] == "Progressing"
+        wait_for(lambda: client.get("/v1/runs/r-quiet").json().get("stalled_since") is None, what="stalled_since cleared")
         assert (condition(cluster, "r-busy", "Stalled") or {}).get("status") != "True"
         assert_stored_objects_fit_the_crds(cluster)
     finally:
