@@ -37,6 +37,7 @@ class EventType(enum.StrEnum):
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
     RUN_STALLED = "run.stalled"
+    RUN_REQUEUED = "run.requeued"
     PR_CREATED = "pr.created"
     PR_MERGED = "pr.merged"
     TARGET_BREAKER_TRIPPED = "target.breaker.tripped"
@@ -204,6 +205,7 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
     EventType.RUN_FAILED: FailedData,
     EventType.RUN_CANCELLED: EmptyData,
     EventType.RUN_STALLED: StalledData,
+    EventType.RUN_REQUEUED: EmptyData,
     EventType.PR_CREATED: PullRequestData,
     EventType.PR_MERGED: PullRequestData,
     EventType.TARGET_BREAKER_TRIPPED: EmptyData,
@@ -242,6 +244,11 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.RUN_SUCCEEDED: "The run ended successfully. Status: succeeded; sets completed_at.",
     EventType.RUN_FAILED: "The run ended in failure. Status: failed; sets completed_at and the error summary.",
     EventType.RUN_CANCELLED: "The run was cancelled. Status: cancelled; sets completed_at.",
+    EventType.RUN_REQUEUED: (
+        "The run went back to waiting for admission: the emergency stop (autonomy mode drain) suspended its running "
+        "Job. Status: queued again until it is admitted and started again. Optional data.reason. Only the operator "
+        "may send it."
+    ),
     EventType.RUN_STALLED: (
         "The operator's no-progress watchdog found the run silent for its Target's progressTimeoutSeconds. Not "
         "activity of the run (last_event_at ignores it): the record's stalled_since says since when, until the "

@@ -29,7 +29,8 @@ CONTROL_PREFIXES = ("operator.", "target.", "autonomy.")
 #: The operator's CloudEvents source; nobody else may claim it (its ids are deterministic and deduplicated).
 OPERATOR_SOURCE = "/outrider/operator"
 #: Run events that record the operator's decisions, not the worker's: workers may not write them.
-OPERATOR_RUN_TYPES = frozenset({events.EventType.RUN_ADMITTED.value, events.EventType.RUN_STALLED.value})
+OPERATOR_RUN_TYPES = frozenset({events.EventType.RUN_ADMITTED.value, events.EventType.RUN_STALLED.value,
+                                events.EventType.RUN_REQUEUED.value})
 #: How far in the future a control event's time may be: a later one would pin a status "newest" forever.
 CONTROL_CLOCK_SKEW = timedelta(minutes=5)
 #: The namespace of events and records that name none (and of everything stored before namespaces existed).

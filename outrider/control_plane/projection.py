@@ -90,6 +90,9 @@ def empty_state() -> RunState:
         "probe": False,  # admitted as the half-open breaker's probe
         "artifacts": {},  # key -> [event key, kind, bytes, sha256, url]
         "stalled": None,  # latest run.stalled time: the watchdog's word, not activity (so not in earliest/latest)
+        "requeued": None,  # latest run.requeued time (drained back to waiting)
+        "last_admit": None,  # latest run.admitted time
+        "last_start": None,  # latest run.started time
     }
 
 
@@ -158,8 +161,12 @@ def merge_into(new: RunState, event: events.CloudEvent, when: str | None = None)
             new["task"] = _min(new.get("task"), [key, *task])
     elif kind == T.RUN_ADMITTED:
         new["probe"] = bool(new.get("probe")) or data.get("probe") is True
+        new["last_admit"] = _max(new.get("last_admit"), when)
     elif kind == T.RUN_STARTED:
         new["started"] = _min(new["started"], when)
+        new["last_start"] = _max(new.get("last_start"), when)
+    elif kind == T.RUN_REQUEUED:
+        new["requeued"] = _max(new.get("requeued"), when)
     elif kind in (T.RUN_STAGE_STARTED, T.RUN_STAGE_COMPLETED, T.RUN_PROGRESS):
         new["first_activity"] = _min(new["first_activity"], when)
         stage = str(data.get("stage"))
@@ -253,6 +260,10 @@ def _outcome(state: RunState) -> tuple[str, datetime | None, datetime | None, da
     is earlier than the start."""
     status_entry = state["status"]
     status = status_entry[2] if status_entry else "queued"
+    requeued = state.get("requeued")
+    if requeued is not None and status not in TERMINAL and requeued > (state.get("last_start") or ""):
+        # Drained back to waiting and not started since: admitted again, or still waiting.
+        status = "admitted" if (state.get("last_admit") or "") > requeued else "queued"
     created = parse(state["created"] or state["earliest"])
     started = parse(state["started"] or state["first_activity"])
     completed = parse(status_entry[1][0]) if status_entry and status in TERMINAL else None

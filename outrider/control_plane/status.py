@@ -50,6 +50,7 @@ ACTIVITY_TYPES: tuple[str, ...] = (
     events.EventType.TARGET_BREAKER_RESET,
     events.EventType.TARGET_DELETED,
     events.EventType.RUN_STALLED,
+    events.EventType.RUN_REQUEUED,
     events.EventType.AUTONOMY_CHANGED,
 )
 
@@ -209,6 +210,8 @@ def _summary(event: events.CloudEvent) -> tuple[str, str]:
         return "ok", f"Circuit breaker reset on {event.target}"
     if kind == events.EventType.TARGET_DELETED:
         return "info", f"Target {event.target} deleted"
+    if kind == events.EventType.RUN_REQUEUED:
+        return "warning", f"Run {run} back in the queue (emergency stop suspended its Job)"
     if kind == events.EventType.RUN_STALLED:
         action = "; stopped" if data.get("stopped") else ""
         return "warning", f"Run {run} stalled: no event for {int(data.get('idle_seconds') or 0)} s{action}"

@@ -288,7 +288,9 @@ async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunIn
             phase in k8s.TERMINAL_PHASES and not current.get("startTime") and desired.get("startTime")):
         rt.kube_events.info(ref, reason="Started", message=f"Job {job['metadata']['name']} is running")
         started = timefmt.parse_time(desired.get("startTime")) or now
-        rt.emit(events_client.build(events.EventType.RUN_STARTED, id_parts=(run.uid, "started"), time=started,
+        # The Job's start time in the id: a Run drained and admitted again starts again (a new event), while
+        # re-seeing the same start (a restart, a replayed watch) stays one event.
+        rt.emit(events_client.build(events.EventType.RUN_STARTED, id_parts=(run.uid, "started", desired.get("startTime") or ""), time=started,
                                     data={"job": job["metadata"]["name"]}, **common))
     if current.get("phase") != phase and phase == k8s.PHASE_SUCCEEDED:
         rt.kube_events.info(ref, reason=k8s.REASON_COMPLETED, message=f"succeeded in {desired.get('durationSeconds', '—')}s")

@@ -551,5 +551,9 @@ class TargetReconciler:
         if run is not None:
             await patch_run_status(self.rt, run.namespace, run.name, held_status(run, k8s.REASON_DRAINED, message, now),
                                    job_suspended=True, seen=run)
+            self.rt.emit(events_client.build(
+                events.EventType.RUN_REQUEUED, id_parts=(run.uid, "requeued", timefmt.format_time(now) or ""), time=now,
+                target=run.target or None, runid=run.name, subject=f"runs/{run.namespace}/{run.name}",
+                data={"reason": k8s.REASON_DRAINED}))
             self.held[run.name] = (k8s.REASON_DRAINED, message)
             self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_DRAINED, message=message)

@@ -1,5 +1,6 @@
-"""run.stalled, the operator watchdog's word (docs/concepts/watchdog.md): the run record says ``stalled_since``
-while the run stays silent, the console shows it, it is not activity, and only the operator may send it."""
+"""The operator's words about a running run (docs/events.md): ``run.stalled`` (the watchdog) makes the record say
+``stalled_since`` while the run stays silent, without counting as activity; ``run.requeued`` (the emergency stop)
+puts it back to queued until it is admitted and started again. Only the operator may send either."""
 
 from __future__ import annotations
 
@@ -45,3 +46,36 @@ def test_a_stalled_run_says_so_until_it_speaks_again(make_settings: Callable[...
                                                      t0 + timedelta(minutes=12))).status_code == 202
     server.caught_up()
     assert server.client.get("/v1/runs/quiet").json()["stalled_since"] is None  # it spoke again
+
+
+def test_a_drained_run_is_queued_again_until_it_is_admitted_and_started_again(
+        make_settings: Callable[..., settings.Settings], start_server: Callable[[settings.Settings], RunningServer]) -> None:
+    """The emergency stop suspends a running Job: the operator's run.requeued puts the record back to queued; a new
+    admission and start (new event ids: admittedAt and the Job's startTime) make it running again."""
+    server = start_server(make_settings(operator_tokens=OPERATOR))
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+
+    def operator_event(kind: str, minutes: int, suffix: str = "") -> dict[str, Any]:
+        return _at(support.event(kind, "drained", source="/outrider/operator", id=f"{kind}-{suffix or minutes}"),
+                   t0 + timedelta(minutes=minutes))
+
+    def status() -> str:
+        server.caught_up()
+        return str(server.client.get("/v1/runs/drained").json()["status"])
+
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {OPERATOR}"}, timeout=30) as operator:
+        assert operator.post("/v1/events", json=[operator_event("run.created", 0), operator_event("run.admitted", 1),
+                                                 operator_event("run.started", 2)]).status_code == 202
+        assert status() == "running"
+        assert operator.post("/v1/events", json=operator_event("run.requeued", 5)).status_code == 202
+        assert status() == "queued"
+        summaries = [item["summary"] for item in server.client.get("/v1/status").json()["recent_activity"]]
+        assert "Run drained back in the queue (emergency stop suspended its Job)" in summaries
+        assert operator.post("/v1/events", json=operator_event("run.admitted", 9)).status_code == 202
+        assert status() == "admitted"
+        assert operator.post("/v1/events", json=[operator_event("run.started", 10),
+                                                 operator_event("run.succeeded", 20)]).status_code == 202
+        assert status() == "succeeded"
+    worker = server.client.post("/v1/keys", json={"role": "ingest"}).json()["secret"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {worker}"}, timeout=30) as as_worker:
+        assert as_worker.post("/v1/events", json=operator_event("run.requeued", 25, "w")).status_code == 403

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_harness import Cluster, Operator
+import uvicorn
+from operator_harness import Cluster, Operator, wait_for
 
 from outrider.common import k8s
 from tests.conftest import free_port
+
+#: The admin token of the ``control_plane`` fixture.
+CONTROL_PLANE_TOKEN = "operator-tests-control-plane-token"
 
 
 @pytest.fixture
@@ -55,3 +60,22 @@ def operator(operator_env: dict[str, str]) -> Iterator[Operator]:
         yield op
     finally:
         op.stop()
+
+
+@pytest.fixture
+def control_plane(tmp_path: Path) -> Iterator[str]:
+    """A real control plane (uvicorn in a thread, SQLite) for the operator to post to and ask; its URL. Its one
+    token is ``CONTROL_PLANE_TOKEN`` (admin)."""
+    from outrider.control_plane import app as app_module
+    from outrider.control_plane import server as cp_server
+    from outrider.control_plane import settings as cp_settings
+
+    config = cp_settings.Settings(database_url=f"sqlite:///{tmp_path / 'cp.db'}", api_tokens=CONTROL_PLANE_TOKEN)
+    port = free_port()
+    server = uvicorn.Server(cp_server.uvicorn_config(app_module.create_app(config), config, "127.0.0.1", port, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="control plane started")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

@@ -259,3 +259,37 @@ def test_operator_against_the_real_control_plane(cluster: Cluster, operator_env:
         client.close()
         server.should_exit = True
         thread.join(10)
+
+
+def test_a_drained_run_is_queued_again_in_the_control_plane(cluster: Cluster, operator_env: dict[str, str],
+                                                            control_plane: str) -> None:
+    """Emergency stop, then resume: the control plane follows the Run from running back to queued (run.requeued),
+    then to running again (a new admission and a new start)."""
+    from tests.operator.conftest import CONTROL_PLANE_TOKEN
+
+    operator_env.update(OUTRIDER_URL=control_plane, OUTRIDER_TOKEN=CONTROL_PLANE_TOKEN)
+    client = httpx.Client(base_url=control_plane, headers={"Authorization": f"Bearer {CONTROL_PLANE_TOKEN}"}, timeout=30)
+
+    def status() -> str | None:
+        return client.get("/v1/runs/r1").json().get("status")
+
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a")
+    operator = Operator(operator_env).start()
+    try:
+        cluster.run("r1", "repo-a")
+        wait_for(lambda: (cluster.job("r1") or {}).get("spec", {}).get("suspend") is False, what="admitted")
+        cluster.start_job("r1")
+        wait_for(lambda: status() == "running", what="running in the control plane")
+        cluster.autonomy(enabled="false", mode="drain", reason="runaway")
+        wait_for(lambda: (cluster.job("r1") or {}).get("spec", {}).get("suspend") is True, what="drained")
+        wait_for(lambda: status() == "queued", what="queued again in the control plane")
+        cluster.job_status("r1", {"active": 0, "startTime": None})  # what the Job controller does when suspended
+        cluster.autonomy(enabled="true")
+        wait_for(lambda: (cluster.job("r1") or {}).get("spec", {}).get("suspend") is False, what="admitted again")
+        time.sleep(1.1)  # a new start time, to the second
+        cluster.start_job("r1")
+        wait_for(lambda: status() == "running", what="running again in the control plane")
+    finally:
+        operator.stop()
+        client.close()

@@ -11,37 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import uvicorn
 from operator_harness import Cluster, Operator, assert_stored_objects_fit_the_crds, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from outrider.common import events
-from outrider.control_plane import app as app_module
-from outrider.control_plane import server as cp_server
-from outrider.control_plane import settings as cp_settings
 from outrider.operator import autonomy, watchdog
 from tests.conftest import free_port
-
-TOKEN = "watchdog-test-token"
-
-
-@pytest.fixture
-def control_plane(tmp_path: Path) -> Iterator[str]:
-    config = cp_settings.Settings(database_url=f"sqlite:///{tmp_path / 'cp.db'}", api_tokens=TOKEN)
-    port = free_port()
-    server = uvicorn.Server(cp_server.uvicorn_config(app_module.create_app(config), config, "127.0.0.1", port, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, what="control plane started")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+from tests.operator.conftest import CONTROL_PLANE_TOKEN as TOKEN
 
 
 def progress(client: httpx.Client, run: str, target: str, n: int) -> None:
