@@ -110,9 +110,21 @@ def _seed(server: support.Server) -> None:
     )
 
 
+#: Fact-card rows per ``dl.figures``: how many cards each row holds (by their top edge).
+CARD_ROWS_JS = """
+() => Array.from(document.querySelectorAll('dl.figures')).map(list => {
+  const rows = {};
+  for (const card of list.children) { const top = Math.round(card.getBoundingClientRect().top); rows[top] = (rows[top] || 0) + 1; }
+  return Object.keys(rows).sort((a, b) => a - b).map(top => rows[top]);
+})
+"""
+
+
 def _check_page(page: Any, output_dir: Path, name: str) -> None:
     page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)
     assert page.evaluate(UNLABELLED_JS) == [], f"{name}: controls without labels"
+    for rows in page.evaluate(CARD_ROWS_JS):  # balanced fact cards: never one card alone under a full row
+        assert max(rows) - min(rows) <= 1, f"{name}: fact cards in rows of {rows}"
     assert page.evaluate(CONTRAST_JS) == [], f"{name}: text below WCAG AA contrast"
 
 
@@ -329,4 +341,23 @@ def test_a_running_runs_page_updates_live(server: support.Server, browser: Any, 
     page.locator("#run-title", has_text="succeeded").wait_for()
     assert page.locator("#run-live").count() == 0
     assert errors == []
+    context.close()
+
+
+def test_fact_cards_stay_in_balanced_rows_at_every_width(server: support.Server, browser: Any, output_dir: Path) -> None:
+    """A run page's nine facts never leave one card alone in a row (issue 17), whatever the window's width."""
+    _seed(server)
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.goto(server.url + "/login")
+    page.get_by_label("API token").fill(support.TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/")
+    page.goto(server.url + "/runs/run-fail-2")
+    assert page.locator("dl.figures").first.locator(":scope > div").count() == 9
+    for width in range(700, 2000, 60):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(50)  # the resize handler runs
+        for rows in page.evaluate(CARD_ROWS_JS):
+            assert max(rows) - min(rows) <= 1, f"width {width}: fact cards in rows of {rows}"
     context.close()

@@ -21,6 +21,19 @@
     return humanize(seconds);
   }
 
+  // Fact cards in balanced rows: as many columns as fit, then as few as keep the same number of rows, so a 9th card
+  // never sits alone under eight (without JS the CSS grid's auto-fit still lays them out).
+  var CARD_MIN = 140, CARD_GAP = 10;
+  function balance() {
+    document.querySelectorAll("dl.figures").forEach(function (list) {
+      var cards = list.children.length;
+      if (!cards) return;
+      var fit = Math.max(1, Math.floor((list.clientWidth + CARD_GAP) / (CARD_MIN + CARD_GAP)));
+      var rows = Math.ceil(cards / fit);
+      list.style.gridTemplateColumns = "repeat(" + Math.ceil(cards / rows) + ", minmax(0, 1fr))";
+    });
+  }
+
   function tick() {
     var now = Date.now();
     document.querySelectorAll("[data-countdown]").forEach(function (el) {
@@ -48,7 +61,7 @@
       refreshTimer = null;
       fetch(box.getAttribute("data-refresh"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
         .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) { if (html !== null) { box.innerHTML = html; tick(); } })
+        .then(function (html) { if (html !== null) { box.innerHTML = html; balance(); tick(); } })
         .catch(function () {});
     }, 300);
   }
@@ -70,6 +83,7 @@
           var status = document.getElementById("live");
           box.innerHTML = html;
           if (status) box.appendChild(status);
+          balance();
           tick();
         })
         .catch(function () {});
@@ -135,6 +149,8 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    balance();
+    window.addEventListener("resize", balance);
     tick();
     setInterval(tick, 1000);
     connect();
