@@ -7,6 +7,7 @@ Each prints what ``GET /v1/analytics/trends`` / ``models`` / ``errors`` answers:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -94,6 +95,16 @@ def render_errors(document: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _show(what: str, path: str, params: dict[str, Any], render: Callable[[dict[str, Any]], None], fmt: output.Format,
+          url: str, token: str | None) -> None:
+    """GET one analytics document: unchanged with --format json, else as ``render`` draws it."""
+    document = output.fetch(what, path, url, token, fmt, params=params)
+    if fmt == output.Format.JSON:
+        output.print_json(document)
+    else:
+        render(document)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("trends")
     def trends(
@@ -105,11 +116,7 @@ def register(app: typer.Typer) -> None:
         token: options.Token = None,
     ) -> None:
         """Runs, success rate, tokens per successful run, cost per PR and breaker trips per time bucket."""
-        document = output.fetch("trends", "/v1/analytics/trends", url, token, fmt, params={"window": window, "bucket": bucket, "target": target})
-        if fmt == output.Format.JSON:
-            output.print_json(document)
-        else:
-            render_trends(document)
+        _show("trends", "/v1/analytics/trends", {"window": window, "bucket": bucket, "target": target}, render_trends, fmt, url, token)
 
     @app.command("models")
     def models(
@@ -120,11 +127,7 @@ def register(app: typer.Typer) -> None:
         token: options.Token = None,
     ) -> None:
         """Per provider/model: calls, error rate, latency percentiles, tokens per call, cost, success of its runs."""
-        document = output.fetch("model analytics", "/v1/analytics/models", url, token, fmt, params={"window": window, "target": target})
-        if fmt == output.Format.JSON:
-            output.print_json(document)
-        else:
-            render_models(document)
+        _show("model analytics", "/v1/analytics/models", {"window": window, "target": target}, render_models, fmt, url, token)
 
     @app.command("errors")
     def errors(
@@ -135,8 +138,4 @@ def register(app: typer.Typer) -> None:
         token: options.Token = None,
     ) -> None:
         """Failed runs in a window, grouped by target, error type or stage, with failure rates."""
-        document = output.fetch("error analytics", "/v1/analytics/errors", url, token, fmt, params={"window": window, "by": by})
-        if fmt == output.Format.JSON:
-            output.print_json(document)
-        else:
-            render_errors(document)
+        _show("error analytics", "/v1/analytics/errors", {"window": window, "by": by}, render_errors, fmt, url, token)

@@ -120,6 +120,14 @@ CARD_ROWS_JS = """
 """
 
 
+def _sign_in(page: Any, server: support.Server) -> None:
+    """The login form with the valid token, landing on the dashboard (the login flow itself is tested above)."""
+    page.goto(server.url + "/login")
+    page.get_by_label("API token").fill(support.TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/")
+
+
 def _check_page(page: Any, output_dir: Path, name: str) -> None:
     page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)
     assert page.evaluate(UNLABELLED_JS) == [], f"{name}: controls without labels"
@@ -215,10 +223,7 @@ def test_console_reads_without_javascript(server: support.Server, browser: Any, 
 def test_console_empty_and_error_states(server: support.Server, browser: Any, output_dir: Path) -> None:
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
-    page.goto(server.url + "/login")
-    page.get_by_label("API token").fill(support.TOKEN)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(server.url + "/")
+    _sign_in(page, server)
     assert "No operator heartbeat yet." in page.locator(".reason").inner_text()
     assert "Error" in page.locator("#status-title").inner_text()
     assert page.get_by_text("No Target has reported its status yet.").count() == 1
@@ -243,10 +248,7 @@ def test_console_max_open_prs_view(server: support.Server, browser: Any, output_
     )
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
-    page.goto(server.url + "/login")
-    page.get_by_label("API token").fill(support.TOKEN)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(server.url + "/")
+    _sign_in(page, server)
     title = page.locator("#status-title").inner_text()
     assert "Max PRs" in title and "Autonomy Paused" in title
     assert "EMERGENCY STOP" in page.get_by_role("region", name="Autonomy", exact=True).inner_text()
@@ -318,10 +320,7 @@ def test_a_running_runs_page_updates_live(server: support.Server, browser: Any, 
     page.set_default_timeout(15_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/login")
-    page.get_by_label("API token").fill(support.TOKEN)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(server.url + "/")
+    _sign_in(page, server)
     page.goto(server.url + "/runs/watch-me")
     page.locator("#live.connected").wait_for()
     elapsed = page.locator("#run-live [data-elapsed]")
@@ -349,10 +348,7 @@ def test_fact_cards_stay_in_balanced_rows_at_every_width(server: support.Server,
     _seed(server)
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
-    page.goto(server.url + "/login")
-    page.get_by_label("API token").fill(support.TOKEN)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(server.url + "/")
+    _sign_in(page, server)
     page.goto(server.url + "/runs/run-fail-2")
     assert page.locator("dl.figures").first.locator(":scope > div").count() == 9
     for width in range(700, 2000, 60):

@@ -17,7 +17,7 @@ import pytest
 
 from outrider.control_plane.store import rollups
 from tests.console import console_support as support
-from tests.console.test_console_browser import _check_page, browser  # noqa: F401 — the browser fixture
+from tests.console.test_console_browser import _check_page, _sign_in, browser  # noqa: F401 — the browser fixture
 
 
 def signed_in(server: support.Server) -> httpx.Client:
@@ -112,10 +112,7 @@ def test_insight_pages_in_a_browser(server: support.Server, browser: Any, output
     page.set_default_timeout(15_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/login?next=/")
-    page.get_by_label("API token").fill(support.TOKEN)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(server.url + "/")
+    _sign_in(page, server)
 
     page.get_by_role("link", name="Trends").click()
     page.wait_for_url("**/trends")
