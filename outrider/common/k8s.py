@@ -146,3 +146,15 @@ REASON_PENDING: Final = "Pending"  # not running yet (held, or admitted and its 
 REASON_RUNNING: Final = "Running"
 REASON_STALLED: Final = "Stalled"  # running, without progress (the watchdog)
 REASON_CAN_ADMIT: Final = "CanAdmit"  # Admitting=True
+# A Run whose Succeeded=False has one of these reasons was cancelled, not failed (phase Cancelled).
+CANCELLED_REASONS: Final = (REASON_JOB_DELETED,)
+# A Target's health word follows from its Ready condition's reason (conditions.target_health).
+HEALTH_BY_REASON: Final = {
+    REASON_TARGET_PAUSED: HEALTH_PAUSED, REASON_AUTONOMY_PAUSED: HEALTH_PAUSED,
+    REASON_CONFIG_MISSING: HEALTH_PAUSED, REASON_CONFIG_INVALID: HEALTH_PAUSED,
+    REASON_PROBE_FAILED: HEALTH_FAILED,
+    REASON_CIRCUIT_OPEN: HEALTH_BLOCKED, REASON_MAX_OPEN_PRS: HEALTH_BLOCKED,
+    REASON_BUDGET_EXCEEDED: HEALTH_BLOCKED, REASON_BUDGET_UNKNOWN: HEALTH_BLOCKED,
+    REASON_NO_RUNS: HEALTH_IDLE,
+    REASON_RUNS_ACTIVE: HEALTH_HEALTHY,
+}

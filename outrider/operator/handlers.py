@@ -262,24 +262,29 @@ async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunIn
     changed = {k: v for k, v in desired.items() if current.get(k) != v}
     if not changed:
         return
+    # The mirror reports the Job, not the spec: its conditions carry the generation last observed, and it
+    # does not touch observedGeneration.
+    generation = run.observed_generation
     conds = current.get("conditions")
     if phase in (k8s.PHASE_RUNNING, k8s.PHASE_SUCCEEDED, k8s.PHASE_FAILED):
         running = phase == k8s.PHASE_RUNNING
         conds = conditions.set_condition(conds, type_=k8s.CONDITION_RUNNING, status=running,
                                          reason=desired["reason"], message=desired["message"], now=now,
-                                         generation=run.generation)
+                                         generation=generation)
     if phase == k8s.PHASE_RUNNING:
         stalled = (conditions.get(conds, k8s.CONDITION_STALLED) or {}).get("status") == "True"
         conds = conditions.active(conds, reason=k8s.REASON_STALLED if stalled else k8s.REASON_RUNNING,
-                                  message=desired["message"], now=now, generation=run.generation)
+                                  message=desired["message"], now=now, generation=generation)
     if phase in k8s.TERMINAL_PHASES:
         conds = conditions.set_condition(conds, type_=k8s.CONDITION_SUCCEEDED, status=phase == k8s.PHASE_SUCCEEDED,
                                          reason=desired["reason"], message=desired["message"], now=now,
-                                         generation=run.generation)
-    if conditions.get(conds, k8s.CONDITION_ADMITTED) is None:
+                                         generation=generation)
+    if (conditions.get(conds, k8s.CONDITION_ADMITTED) or {}).get("status") != "True":
+        # The Job ran, so it was admitted (by us, or by whoever created it unsuspended).
         conds = conditions.set_condition(conds, type_=k8s.CONDITION_ADMITTED, status=True, reason=k8s.REASON_ADMITTED,
-                                         message="the Job ran", now=now, generation=run.generation)
-    patch = {**desired, "conditions": conds, "observedGeneration": run.generation}
+                                         message="the Job ran", now=now, generation=generation)
+    shown = ("phase", "reason", "message")  # derived from the conditions by patch_run_status
+    patch = {**{k: v for k, v in desired.items() if k not in shown}, "conditions": conds}
     if not await reconciler.patch_run_status(rt, run.namespace, run.name, patch, seen=run):
         return
     ref = reconciler.ref(k8s.RUN_KIND, run.namespace, run.name, run.uid)
@@ -332,11 +337,10 @@ async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs
     now = rt.clock()
     message = "the Run's Job was deleted before it finished"
     if await reconciler.patch_run_status(rt, namespace, run_name, {
-        "phase": k8s.PHASE_CANCELLED, "reason": k8s.REASON_JOB_DELETED, "message": message,
-        "completionTime": timefmt.format_time(now), "observedGeneration": run.generation,
+        "completionTime": timefmt.format_time(now),
         "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_SUCCEEDED,
                                                status=False, reason=k8s.REASON_JOB_DELETED, message=message,
-                                               now=now, generation=run.generation),
+                                               now=now, generation=run.observed_generation),
     }):
         rt.kube_events.warn(reconciler.ref(k8s.RUN_KIND, namespace, run_name, run.uid), reason=k8s.REASON_JOB_DELETED,
                   message=message)

@@ -60,6 +60,12 @@ class RunInfo:
     def terminal(self) -> bool:
         return self.phase in k8s.TERMINAL_PHASES
 
+    @property
+    def observed_generation(self) -> int | None:
+        """The spec generation the status was last decided from (admission, Job build, InvalidSpec); None before."""
+        value = self.status.get("observedGeneration")
+        return value if isinstance(value, int) else None
+
     @classmethod
     def of(cls, body: Any) -> RunInfo:
         meta = body.get("metadata") or {}

@@ -63,10 +63,10 @@ def _stalled(run: model.RunInfo) -> bool:
 
 
 def failed_before_running(run: model.RunInfo, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
-    """The status of a Run that fails before its Job could run (InvalidSpec, JobCreateFailed): phase Failed and the
-    Succeeded=False condition that says why."""
+    """The status of a Run that fails before its Job could run (InvalidSpec, JobCreateFailed): the Succeeded=False
+    condition that says why (so phase Failed). Decided from the spec, so it earns observedGeneration."""
     return {
-        "phase": k8s.PHASE_FAILED, "reason": reason, "message": message, "observedGeneration": run.generation,
+        "observedGeneration": run.generation,
         "completionTime": timefmt.format_time(now),
         "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_SUCCEEDED, status=False,
                                                reason=reason, message=message, now=now, generation=run.generation),
@@ -74,15 +74,17 @@ def failed_before_running(run: model.RunInfo, reason: str, message: str, now: dt
 
 
 def held_status(run: model.RunInfo, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
+    """Admitted=False with the hold reason (so phase Pending), Succeeded=Unknown/Pending, and Running=False when a
+    drain stopped a running Job. Admission read the spec to decide, so it earns observedGeneration."""
+    conds = conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=False,
+                                     reason=reason, message=message, now=now, generation=run.generation)
+    if (conditions.get(conds, k8s.CONDITION_RUNNING) or {}).get("status") == "True":
+        conds = conditions.set_condition(conds, type_=k8s.CONDITION_RUNNING, status=False, reason=reason, message=message,
+                                         now=now, generation=run.generation)
     return {
-        "phase": k8s.PHASE_PENDING,
-        "reason": reason,
-        "message": message,
         "observedGeneration": run.generation,
-        "conditions": conditions.active(
-            conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=False,
-                                     reason=reason, message=message, now=now, generation=run.generation),
-            reason=k8s.REASON_PENDING, message=f"held: {message}", now=now, generation=run.generation),
+        "conditions": conditions.active(conds, reason=k8s.REASON_PENDING, message=f"held: {message}", now=now,
+                                        generation=run.generation),
     }
 
 
@@ -90,45 +92,52 @@ async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, s
                            job_suspended: bool = False, seen: model.RunInfo | None = None) -> bool:
     """Merge-patch a Run's status; False when the Run is gone or the write would move its phase backwards.
 
-    Callers decide from the kopf index, which can lag the cluster (e.g. the Job mirror has just written
-    ``Running`` and the watch has not echoed it yet). So a write that sets a phase, or conditions built on the
-    caller's view, is sent with that view's resourceVersion as a precondition: a write landing in between makes
-    the server answer 409, and the write is made again on the Run as the server has it now:
+    Writers say what they decided as conditions; ``phase``, ``reason`` and ``message`` are derived from the
+    conditions the Run ends up with (:func:`conditions.run_display`), never written on their own.
 
-    - a phase is checked against the fresh phase (model.phase_moves_back);
+    Callers decide from the kopf index, which can lag the cluster (e.g. the Job mirror has just written
+    ``Running`` and the watch has not echoed it yet). So a write of conditions is sent with the caller's
+    resourceVersion as a precondition: a write landing in between makes the server answer 409, and the write is
+    made again on the Run as the server has it now:
+
     - conditions are merged, not replaced: a merge patch replaces the whole list, so a list built from a stale
       view would undo what another writer set (``Admitted=True`` lost to a ``Running`` write that still saw
       ``Admitted=False``). Only the condition types the caller changed from its view are applied onto the fresh
-      list (:func:`conditions.rebase`), kueue's "re-apply the mutation to the fresh object".
+      list (:func:`conditions.rebase`), kueue's "re-apply the mutation to the fresh object";
+    - the phase derived from the merged list is checked against the fresh phase (model.phase_moves_back).
 
     The first attempt trusts ``seen`` (the caller's view, when it carries a resourceVersion) and so costs one
     request instead of a GET and a PATCH; only a 409 (the view was stale) costs the GET.
     """
+    if "phase" in status:
+        raise ValueError("a Run's phase is derived from its conditions; write the conditions")
     url = kube.runs(namespace, name, "status")
-    new_phase = status.get("phase")
     mine = status.get("conditions")
     base = seen.status.get("conditions") if seen is not None else None
-    guarded = new_phase is not None or (mine is not None and seen is not None)
     fresh: dict[str, Any] | None = None
     if seen is not None and seen.resource_version:
         fresh = {"metadata": {"resourceVersion": seen.resource_version}, "status": {"phase": seen.phase, "conditions": base}}
     for _attempt in range(5):
         body: dict[str, Any] = {"status": status}
-        if guarded:
-            if new_phase is not None and fresh is not None and model.phase_moves_back(
-                    fresh["status"].get("phase"), new_phase, job_suspended=job_suspended):
-                fresh = None  # refused on the caller's view: refuse only on the server's
+        if mine is not None:
+            trusted_view = fresh is not None
             if fresh is None:
                 fresh = await rt.client.get(kube.runs(namespace, name))
                 if fresh is None:
                     return False
             current = fresh.get("status") or {}
-            if new_phase is not None and model.phase_moves_back(current.get("phase"), new_phase, job_suspended=job_suspended):
+            merged = conditions.rebase(base, mine, current.get("conditions"))
+            display = conditions.run_display(merged)
+            if display["phase"] is None:
+                display = {}  # nothing decides a phase yet: leave the display fields as they are
+            if model.phase_moves_back(current.get("phase"), display.get("phase"), job_suspended=job_suspended):
+                if trusted_view:
+                    fresh = None  # refused on the caller's view: refuse only on the server's
+                    continue
                 logger.info("not setting Run %s/%s back from %s to %s (the index lagged)", namespace, name,
-                            current.get("phase"), new_phase)
+                            current.get("phase"), display.get("phase"))
                 return False
-            if mine is not None:
-                body = {"status": {**status, "conditions": conditions.rebase(base, mine, current.get("conditions"))}}
+            body = {"status": {**status, "conditions": merged, **display}}
             version = (fresh.get("metadata") or {}).get("resourceVersion")
             if version:
                 body["metadata"] = {"resourceVersion": version}
@@ -138,7 +147,7 @@ async def patch_run_status(rt: runtime_mod.Runtime, namespace: str, name: str, s
         except kube.NotFound:
             return False
         except kube.Conflict:
-            if guarded:
+            if mine is not None:
                 continue  # changed since that version: write again onto the newer Run
             raise
         return True
@@ -152,7 +161,8 @@ async def hold_orphan(rt: runtime_mod.Runtime, run: model.RunInfo) -> None:
     now = rt.clock()
     (decision,) = admission.decide([admission.Candidate(run.name, run.created)], autonomy=rt.autonomy, target=None,
                                    breaker=breaker_mod.Breaker(), active=0, now=now)
-    if (run.phase, run.reason, run.message) == (k8s.PHASE_PENDING, decision.reason, decision.message):
+    if ((run.phase, run.reason, run.message) == (k8s.PHASE_PENDING, decision.reason, decision.message)
+            and run.observed_generation == run.generation):
         return
     if await patch_run_status(rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),
                               job_suspended=True, seen=run):
@@ -287,12 +297,11 @@ class TargetReconciler:
                     and job.name not in self.admitted):
                 run = external
                 await patch_run_status(self.rt, run.namespace, run.name, {
-                    "phase": k8s.PHASE_ADMITTED, "reason": k8s.REASON_ADMITTED, "jobName": job.name,
-                    "message": "the Job was created unsuspended: admitted by its creator",
-                    "observedGeneration": run.generation,
-                    "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED,
-                                                           status=True, reason=k8s.REASON_ADMITTED,
-                                                           message="created unsuspended", now=now, generation=run.generation)},
+                    "jobName": job.name,
+                    "conditions": conditions.set_condition(
+                        run.status.get("conditions"), type_=k8s.CONDITION_ADMITTED, status=True, reason=k8s.REASON_ADMITTED,
+                        message="the Job was created unsuspended: admitted by its creator", now=now,
+                        generation=run.observed_generation)},
                     seen=run)
         # Runs still being set up (no Job yet) wait too.
         unbuilt = [r for r in runs if not r.terminal and r.name not in jobs_by_run and r.phase in (None, k8s.PHASE_PENDING)]
@@ -311,22 +320,26 @@ class TargetReconciler:
         if admitted_now:
             admitted_times.append(now)
         previous = self.last_status or dict(body.get("status") or {})
+        conds = conditions.set_condition(
+            conditions.set_condition(previous.get("conditions"), type_=k8s.CONDITION_READY, status=h.ready,
+                                     reason=h.reason, message=h.message, now=now, generation=target.generation),
+            type_=k8s.CONDITION_ADMITTING, now=now, generation=target.generation,
+            **_admitting(h, pending=pending, active=active, max_runs=target.limits.max_concurrent_runs))
+        ready = conditions.get(conds, k8s.CONDITION_READY) or {}
         status: dict[str, Any] = {
+            # Every Target reconcile reads the whole spec (limits, pause, budget, watchdog): each write earns it.
             "observedGeneration": target.generation,
-            "health": h.health,
-            "healthReason": h.reason,
-            "message": h.message,
+            # Display fields, read off the Ready condition.
+            "health": conditions.target_health(conds),
+            "healthReason": ready.get("reason"),
+            "message": ready.get("message"),
             "breaker": breaker_mod.to_status(b),
             "activeRuns": active,
             "pendingRuns": pending,
             "openPRs": open_prs,
             "lastRunTime": timefmt.format_time(max(admitted_times)) if admitted_times
             else previous.get("lastRunTime"),
-            "conditions": conditions.set_condition(
-                conditions.set_condition(previous.get("conditions"), type_=k8s.CONDITION_READY, status=h.ready,
-                                         reason=h.reason, message=h.message, now=now, generation=target.generation),
-                type_=k8s.CONDITION_ADMITTING, now=now, generation=target.generation,
-                **_admitting(h, pending=pending, active=active, max_runs=target.limits.max_concurrent_runs)),
+            "conditions": conds,
         }
         if status != self.last_status:
             await self.rt.client.patch(kube.targets(self.namespace, self.name, "status"), {"status": status})
@@ -415,9 +428,9 @@ class TargetReconciler:
                 if _stalled(run):
                     conds = conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_STALLED, status=False,
                                                      reason=k8s.REASON_PROGRESSING, message="events arrive again", now=now,
-                                                     generation=run.generation)
+                                                     generation=run.observed_generation)
                     conds = conditions.active(conds, reason=k8s.REASON_RUNNING, message="events arrive again", now=now,
-                                              generation=run.generation)
+                                              generation=run.observed_generation)
                     await patch_run_status(self.rt, run.namespace, run.name, {"conditions": conds}, seen=run)
                 if found.recheck_at is not None:
                     wake = found.recheck_at if wake is None else min(wake, found.recheck_at)
@@ -430,8 +443,10 @@ class TargetReconciler:
     async def _mark_stalled(self, run: model.RunInfo, found: watchdog.Verdict, rule: watchdog.Policy, now: dt.datetime) -> None:
         message = self._stall_message(found, rule)
         conds = conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_STALLED, status=True,
-                                         reason=k8s.REASON_NO_PROGRESS, message=message, now=now, generation=run.generation)
-        conds = conditions.active(conds, reason=k8s.REASON_STALLED, message=message, now=now, generation=run.generation)
+                                         reason=k8s.REASON_NO_PROGRESS, message=message, now=now,
+                                         generation=run.observed_generation)
+        conds = conditions.active(conds, reason=k8s.REASON_STALLED, message=message, now=now,
+                                  generation=run.observed_generation)
         if await patch_run_status(self.rt, run.namespace, run.name, {"conditions": conds}, seen=run):
             self.rt.kube_events.warn(ref(k8s.RUN_KIND, run.namespace, run.name, run.uid), reason=k8s.REASON_NO_PROGRESS,
                                      message=f"Stalled: {message}")
@@ -453,12 +468,10 @@ class TargetReconciler:
         conds = run.status.get("conditions")
         for type_, value in ((k8s.CONDITION_STALLED, True), (k8s.CONDITION_RUNNING, False), (k8s.CONDITION_SUCCEEDED, False)):
             conds = conditions.set_condition(conds, type_=type_, status=value, reason=k8s.REASON_NO_PROGRESS, message=message,
-                                             now=now, generation=run.generation)
+                                             now=now, generation=run.observed_generation)
         started = timefmt.parse_time(run.status.get("startTime"))
         duration = round((now - started).total_seconds(), 3) if started else None
-        status: dict[str, Any] = {"phase": k8s.PHASE_FAILED, "reason": k8s.REASON_NO_PROGRESS, "message": message,
-                                  "errorSummary": message, "completionTime": timefmt.format_time(now),
-                                  "conditions": conds, "observedGeneration": run.generation}
+        status: dict[str, Any] = {"errorSummary": message, "completionTime": timefmt.format_time(now), "conditions": conds}
         if duration is not None:
             status["durationSeconds"] = max(0, int(duration))  # whole seconds, as the Job mirror writes it
         if not await patch_run_status(self.rt, run.namespace, run.name, status, seen=run):
@@ -493,9 +506,6 @@ class TargetReconciler:
         stamp = timefmt.format_time(now)
         # Run status first: if we crash before unsuspending, the Job is still suspended and simply admitted again.
         if not await patch_run_status(self.rt, run.namespace, run.name, {
-            "phase": k8s.PHASE_ADMITTED,
-            "reason": decision.reason,
-            "message": decision.message,
             "jobName": job.name,
             "admittedAt": stamp,
             "probe": decision.probe,
@@ -530,8 +540,9 @@ class TargetReconciler:
 
     async def _hold(self, run: model.RunInfo, decision: admission.Decision, now: dt.datetime) -> None:
         current = self.held.get(run.name) or (run.reason, run.message)
-        if run.phase == k8s.PHASE_PENDING and current == (decision.reason, decision.message):
-            return
+        if (run.phase == k8s.PHASE_PENDING and current == (decision.reason, decision.message)
+                and run.observed_generation == run.generation):
+            return  # said already, about this spec
         if current[0] == k8s.REASON_DRAINED and not self.rt.autonomy.enabled:
             return  # keep saying why it stopped until autonomy comes back
         if await patch_run_status(self.rt, run.namespace, run.name, held_status(run, decision.reason, decision.message, now),

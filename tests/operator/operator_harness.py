@@ -32,8 +32,8 @@ from outrider.operator import main as operator_main
 class KMock(kmock.KubernetesEmulator):
     """KMock plus what a real API server does that the operator relies on.
 
-    On create: the fields a server sets (and generateName). On every update: a new ``metadata.resourceVersion``,
-    and a merge patch carrying ``metadata.resourceVersion`` is refused with 409 Conflict when the object has
+    On create: the fields a server sets (and generateName). On every update: a new ``metadata.resourceVersion``
+    (and the next ``metadata.generation`` when a merge patch changes ``spec``), and a merge patch carrying ``metadata.resourceVersion`` is refused with 409 Conflict when the object has
     changed since that version — the operator's Run status writes are checked against the version they carry,
     so without this precondition a write based on a stale view would go through here and not on a cluster.
     """
@@ -85,6 +85,12 @@ class KMock(kmock.KubernetesEmulator):
             if wanted and str(wanted) != current:
                 return 409
             request.data.setdefault("metadata", {})["resourceVersion"] = version
+            spec = request.data.get("spec")
+            old = self._objects[key]
+            if not getattr(request, "subresource", None) and isinstance(spec, dict) and any(
+                    (old.get("spec") or {}).get(field) != value for field, value in spec.items()):
+                # A spec change (not a status write) gives the object its next generation, as kube-apiserver does.
+                request.data["metadata"]["generation"] = int((old.get("metadata") or {}).get("generation") or 1) + 1
         elif isinstance(request.data, list):
             for op in request.data:
                 if (isinstance(op, dict) and op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion"

@@ -94,6 +94,8 @@ def test_spend_over_the_limit_holds_until_the_window_frees_up(cluster: Cluster, 
         assert "$1.10 of $1.00 in the last 1h" in message and "frees up at" in message, message
         assert not admitted(cluster, "r2")
         wait_for(lambda: cluster.target_status("repo-a").get("healthReason") == "BudgetExceeded", what="Target Blocked")
+        admitting = {c["type"]: c for c in cluster.target_status("repo-a")["conditions"]}["Admitting"]
+        assert (admitting["status"], admitting["reason"]) == ("False", "BudgetExceeded")  # the hold reason, as a condition
         assert cluster.target_status("repo-a")["health"] == "Blocked"
         wait_for(lambda: admitted(cluster, "f1"), what="a Target without a budget is unaffected")
         # No new event arrives: the $0.60 leaves the window (4 s after the start) and the timer admits r2.

@@ -45,7 +45,7 @@ def test_printer_columns_are_the_ones_the_issue_asks_for():
         return [c["name"].upper() for c in version["additionalPrinterColumns"] if c.get("priority", 0) == 0]
 
     assert columns("Run") == ["TARGET", "PHASE", "DURATION", "TOKENS", "COST", "REASON", "AGE"]
-    assert columns("Target") == ["HEALTH", "BREAKER", "FAILURES", "ACTIVE", "OPEN-PRS", "REASON", "AGE"]
+    assert columns("Target") == ["HEALTH", "BREAKER", "FAILURES", "ACTIVE", "OPEN-PRS", "ADMITTING", "REASON", "AGE"]
 
 
 def test_printer_columns_point_at_declared_fields():
@@ -53,12 +53,13 @@ def test_printer_columns_point_at_declared_fields():
         schema = crds.schema_of(kind)
         (version,) = crds.load_crd(kind)["spec"]["versions"]
         for column in version["additionalPrinterColumns"]:
-            path = column["jsonPath"].lstrip(".").split(".")
+            # A condition's field: `.status.conditions[?(@.type=="Ready")].status` (the filter picks a list item).
+            path = re.sub(r'\[\?\(@\.type=="\w+"\)\]', ".[]", column["jsonPath"]).lstrip(".").split(".")
             if path[0] == "metadata":
                 continue
             node = schema
             for part in path:
-                node = node["properties"][part]
+                node = node["items"] if part == "[]" else node["properties"][part]
             assert node["type"] in ("string", "integer", "number", "boolean"), column
 
 

@@ -45,8 +45,10 @@ def test_kubectl_shows_the_operator_status_in_the_printer_columns(cluster: Clust
     assert got["TARGET"] == "repo-a" and got["PHASE"] == "Failed" and got["DURATION"] == "42"
     assert got["REASON"] == "BackoffLimitExceeded" and got["JOB"] == "r1"
     assert got["TOKENS"] == "<none>" and got["COST"] == "<none>"  # the agent reported no usage: shown as missing
+    assert (got["ADMITTED"], got["SUCCEEDED"]) == ("True", "False")  # read off the conditions
     header, row = wait_for(lambda: (out := kubectl(operator_env, "get", "targets.outrider.dev", "repo-a", "-o",
                                                    f"custom-columns={columns('Target')}")) and out[1][0] == "Idle" and out)
     got = dict(zip(header, row, strict=True))
     assert (got["HEALTH"], got["BREAKER"], got["FAILURES"], got["ACTIVE"], got["OPEN-PRS"], got["REASON"]) == (
         "Idle", "Closed", "1", "0", "1", "NoRuns")
+    assert (got["ADMITTING"], got["READY"]) == ("True", "True")

@@ -66,11 +66,15 @@ def _status_writer(cluster: Cluster) -> types.SimpleNamespace:
 
 
 def _mark_running(rt: types.SimpleNamespace, seen: model.RunInfo) -> bool:
-    """One status write of phase Running for Run r1 from the view ``seen``; whether it was written."""
+    """One status write of Running=True (so phase Running) for Run r1 from the view ``seen``; whether it was written."""
+    from outrider.operator import conditions
+
+    running = conditions.set_condition(seen.status.get("conditions"), type_=k8s.CONDITION_RUNNING, status=True,
+                                       reason="Running", message="the Job runs", now=dt.datetime.now(dt.UTC), generation=1)
 
     async def write() -> bool:
         try:
-            return await reconciler.patch_run_status(rt, "default", "r1", {"phase": k8s.PHASE_RUNNING}, seen=seen)
+            return await reconciler.patch_run_status(rt, "default", "r1", {"conditions": running}, seen=seen)
         finally:
             await rt.client.close()
 
@@ -138,13 +142,13 @@ def test_a_condition_written_from_a_stale_view_does_not_undo_another_writers_con
 
     admitted = conditions.set_condition(held, type_=k8s.CONDITION_ADMITTED, status=True, reason="Admitted",
                                         message="admitted", now=now, generation=1)
-    assert _write(cluster, {"phase": k8s.PHASE_ADMITTED, "conditions": admitted},
+    assert _write(cluster, {"conditions": admitted},
                   model.RunInfo.of(cluster.run_obj("r1")))  # admission, from a current view
 
     running = conditions.set_condition(stale.status.get("conditions"), type_=k8s.CONDITION_RUNNING, status=True,
                                        reason="Running", message="the Job runs", now=now, generation=1)
     before = cluster.emulator.conflicts
-    assert _write(cluster, {"phase": k8s.PHASE_RUNNING, "conditions": running}, stale)  # the mirror, from the stale view
+    assert _write(cluster, {"conditions": running}, stale)  # the mirror, from the stale view
     assert cluster.emulator.conflicts == before + 1  # its first try met the newer Run
     found = {c["type"]: (c["status"], c["reason"]) for c in cluster.run_status("r1")["conditions"]}
     assert found == {"Admitted": ("True", "Admitted"), "Running": ("True", "Running")}
