@@ -175,8 +175,12 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
     errors.install(app)
 
     @app.exception_handler(store.StoreUnavailable)
-    async def _store_unavailable(_request: Request, exc: store.StoreUnavailable) -> Response:
-        """Every read that the store cannot answer: one 503 for all routes (the ingest fast path answers its own)."""
+    async def _store_unavailable(request: Request, exc: store.StoreUnavailable) -> Response:
+        """Every read that the store cannot answer: one 503 for all routes (the ingest fast path answers its own),
+        as the console's error page for a console page and as the JSON error body for the API."""
+        endpoint = getattr(request.scope.get("route"), "endpoint", None)
+        if getattr(endpoint, "__module__", "").startswith(console_routes.__name__.rsplit(".", 1)[0]):
+            return console_routes.unavailable(request, exc)
         return errors.response(503, "store_unavailable", f"the store could not be read ({exc}); retry")
     app.include_router(health_routes.router)
     app.include_router(api_docs.router)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -33,7 +32,7 @@ class BudgetCollector(Collector):
         try:
             with self.store.reading() as conn:
                 scopes = budgets.spend_and_limits(conn, max_scopes=self.store.settings.metrics_max_targets)
-        except (store.StoreUnavailable, sa.exc.SQLAlchemyError):
+        except store.StoreUnavailable:  # store.reading() turns any database error into it
             return
         spent = GaugeMetricFamily("outrider_budget_spent_usd", "USD spent on priced LLM calls in the rolling window.",
                                   labels=["scope", "window"])

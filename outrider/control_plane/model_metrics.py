@@ -22,12 +22,11 @@ import collections
 import time
 from collections.abc import Iterator
 
-import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from outrider.control_plane import cardinality, store, tables
-from outrider.control_plane.store import rollups
+from outrider.control_plane import cardinality, store
+from outrider.control_plane.store import model_rollups, rollups
 
 RECENT_HOURS = 2
 BASELINE_HOURS = 24
@@ -51,13 +50,8 @@ class ModelCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now_hour = rollups.hour_of(time.time())
         first = now_hour - RECENT_HOURS - BASELINE_HOURS + 1
-        r, lat = tables.rollup_llm_all, tables.rollup_llm_latency_all
         try:
-            with self.store.reading() as conn:
-                call_rows = conn.execute(sa.select(r.c.model, r.c.hour, sa.func.sum(r.c.calls), sa.func.sum(r.c.errors))
-                                         .where(r.c.hour >= first).group_by(r.c.model, r.c.hour)).all()
-                latency_rows = conn.execute(sa.select(lat.c.model, lat.c.hour, lat.c.bucket, sa.func.sum(lat.c.count))
-                                            .where(lat.c.hour >= first).group_by(lat.c.model, lat.c.hour, lat.c.bucket)).all()
+            call_rows, latency_rows = model_rollups.hours_since(self.store, first)
         except store.StoreUnavailable:
             return
         busy: collections.Counter[str] = collections.Counter()

@@ -28,3 +28,9 @@ def test_reads_of_a_broken_store_are_503_with_the_same_body(
         assert answer.json()["error"] == "store_unavailable" and "retry" in answer.json()["message"], route
     assert server.client.get("/v1/events", params={"run_id": "r1"}).status_code == 200  # the log itself still reads
     assert server.anonymous.get("/v1/health").status_code == 200
+    # The console's pages go through the same handler, as its error page: 503, no traceback, the page says why.
+    for page in ("/runs", "/runs/r1", "/models"):  # (trends and errors read run rollups, left intact)
+        answer = server.client.get(page)
+        assert answer.status_code == 503, (page, answer.text[:300])
+        assert "text/html" in answer.headers["content-type"] and "The store is unavailable" in answer.text, page
+        assert "Traceback" not in answer.text

@@ -130,11 +130,8 @@ async def trends_page(request: Request) -> Response:
     if window not in TREND_CHOICES:
         problems.append(f"Window {window!r} is not offered here; showing 7d.")
         window = "7d"
-    try:
-        found = await asyncio.to_thread(_trend_page, console._store(request), window, TREND_CHOICES[window], target,
-                                          console._scope(request))
-    except store.StoreUnavailable as exc:
-        return console._unavailable(request, exc, "Trends")
+    found = await asyncio.to_thread(_trend_page, console._store(request), window, TREND_CHOICES[window], target,
+                                    console._scope(request))
     return console._render(request, "trends.html", {
         "title": "Trends", "window": window, "bucket": TREND_CHOICES[window], "target": target or "",
         "windows": list(TREND_CHOICES), "problems": problems, **found,
@@ -147,10 +144,7 @@ async def models_page(request: Request) -> Response:
         return console._login_redirect(request)
     window, target, problems = _filters(request, "7d")
     since = datetime.now(UTC) - params.window(window)
-    try:
-        rows = await asyncio.to_thread(console._store(request).model_facts, since, target, console._scope(request))
-    except store.StoreUnavailable as exc:
-        return console._unavailable(request, exc, "Models")
+    rows = await asyncio.to_thread(console._store(request).model_facts, since, target, console._scope(request))
     return console._render(request, "models.html", {
         "title": "Models", "window": window, "target": target or "", "windows": list(MODEL_WINDOWS),
         "problems": problems, "models": insights.models(rows),
@@ -171,12 +165,9 @@ async def errors_page(request: Request) -> Response:
     st, scope = console._store(request), console._scope(request)
     if target:
         scope = scope.only_target(target)
-    try:
-        groups = {by: await asyncio.to_thread(st.finished_groups, since, analytics.GROUP_COLUMNS[by], scope) for by in ERROR_GROUPINGS}
-        trend = await asyncio.to_thread(_trend_page, st, window if window in TREND_CHOICES else "7d",
-                                        TREND_CHOICES.get(window, "1d"), target, console._scope(request))
-    except store.StoreUnavailable as exc:
-        return console._unavailable(request, exc, "Errors")
+    groups = {by: await asyncio.to_thread(st.finished_groups, since, analytics.GROUP_COLUMNS[by], scope) for by in ERROR_GROUPINGS}
+    trend = await asyncio.to_thread(_trend_page, st, window if window in TREND_CHOICES else "7d",
+                                    TREND_CHOICES.get(window, "1d"), target, console._scope(request))
     tables = {by: analytics.errors(found, window, since, by) for by, found in groups.items()}
     buckets = trend["buckets"]
     labels = [b["start"].strftime("%m-%d %H:%M" if TREND_CHOICES.get(window, "1d") == "1h" else "%m-%d") for b in buckets]
@@ -221,10 +212,7 @@ async def graph_page(request: Request) -> Response:
         return console._login_redirect(request)
     window, target, problems = _filters(request, "7d")
     since = datetime.now(UTC) - params.window(window)
-    try:
-        records = await asyncio.to_thread(console._store(request).graph_runs, since, target, GRAPH_RUNS + 1, console._scope(request))
-    except store.StoreUnavailable as exc:
-        return console._unavailable(request, exc, "Graph")
+    records = await asyncio.to_thread(console._store(request).graph_runs, since, target, GRAPH_RUNS + 1, console._scope(request))
     return console._render(request, "graph.html", {
         "title": "Run Graph", "window": window, "target": target or "", "windows": list(MODEL_WINDOWS),
         "problems": problems, "tree": _tree(records[:GRAPH_RUNS]), "truncated": len(records) > GRAPH_RUNS,

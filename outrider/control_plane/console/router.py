@@ -235,8 +235,10 @@ def _render(request: Request, name: str, context: dict[str, Any], status_code: i
     return response
 
 
-def _unavailable(request: Request, exc: Exception, title: str) -> HTMLResponse:
-    return _render(request, "error.html", {"title": title, "message": str(exc)}, status_code=503)
+def unavailable(request: Request, exc: Exception) -> HTMLResponse:
+    """A console page the store cannot answer (the app's one StoreUnavailable handler renders it): 503."""
+    return _render(request, "error.html", {"title": "The store is unavailable",
+                                           "message": f"{exc}. Nothing is lost; reload in a moment."}, status_code=503)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -476,10 +478,7 @@ async def run_history(request: Request, cursor: str | None = None) -> Response:
         except errors.APIError:
             problems.append("That page link is no longer valid; showing the newest runs.")
     filters = {"target": target or "", "status": run_status or "", "window": window or ""}
-    try:
-        runs, next_cursor = await asyncio.to_thread(_history, _store(request), _scope(request), target, run_status, since, before)
-    except store.StoreUnavailable as exc:
-        return _unavailable(request, exc, "Run History")
+    runs, next_cursor = await asyncio.to_thread(_history, _store(request), _scope(request), target, run_status, since, before)
     next_url = None
     if next_cursor:
         next_url = "/runs?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor})
@@ -597,8 +596,6 @@ async def run_detail(request: Request, run_id: str) -> Response:
         links = ", ".join(f'<a href="/runs/{quote(run_id)}?namespace={quote(n)}">{markupsafe.escape(n)}</a>' for n in exc.namespaces)
         return _render(request, "error.html", {"title": f"Run {run_id}", "message": markupsafe.Markup(
             f"Run {markupsafe.escape(run_id)} exists in several namespaces: {links}.")}, status_code=409)
-    except store.StoreUnavailable as exc:
-        return _unavailable(request, exc, f"Run {run_id}")
     if found is None:
         return _render(request, "error.html", {"title": f"Run {run_id}",
                                                "message": f"No event has named run {run_id!r}."}, status_code=404)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
 from outrider.control_plane import auth, budgets, deps, errors, schemas, store
@@ -52,9 +51,4 @@ async def read_budgets(
             return budgets.read(conn, target=target, namespace=namespace, overrides=overrides, global_overrides=global_overrides,
                                 sees=None if scope == store.EVERYTHING else scope.sees, include_global=principal.unbounded)
 
-    try:
-        return await asyncio.to_thread(read)
-    except store.StoreUnavailable as exc:
-        raise errors.APIError(503, "store_unavailable", str(exc)) from exc
-    except sa.exc.SQLAlchemyError as exc:
-        raise errors.APIError(503, "store_unavailable", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+    return await asyncio.to_thread(read)  # StoreUnavailable: the app's one 503 handler
