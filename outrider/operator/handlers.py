@@ -16,6 +16,7 @@ Every write happens in a handler or daemon, so kopf peering (two replicas) pause
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -358,23 +359,43 @@ async def target_event(event: kopf.RawEvent, namespace: str | None, name: str, m
     runs_by_target: kopf.Index[tuple[str, str], model.RunInfo] = kwargs["runs_by_target"]
     rt = _rt(memo)
     if event.get("type") == "DELETED":
-        rt.forget(namespace, name)
+        uid = str((event.get("object") or {}).get("metadata", {}).get("uid") or "")
+        rt.forget(namespace, name, uid)  # its daemon stops itself: no finalizer waits for it
         for run in list(runs_by_target.get((namespace, name)) or []):
             await reconciler.hold_orphan(rt, run)
         # The control plane drops the Target from its status and its series from /metrics.
-        uid = str((event.get("object") or {}).get("metadata", {}).get("uid") or "")
         rt.emit(events_client.build(events.EventType.TARGET_DELETED, id_parts=(uid, "deleted"), time=rt.clock(),
                                     target=name, subject=f"targets/{namespace}/{name}"))
         return
     rt.wake(namespace, name)
 
 
+def _without_finalizer(fn: Any) -> Any:
+    """Register ``fn``'s kopf daemon without kopf's finalizer.
+
+    kopf puts a finalizer on every object that has a daemon, so that it can stop the daemon before the object
+    goes; a Target deleted while no operator runs would then hang in Terminating. The Target daemon needs no such
+    wait: it holds nothing to clean up, and it stops itself when ``target_event`` sees the Target DELETED (the uid
+    in ``Runtime.deleted``). kopf's decorator has no option for this, so its registered handler is replaced with
+    the same handler not requiring a finalizer; an existing Target that carries the old finalizer has it removed
+    by kopf. Fails at import if kopf's registry changed shape (tests/operator/test_operator_target_deletion.py)."""
+    spawning = kopf.get_default_registry()._spawning
+    found = [i for i, handler in enumerate(spawning._handlers) if handler.fn is fn]
+    if len(found) != 1:
+        raise RuntimeError(f"expected one kopf daemon for {fn.__name__}, found {len(found)}")
+    spawning._handlers[found[0]] = dataclasses.replace(spawning._handlers[found[0]], requires_finalizer=False)
+    return fn
+
+
+@_without_finalizer
 @kopf.daemon(*TARGETS, cancellation_timeout=5.0)
 async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo,
                         logger: kopf.Logger, **kwargs: Any) -> None:
-    """Admission, breaker, drain and status for one Target; sleeps until woken or until its cooldown ends."""
+    """Admission, breaker, drain and status for one Target; sleeps until woken or until its cooldown ends, and
+    stops when the Target is deleted (or this replica is paused by peering)."""
     if namespace is None:
         return
+    uid = str(body.get("metadata", {}).get("uid") or "")
     runs_by_target: kopf.Index[tuple[str, str], model.RunInfo] = kwargs["runs_by_target"]
     jobs_by_target: kopf.Index[tuple[str, str], model.JobInfo] = kwargs["jobs_by_target"]
     schedulers: kopf.Index[str, model.CronJobInfo] = kwargs["schedulers"]
@@ -384,7 +405,7 @@ async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace:
     failures = 0
     key = (namespace, name)
     try:
-        while not stopped:
+        while not stopped and uid not in rt.deleted:
             wake.clear()
             try:
                 await sweep_schedulers(rt, schedulers)
@@ -397,8 +418,11 @@ async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace:
                 timeout = min(30.0, 0.2 * 2 ** min(failures, 8))
                 logger.warning("reconcile of Target %s/%s failed (%r); retrying in %.1fs", namespace, name, exc, timeout)
                 rec.last_status = None
+            if uid in rt.deleted:
+                break
             await _sleep(wake, stopped, timeout)
     finally:
+        rt.deleted.discard(uid)
         # Stopped: the Target is gone, or this replica was paused by peering. Either way its numbers are no
         # longer this replica's to report (a standby exports no Target series rather than stale ones).
         rt.view.targets.pop(key, None)

@@ -41,6 +41,8 @@ class Runtime:
         self.autonomy_version = 0
         self.swept_version = -1  # the autonomy_version scheduler CronJobs were last swept for
         self._wakes: dict[tuple[str, str], asyncio.Event] = {}
+        #: uids of Targets seen DELETED whose daemon has not stopped yet (it removes its own uid).
+        self.deleted: set[str] = set()
         self.sender = events_client.EventSender(settings.url, settings.token, buffer_max=settings.events_buffer_max,
                                                 batch_max=settings.events_batch_max)
         self.budgets = control_plane_client.BudgetClient(settings.url, settings.token, timeout=settings.budget_timeout_seconds,
@@ -104,8 +106,14 @@ class Runtime:
         for event in self._wakes.values():
             event.set()
 
-    def forget(self, namespace: str, target: str) -> None:
-        self._wakes.pop((namespace, target), None)
+    def forget(self, namespace: str, target: str, uid: str = "") -> None:
+        """The Target is gone: its daemon (which holds no finalizer) is woken to see ``uid`` in :attr:`deleted` and
+        stop itself."""
+        if uid:
+            self.deleted.add(uid)
+        event = self._wakes.pop((namespace, target), None)
+        if event is not None:
+            event.set()
         self.view.targets.pop((namespace, target), None)
 
     # --- autonomy -------------------------------------------------------------------------------------
