@@ -1,14 +1,16 @@
-"""The kopf operator: the handlers that tie Runs, Jobs, Targets, CronJobs and the autonomy ConfigMap together.
+"""The kopf wiring: the handlers that tie Runs, Jobs, Targets, CronJobs and the autonomy ConfigMap together. The
+only module that knows kopf; the work is done by the flows it calls with plain values (run_flows, schedulers,
+reconciler).
 
 Started as a module — ``outrider operator`` runs kopf on ``outrider.operator.handlers`` in-process — never as a
 script. The shape (docs/architecture.md, Operator section):
 
 - indexes of Runs, Jobs and Targets, filled completely from the cluster before any handler runs;
 - a Run event creates its Job, suspended, and wakes the Run's Target; a Run whose Target is missing is held;
-- a Job event mirrors the Job into its Run's status (phase, times, reason, termination message) or, for a Job
-  someone else created with ``outrider.dev/target``, adopts it by creating a Run;
+- a Job event mirrors the Job into its Run's status (conditions, times, termination message) or, for a Job
+  someone else created with ``outrider.dev/target``, adopts it by creating a Run (run_flows.py);
 - one daemon per Target does admission, the breaker, drain and the Target's status (reconciler.py);
-- scheduler CronJobs are suspended during an emergency stop and resumed afterwards (swept, no daemon).
+- scheduler CronJobs are suspended during an emergency stop and resumed afterwards (schedulers.py; no daemon).
 
 Every write happens in a handler or daemon, so kopf peering (two replicas) pauses all of it on the standby.
 """
@@ -17,14 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from typing import Any
 
 import kopf
 
-from outrider.common import events, k8s, timefmt
-from outrider.operator import conditions, events_client, jobs, kube, model, reconciler
+from outrider.common import events, k8s
+from outrider.operator import events_client, kube, model, reconciler, run_flows
 from outrider.operator import runtime as runtime_mod
+from outrider.operator import schedulers as schedulers_mod
 from outrider.operator import settings as settings_mod
 
 RUNS = (k8s.GROUP, k8s.VERSION, k8s.RUN_PLURAL)
@@ -157,7 +159,7 @@ async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
         return
     spec = body.get("spec") or {}
     if spec.get("template") and not spec.get("jobName") and (namespace, name) not in jobs_by_name:
-        await _create_job(rt, body, run, logger)
+        await run_flows.create_job(rt, body, run, logger)
     elif not spec.get("template") and not spec.get("jobName"):
         await reconciler.patch_run_status(rt, namespace, name, reconciler.failed_before_running(
             run, k8s.REASON_INVALID_SPEC, "the Run has neither spec.template nor spec.jobName", rt.clock()), seen=run)
@@ -165,28 +167,6 @@ async def run_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
     if (namespace, run.target) not in targets_by_name:
         await reconciler.hold_orphan(rt, run)
     rt.wake(namespace, run.target)
-
-
-async def _create_job(rt: runtime_mod.Runtime, body: kopf.Body, run: model.RunInfo, logger: kopf.Logger) -> None:
-    manifest = jobs.job_for_run(model._plain(body), credential=rt.signing_key is not None)
-    try:
-        await rt.client.create(kube.jobs(run.namespace), manifest)
-    except kube.ApiError as exc:
-        if isinstance(exc, kube.Conflict):
-            existing = await rt.client.get(kube.jobs(run.namespace, run.name))
-            labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
-            if existing is None or labels.get(k8s.LABEL_RUN) == run.name:
-                return  # created by an earlier event of ours; the job index will show it
-            exc = kube.Invalid(409, f"a Job named {run.name} already exists and does not belong to this Run")
-        if isinstance(exc, kube.Invalid) or exc.permanent:  # retrying cannot help: say so on the Run
-            logger.error("the API server refused the Job for Run %s/%s: %s", run.namespace, run.name, exc)
-            rt.kube_events.warn(body, reason=k8s.REASON_JOB_CREATE_FAILED, message=str(exc)[:1000])
-            await reconciler.patch_run_status(rt, run.namespace, run.name, reconciler.failed_before_running(
-                run, k8s.REASON_JOB_CREATE_FAILED, str(exc)[:1000], rt.clock()), seen=run)
-            return
-        raise
-    # The one Event of a new Run (its creation time is in its metadata already): each Event is an API write.
-    rt.kube_events.info(body, reason="JobCreated", message=f"Job {manifest['metadata']['name']} created suspended for Target {run.target}")
 
 
 # --- Jobs ------------------------------------------------------------------------------------------------
@@ -201,11 +181,11 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
     run_name = labels.get(k8s.LABEL_RUN)
     if event.get("type") == "DELETED":
         if run_name:
-            await _job_gone(rt, namespace, run_name, runs_by_name)
+            await run_flows.job_gone(rt, namespace, run_name, _one(runs_by_name, (namespace, run_name)))
         rt.wake(namespace, target)
         return
     if not run_name:
-        await _adopt(rt, body, namespace, name, logger)
+        await run_flows.adopt(rt, body, namespace, name, logger)
         return
     run = _one(runs_by_name, (namespace, run_name))
     if run is None:
@@ -215,7 +195,7 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, namespace: str | None
             return
         run = model.RunInfo.of(fetched)
     if not run.terminal:
-        await _mirror(rt, model.job_view(body), run, logger)
+        await run_flows.mirror(rt, model.job_view(body), run, logger)
     rt.wake(namespace, target)
 
 
@@ -224,130 +204,6 @@ def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
     if not store:
         return None
     return next(iter(store))
-
-
-async def _adopt(rt: runtime_mod.Runtime, body: kopf.Body, namespace: str, name: str, logger: kopf.Logger) -> None:
-    """A Job labelled outrider.dev/target that no Run owns: create the Run that mirrors it, then label the Job."""
-    manifest = jobs.run_for_job(model._plain(body))
-    try:
-        await rt.client.create(kube.runs(namespace), manifest)
-    except kube.Conflict:
-        existing = await rt.client.get(kube.runs(namespace, name)) or {}
-        if (existing.get("spec") or {}).get("jobName") != name:
-            message = f"cannot adopt Job {name}: a Run of that name already exists for another Job"
-            logger.warning(message)
-            rt.kube_events.warn(body, reason="AdoptionConflict", message=message)
-            return
-    await rt.client.patch(kube.jobs(namespace, name), {"metadata": {"labels": {k8s.LABEL_RUN: name}}})
-    suspended = bool((body.get("spec") or {}).get("suspend"))
-    message = (f"adopted Job {name} into Run {name}; " +
-               ("it was created suspended, so it waits for admission" if suspended else "it was already running"))
-    logger.info(message)
-    rt.kube_events.info(body, reason="Adopted", message=message)
-
-
-async def _mirror(rt: runtime_mod.Runtime, job: dict[str, Any], run: model.RunInfo, logger: kopf.Logger) -> None:
-    """Copy what the Job says into the Run's status, and post the Run's lifecycle events."""
-    state = jobs.state(job)
-    if state.suspended and not state.finished:
-        return  # held or drained: admission's business
-    message = None
-    if state.finished:
-        message = await _termination_message(rt, job)
-    desired = jobs.run_status(job, message)
-    phase = desired.get("phase")
-    if phase is None:
-        return
-    now = rt.clock()
-    current = run.status
-    changed = {k: v for k, v in desired.items() if current.get(k) != v}
-    if not changed:
-        return
-    # The mirror reports the Job, not the spec: its conditions carry the generation last observed, and it
-    # does not touch observedGeneration.
-    generation = run.observed_generation
-    conds = current.get("conditions")
-    if phase in (k8s.PHASE_RUNNING, k8s.PHASE_SUCCEEDED, k8s.PHASE_FAILED):
-        running = phase == k8s.PHASE_RUNNING
-        conds = conditions.set_condition(conds, type_=k8s.CONDITION_RUNNING, status=running,
-                                         reason=desired["reason"], message=desired["message"], now=now,
-                                         generation=generation)
-    if phase == k8s.PHASE_RUNNING:
-        stalled = (conditions.get(conds, k8s.CONDITION_STALLED) or {}).get("status") == "True"
-        conds = conditions.active(conds, reason=k8s.REASON_STALLED if stalled else k8s.REASON_RUNNING,
-                                  message=desired["message"], now=now, generation=generation)
-    if phase in k8s.TERMINAL_PHASES:
-        conds = conditions.set_condition(conds, type_=k8s.CONDITION_SUCCEEDED, status=phase == k8s.PHASE_SUCCEEDED,
-                                         reason=desired["reason"], message=desired["message"], now=now,
-                                         generation=generation)
-    if (conditions.get(conds, k8s.CONDITION_ADMITTED) or {}).get("status") != "True":
-        # The Job ran, so it was admitted (by us, or by whoever created it unsuspended).
-        conds = conditions.set_condition(conds, type_=k8s.CONDITION_ADMITTED, status=True, reason=k8s.REASON_ADMITTED,
-                                         message="the Job ran", now=now, generation=generation)
-    shown = ("phase", "reason", "message")  # derived from the conditions by patch_run_status
-    patch = {**{k: v for k, v in desired.items() if k not in shown}, "conditions": conds}
-    if not await reconciler.patch_run_status(rt, run.namespace, run.name, patch, seen=run):
-        return
-    ref = reconciler.ref(k8s.RUN_KIND, run.namespace, run.name, run.uid)
-    common = {"target": run.target or None, "runid": run.name, "subject": f"runs/{run.namespace}/{run.name}"}
-    if current.get("phase") != phase and phase == k8s.PHASE_RUNNING or (
-            phase in k8s.TERMINAL_PHASES and not current.get("startTime") and desired.get("startTime")):
-        rt.kube_events.info(ref, reason="Started", message=f"Job {job['metadata']['name']} is running")
-        started = timefmt.parse_time(desired.get("startTime")) or now
-        # The Job's start time in the id: a Run drained and admitted again starts again (a new event), while
-        # re-seeing the same start (a restart, a replayed watch) stays one event.
-        rt.emit(events_client.build(events.EventType.RUN_STARTED, id_parts=(run.uid, "started", desired.get("startTime") or ""), time=started,
-                                    data={"job": job["metadata"]["name"]}, **common))
-    if current.get("phase") != phase and phase == k8s.PHASE_SUCCEEDED:
-        rt.kube_events.info(ref, reason=k8s.REASON_COMPLETED, message=f"succeeded in {desired.get('durationSeconds', '—')}s")
-        rt.emit(events_client.build(events.EventType.RUN_SUCCEEDED, id_parts=(run.uid, "succeeded"),
-                                    time=timefmt.parse_time(desired.get("completionTime")) or now,
-                                    data={"duration_seconds": desired.get("durationSeconds"),
-                                          "usage": desired.get("usage")}, **common))
-    if current.get("phase") != phase and phase == k8s.PHASE_FAILED:
-        rt.kube_events.warn(ref, reason=desired["reason"], message=desired.get("errorSummary") or desired["message"])
-        rt.emit(events_client.build(events.EventType.RUN_FAILED, id_parts=(run.uid, "failed"),
-                                    time=timefmt.parse_time(desired.get("completionTime")) or now,
-                                    data={"error_type": desired["reason"],
-                                          "message": desired.get("errorSummary") or desired["message"],
-                                          "duration_seconds": desired.get("durationSeconds")}, **common))
-
-
-async def _termination_message(rt: runtime_mod.Runtime, job: dict[str, Any]) -> str | None:
-    """The pod's termination message, when one of the Job's pods can be read; None otherwise."""
-    meta = job["metadata"]
-    try:
-        pods = await rt.client.list(kube.pods(meta["namespace"]), label_selector=f"job-name={meta['name']}")
-    except (kube.ApiError, OSError) as exc:
-        logging.getLogger(__name__).info("cannot read the pods of Job %s: %s", meta["name"], exc)
-        return None
-    mine = [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == meta["name"]
-            or ((p.get("metadata") or {}).get("labels") or {}).get(k8s.LABEL_RUN) == (meta.get("labels") or {}).get(k8s.LABEL_RUN)]
-    mine.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""), reverse=True)
-    for pod in mine:
-        message = jobs.termination_message(pod)
-        if message:
-            return message
-    return None
-
-
-async def _job_gone(rt: runtime_mod.Runtime, namespace: str, run_name: str, runs_by_name: kopf.Index[Any, Any]) -> None:
-    run = _one(runs_by_name, (namespace, run_name))
-    if run is None or run.terminal:
-        return
-    now = rt.clock()
-    message = "the Run's Job was deleted before it finished"
-    if await reconciler.patch_run_status(rt, namespace, run_name, {
-        "completionTime": timefmt.format_time(now),
-        "conditions": conditions.set_condition(run.status.get("conditions"), type_=k8s.CONDITION_SUCCEEDED,
-                                               status=False, reason=k8s.REASON_JOB_DELETED, message=message,
-                                               now=now, generation=run.observed_generation),
-    }):
-        rt.kube_events.warn(reconciler.ref(k8s.RUN_KIND, namespace, run_name, run.uid), reason=k8s.REASON_JOB_DELETED,
-                  message=message)
-        rt.emit(events_client.build(events.EventType.RUN_CANCELLED, id_parts=(run.uid, "cancelled"), time=now,
-                                    target=run.target or None, runid=run_name,
-                                    subject=f"runs/{namespace}/{run_name}", data={"reason": k8s.REASON_JOB_DELETED}))
 
 
 # --- Targets ---------------------------------------------------------------------------------------------
@@ -408,7 +264,7 @@ async def target_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, namespace:
         while not stopped and uid not in rt.deleted:
             wake.clear()
             try:
-                await sweep_schedulers(rt, schedulers)
+                await schedulers_mod.sweep(rt, schedulers.get("all") or [])
                 deadline = await rec.reconcile(body, list(runs_by_target.get(key) or []),
                                                list(jobs_by_target.get(key) or []))
                 failures = 0
@@ -446,32 +302,7 @@ async def schedulers(body: kopf.Body, **_: Any) -> dict[Any, model.CronJobInfo]:
     return {"all": model.CronJobInfo.of(body)}
 
 
-async def apply_scheduler(rt: runtime_mod.Runtime, cron: model.CronJobInfo) -> None:
-    """Suspend a scheduler CronJob during an emergency stop; resume it (only if we suspended it) afterwards."""
-    if not rt.autonomy_known:
-        return
-    ref = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"namespace": cron.namespace, "name": cron.name}}
-    if rt.autonomy.draining and not cron.suspended:
-        await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
-            "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: "true"}}, "spec": {"suspend": True}})
-        rt.kube_events.warn(ref, reason=k8s.REASON_DRAINED, message="emergency stop: scheduler CronJob suspended")
-    elif rt.autonomy.enabled and cron.drained:
-        await rt.client.patch(kube.cronjobs(cron.namespace, cron.name), {
-            "metadata": {"annotations": {k8s.ANNOTATION_SCHEDULER_DRAINED: None}}, "spec": {"suspend": False}})
-        rt.kube_events.info(ref, reason="Resumed", message="autonomy enabled: scheduler CronJob resumed")
-
-
-async def sweep_schedulers(rt: runtime_mod.Runtime, index: kopf.Index[str, model.CronJobInfo]) -> None:
-    """Apply the current autonomy to every scheduler CronJob, once per autonomy change (whichever daemon is first)."""
-    version = rt.autonomy_version
-    if rt.swept_version == version or not rt.autonomy_known:
-        return
-    rt.swept_version = version
-    for cron in list(index.get("all") or []):
-        await apply_scheduler(rt, cron)
-
-
 @kopf.on.event(*CRONJOBS, labels={k8s.LABEL_SCHEDULER: kopf.PRESENT})
 async def scheduler_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if event.get("type") != "DELETED":
-        await apply_scheduler(_rt(memo), model.CronJobInfo.of(body))
+        await schedulers_mod.apply(_rt(memo), model.CronJobInfo.of(body))

@@ -40,6 +40,8 @@ def test_the_tree_keeps_every_contract(throwaway: pathlib.Path) -> None:
 @pytest.mark.parametrize(("module", "wrong_import", "contract"), [
     ("outrider/operator/breaker.py", "from outrider.operator import kube", "the operator's rules do no I/O"),
     ("outrider/operator/kube.py", "from outrider.operator import reconciler", "operator layers"),
+    ("outrider/operator/reconciler.py", "from outrider.operator import run_flows", "operator layers"),
+    ("outrider/operator/run_flows.py", "import kopf", "only the wiring knows kopf"),
     ("outrider/control_plane/store/projector.py", "import fastapi", "the store and the services know nothing of the web layer"),
     ("outrider/control_plane/routes/runs.py", "import sqlalchemy", "never touch the database"),
     ("outrider/control_plane/model_metrics.py", "from sqlalchemy import select", "never touch the database"),
