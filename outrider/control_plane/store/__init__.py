@@ -153,7 +153,8 @@ class RebuildRefused(Exception):
 PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
                      tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
                      tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all,
-                     tables.namespace_usage)
+                     tables.namespace_usage, tables.rollup_runs_all, tables.rollup_runs_day, tables.rollup_model_runs,
+                     tables.rollup_model_runs_all)
 
 
 class StoreUnavailable(Exception):
