@@ -290,9 +290,14 @@ class AllScopes:
 
         spends, spent = consistent(conn, windows)
         r = tables.runs
+        # The day's priced runs first (the completed_at index), grouped after: asked in one statement, SQLite walks
+        # the primary key for the grouping and reads every run (55 ms at 10^5 runs instead of 4).
+        finished = (sa.select(r.c.namespace, r.c.target, r.c.cost_nano_usd)
+                    .where(r.c.completed_at > now - WINDOWS["24h"], r.c.cost_nano_usd.is_not(None))
+                    .cte("finished").prefix_with("MATERIALIZED"))
         averages = {(str(ns), t): float(avg) / NANO for ns, t, avg in conn.execute(
-            sa.select(r.c.namespace, r.c.target, sa.func.avg(r.c.cost_nano_usd))
-            .where(r.c.completed_at > now - WINDOWS["24h"], r.c.cost_nano_usd.is_not(None)).group_by(r.c.namespace, r.c.target))
+            sa.select(finished.c.namespace, finished.c.target, sa.func.avg(finished.c.cost_nano_usd))
+            .group_by(finished.c.namespace, finished.c.target))
             if avg is not None}
         return cls(now, spends, spent, averages)
 

@@ -8,7 +8,9 @@ reattaches UTC when reading).
 - ``events``: every accepted event once, in arrival order (``seq``), unique on (source, event_id).
 - ``runs``: one row per (namespace, run id), the projection of its events (columns for queries, ``state`` JSON for the rest).
 - ``projector_state``: the projector's checkpoint and lease (see ``store.projector``).
-- ``rollup_*``, ``run_models``: LLM calls rolled up per hour (models) and minute (budgets): see ``store.rollups``.
+- ``rollup_*``, ``run_models``: LLM calls rolled up per hour (models) and minute (budgets): see ``store.rollups``;
+  runs per hour and day (trends, errors): see ``store.run_rollups``. A ``*_all`` table is its twin summed over
+  targets, read when no target narrows the question.
 - ``namespace_usage``: events and bytes each namespace keeps in the log (its storage quota: ``quota.py``).
 - ``agg_*``: small counters the projector keeps with the runs, read by ``/metrics`` so a scrape
   never scans the event history (``agg_runs`` / ``agg_run_durations``: see ``run_aggregates``).
@@ -164,6 +166,7 @@ rollup_llm = sa.Table(
     sa.Column("output_tokens", sa.BigInteger(), nullable=False),
     sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),
     sa.Column("priced", sa.BigInteger(), nullable=False, comment="Calls that reported a cost."),
+    sa.Index("ix_rollup_llm_target_hour", "target", "hour"),
     comment="LLM calls per hour and model: /v1/analytics/models reads this, never the calls.",
 )
 
@@ -177,6 +180,7 @@ rollup_llm_latency = sa.Table(
     sa.Column("model", sa.String(256), primary_key=True),
     sa.Column("bucket", sa.Integer(), primary_key=True, autoincrement=False, comment="store.rollups.latency_bucket of the latency."),
     sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Index("ix_rollup_llm_latency_target_hour", "target", "hour"),
     comment="Latency histogram per hour and model (fixed buckets; see store.rollups for the error bound).",
 )
 
@@ -229,7 +233,41 @@ rollup_runs = sa.Table(
     sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),
     sa.Column("priced", sa.BigInteger(), nullable=False, comment="Runs with a cost."),
     sa.Column("prs", sa.BigInteger(), nullable=False),
+    sa.Index("ix_rollup_runs_target_hour", "target", "hour"),
     comment="Runs per hour of creation, start and completion, kept as deltas by the projector: trends and error analytics.",
+)
+
+
+def _run_numbers() -> list[sa.Column[int]]:
+    return [sa.Column(name, sa.BigInteger(), nullable=False) for name in ("count", "tokens", "cost_nano_usd", "priced", "prs")]
+
+
+def _run_kinds() -> list[sa.Column[str]]:
+    return [sa.Column("status", sa.String(16), primary_key=True), sa.Column("error_type", sa.String(256), primary_key=True),
+            sa.Column("error_stage", sa.String(128), primary_key=True)]
+
+
+rollup_runs_all = sa.Table(
+    "rollup_runs_all",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("axis", sa.String(16), primary_key=True),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    *_run_kinds(),
+    *_run_numbers(),
+    comment="rollup_runs summed over targets: trends and error analytics when no target narrows them.",
+)
+
+rollup_runs_day = sa.Table(
+    "rollup_runs_day",
+    metadata,
+    sa.Column("day", sa.Integer(), primary_key=True, autoincrement=False, comment="Unix time // 86400 of the axis' time."),
+    sa.Column("axis", sa.String(16), primary_key=True),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("target", sa.String(253), primary_key=True),
+    *_run_kinds(),
+    *_run_numbers(),
+    comment="rollup_runs per day: long windows read whole days here, only the hours of their first day from rollup_runs.",
 )
 
 namespace_usage = sa.Table(
@@ -255,6 +293,32 @@ run_models = sa.Table(
     sa.Column("first_hour", sa.Integer(), nullable=False, comment="Hour (unix time // 3600) of the run's first call to the model."),
     sa.Index("ix_run_models_first_hour", "first_hour"),
     comment="Which runs used which models: how the runs that used a model ended, without reading every call.",
+)
+
+rollup_model_runs = sa.Table(
+    "rollup_model_runs",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False, comment="run_models.first_hour."),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("target", sa.String(253), primary_key=True, comment="run_models.target; '' when none."),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True, comment="The run's status now; '' for a run without a record."),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Index("ix_rollup_model_runs_target_hour", "target", "hour"),
+    comment="run_models counted per first hour and the run's status, kept as deltas: how the runs that used a model ended.",
+)
+
+rollup_model_runs_all = sa.Table(
+    "rollup_model_runs_all",
+    metadata,
+    sa.Column("hour", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    comment="rollup_model_runs summed over targets.",
 )
 
 store_probe = sa.Table(

@@ -46,11 +46,16 @@ def run_record(server: RunningServer, run: str, position: int) -> dict[str, Any]
     return dict(response.json())
 
 
+#: Projections kept as deltas: a row whose count fell to zero stays, where a rebuild never writes it.
+DELTA_TABLES = frozenset({"agg_runs", "agg_run_durations", "rollup_runs", "rollup_runs_all", "rollup_runs_day", "rollup_model_runs",
+                          "rollup_model_runs_all"})
+
+
 def projection_tables(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every projection table's rows, sorted: what 'the same records and rollups' means."""
     with engine.connect() as conn:
         return {table.name: sorted(tuple(row) for row in conn.execute(sa.select(table).where(
-            *([table.c["count"] != 0] if table.name in ("agg_runs", "agg_run_durations", "rollup_runs") else []))))
+            *([table.c["count"] != 0] if table.name in DELTA_TABLES else []))))
             for table in store.PROJECTION_TABLES}
 
 

@@ -73,7 +73,7 @@ from alembic.config import Config
 
 from outrider.common import events
 from outrider.control_plane import projection, settings, tables
-from outrider.control_plane.store import rollups
+from outrider.control_plane.store import rollups, run_rollups
 from outrider.control_plane.store.projector import Projector
 from outrider.control_plane.store.sql import Dialect
 
@@ -137,6 +137,19 @@ class Scope:
 EVERYTHING = Scope()
 
 
+def narrowed(table: Any, scope: Scope, target: str | None = None) -> list[Any]:
+    """Conditions of ``scope`` and an optional ``target`` on a rollup table; one without a target column (a
+    ``*_all`` table, read only when nothing narrows to targets) takes the namespaces only."""
+    if "target" not in table.c:
+        return [table.c.namespace.in_(sorted(scope.namespaces))] if scope.namespaces is not None else []
+    return [*scope.where(table.c.namespace, table.c.target), *([table.c.target == target] if target is not None else [])]
+
+
+def over_targets(scope: Scope, target: str | None) -> bool:
+    """Whether a read may use the rollups summed over targets: nothing narrows it to some targets."""
+    return target is None and scope.targets is None
+
+
 class AmbiguousRun(Exception):
     """A run id that names runs in several visible namespaces; ``namespaces`` lists them."""
 
@@ -153,7 +166,8 @@ class RebuildRefused(Exception):
 PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
                      tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
                      tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all,
-                     tables.namespace_usage)
+                     tables.namespace_usage, tables.rollup_runs_all, tables.rollup_runs_day, tables.rollup_model_runs,
+                     tables.rollup_model_runs_all)
 
 
 class StoreUnavailable(Exception):
@@ -1035,18 +1049,27 @@ class Store:
         return {"by_status": by_status, "durations": spans, "latest_failure": latest_failure}
 
     def finished_groups(self, since: datetime, column: str, scope: Scope = EVERYTHING) -> list[tuple[str | None, str, int]]:
-        """(value of ``column``, status, count) over finished runs created from the hour holding ``since`` on,
-        read from the hourly run rollup (its cost grows with hours × targets × error kinds, not with runs)."""
-        u = tables.rollup_runs
-        key = u.c[{"error_stage": "error_stage"}.get(column, column)]
-        total = sa.func.sum(u.c["count"])
-        query = (
-            sa.select(key, u.c.status, total)
-            .where(u.c.axis == "created", u.c.hour >= rollups.hour_of(since.timestamp()), u.c.status.in_(list(projection.TERMINAL)),
-                   *scope.where(u.c.namespace, u.c.target))
-            .group_by(key, u.c.status)
-        )
-        return [(value or None, status, int(count)) for value, status, count in self._read(query) if count]
+        """(value of ``column``, status, count) over finished runs created from the hour holding ``since`` on, read
+        from the run rollups: summed over targets when neither ``column`` nor the scope needs them; otherwise whole
+        days from the daily rollup and the hours of the first, partial day from the hourly one. Either way the
+        rows read grow with days × targets × error kinds, not with runs."""
+        first_hour = rollups.hour_of(since.timestamp())
+        parts: list[tuple[Any, str, int, int | None]]
+        if column != "target" and over_targets(scope, None):
+            parts = [(tables.rollup_runs_all, "hour", first_hour, None)]
+        else:
+            first_day = -(-first_hour // run_rollups.HOURS_PER_DAY)
+            parts = [(tables.rollup_runs, "hour", first_hour, first_day * run_rollups.HOURS_PER_DAY),
+                     (tables.rollup_runs_day, "day", first_day, None)]
+        counts: collections.Counter[tuple[str | None, str]] = collections.Counter()
+        for u, unit, low, high in parts:
+            key = u.c[column]
+            where = [u.c.axis == "created", u.c[unit] >= low, u.c.status.in_(list(projection.TERMINAL)), *narrowed(u, scope)]
+            if high is not None:
+                where.append(u.c[unit] < high)
+            for value, status, count in self._read(sa.select(key, u.c.status, sa.func.sum(u.c["count"])).where(*where).group_by(key, u.c.status)):
+                counts[(value or None, status)] += int(count)
+        return [(value, status, count) for (value, status), count in counts.items() if count]
 
     def aggregates(self) -> dict[str, list[dict[str, Any]]]:
         """Everything ``/metrics`` reports from the store, read from the small ``agg_*`` tables only (finished
@@ -1096,14 +1119,12 @@ class Store:
         of the finished ones: (bucket, status, count, tokens, cost_nano_usd, priced, prs).
 
         Whole-hour buckets that start on an hour (every bucket of 1 h or more: they start at multiples of their
-        size) are read from the hourly run rollup; shorter ones from the run records (:meth:`_trend_cells_of_runs`)."""
+        size) are read from the hourly run rollup (summed over targets when nothing narrows to targets); shorter ones from the run records (:meth:`_trend_cells_of_runs`)."""
         origin = int(start.timestamp())
         if size % rollups.HOUR or origin % rollups.HOUR:
             return self._trend_cells_of_runs(start, size, target, scope)
-        u = tables.rollup_runs
-        where = [u.c.hour >= origin // rollups.HOUR, *scope.where(u.c.namespace, u.c.target)]
-        if target is not None:
-            where.append(u.c.target == target)
+        u = tables.rollup_runs_all if over_targets(scope, target) else tables.rollup_runs
+        where = [u.c.hour >= origin // rollups.HOUR, *narrowed(u, scope, target)]
         started_rows = sa.select(u.c.hour, sa.func.sum(u.c["count"])).where(u.c.axis == "started", *where).group_by(u.c.hour)
         finished_rows = (
             sa.select(u.c.hour, u.c.status, sa.func.sum(u.c["count"]), sa.func.sum(u.c.tokens), sa.func.sum(u.c.cost_nano_usd),
@@ -1162,35 +1183,25 @@ class Store:
         """Per (provider, model), over the hourly rollups from the hour holding ``since`` on: ``calls``,
         ``errors``, ``input_tokens``, ``output_tokens``, ``cost_nano_usd``, ``priced`` (calls with a cost),
         ``latency_buckets`` (the latency histogram, ``rollups.latency_bucket`` indexes) and ``runs`` (status →
-        distinct runs whose first call to the model falls in the window). Reads rollup rows, never calls: the
-        cost grows with hours × models, not with the number of events."""
-        u, h, m, r = tables.rollup_llm, tables.rollup_llm_latency, tables.run_models, tables.runs
-        if target is None and scope.targets is None:  # no target narrows it: the rollups summed over targets
-            u, h = tables.rollup_llm_all, tables.rollup_llm_latency_all
+        distinct runs whose first call to the model falls in the window, from ``rollup_model_runs``). Reads rollup
+        rows, never calls nor runs; summed over targets when nothing narrows to targets, so the cost grows with
+        hours × models, not with the number of events or runs."""
+        u, h, m = tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_model_runs
+        if over_targets(scope, target):
+            u, h, m = tables.rollup_llm_all, tables.rollup_llm_latency_all, tables.rollup_model_runs_all
         first_hour = rollups.hour_of(since.timestamp())
 
-        def narrowed(table: Any) -> list[Any]:
-            if "target" not in table.c:
-                return [table.c.hour >= first_hour, *([table.c.namespace.in_(sorted(scope.namespaces))] if scope.namespaces is not None else [])]
-            where = [table.c.hour >= first_hour, *scope.where(table.c.namespace, table.c.target)]
-            if target is not None:
-                where.append(table.c.target == target)
-            return where
+        def where(table: Any) -> list[Any]:
+            return [table.c.hour >= first_hour, *narrowed(table, scope, target)]
 
         key = (u.c.provider, u.c.model)
         totals = sa.select(*key, sa.func.sum(u.c.calls), sa.func.sum(u.c.errors), sa.func.sum(u.c.input_tokens),
                            sa.func.sum(u.c.output_tokens), sa.func.sum(u.c.cost_nano_usd), sa.func.sum(u.c.priced)
-                           ).where(*narrowed(u)).group_by(*key)
-        latencies = sa.select(h.c.provider, h.c.model, h.c.bucket, sa.func.sum(h.c.count)).where(*narrowed(h)).group_by(
+                           ).where(*where(u)).group_by(*key)
+        latencies = sa.select(h.c.provider, h.c.model, h.c.bucket, sa.func.sum(h.c.count)).where(*where(h)).group_by(
             h.c.provider, h.c.model, h.c.bucket)
-        run_where = [m.c.first_hour >= first_hour, *scope.where(m.c.namespace, m.c.target)]
-        if target is not None:
-            run_where.append(m.c.target == target)
-        runs = (
-            sa.select(m.c.provider, m.c.model, r.c.status, sa.func.count())
-            .select_from(m.outerjoin(r, sa.and_(r.c.namespace == m.c.namespace, r.c.run_id == m.c.run_id)))
-            .where(*run_where).group_by(m.c.provider, m.c.model, r.c.status)
-        )
+        runs = sa.select(m.c.provider, m.c.model, m.c.status, sa.func.sum(m.c["count"])).where(*where(m)).group_by(
+            m.c.provider, m.c.model, m.c.status)
         facts: dict[tuple[str, str], dict[str, Any]] = {}
         try:
             with self.engine.connect() as conn:
@@ -1204,8 +1215,8 @@ class Store:
                     if (provider, model) in facts:
                         facts[(provider, model)]["latency_buckets"][int(bucket)] += int(count)
                 for provider, model, status, count in conn.execute(runs):
-                    if (provider, model) in facts:
-                        facts[(provider, model)]["runs"][status] = int(count)
+                    if (provider, model) in facts and count:
+                        facts[(provider, model)]["runs"][status or None] = int(count)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
         return facts

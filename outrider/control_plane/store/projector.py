@@ -58,6 +58,7 @@ _EVENT = pydantic.TypeAdapter(events.CloudEvent)
 
 RunKey = tuple[str, str]
 RUN_COLUMNS = tuple(column.name for column in tables.runs.columns)
+MODEL_RUNS_KEY = ("hour", "namespace", "target", "provider", "model", "status")
 DEFAULT_NAMESPACE = "default"
 
 
@@ -144,10 +145,30 @@ class Folder:
                     loaded[(namespace, run_id)] = (state, projection.columns(run_id, state, namespace))
         return loaded
 
+    def load_models(self, read: Callable[[str, list[Any]], list[tuple[Any, ...]]], keys: list[RunKey]) -> dict[RunKey, rollups.Models]:
+        """The stored ``run_models`` of the runs among ``keys``: a status change moves each of them in
+        ``rollup_model_runs``. Read for every run of the batch, uncached (few rows, by primary key)."""
+        by_namespace: dict[str, list[str]] = {}
+        for namespace, run_id in keys:
+            by_namespace.setdefault(namespace, []).append(run_id)
+        found: dict[RunKey, rollups.Models] = {}
+        mark = self.dialect.mark
+        for namespace, run_ids in by_namespace.items():
+            for start in range(0, len(run_ids), 500):
+                chunk = run_ids[start : start + 500]
+                for run_id, provider, model, target, hour in read(
+                        f"SELECT run_id, provider, model, target, first_hour FROM run_models WHERE namespace = {mark} "
+                        f"AND run_id IN ({', '.join([mark] * len(chunk))})", [namespace, *chunk]):
+                    found.setdefault((namespace, run_id), {})[(provider, model)] = (target, int(hour))
+        return found
+
     def fold(self, batch: list[tuple[int, events.CloudEvent, str]],
-             loaded: dict[RunKey, tuple[projection.RunState, dict[str, Any]]]) -> Callable[[Any], None]:
-        """Fold ``batch`` (seq order) onto the cached or ``loaded`` states; the function that writes the result
-        with a cursor of the batch's transaction. The cache is updated only once that write has run."""
+             loaded: dict[RunKey, tuple[projection.RunState, dict[str, Any]]],
+             models: dict[RunKey, rollups.Models] | None = None) -> Callable[[Any], None]:
+        """Fold ``batch`` (seq order) onto the cached or ``loaded`` states, given the stored ``models`` of its runs
+        (:meth:`load_models`); the function that writes the result with a cursor of the batch's transaction. The
+        cache is updated only once that write has run."""
+        models = models or {}
         d = self.dialect
         type_counts: collections.Counter[str] = collections.Counter()
         llm: dict[tuple[str, str, str], list[int]] = {}
@@ -156,7 +177,7 @@ class Folder:
         hours: dict[tuple[int, str, str, str, str], list[int]] = {}
         latency: collections.Counter[tuple[int, str, str, str, str, int]] = collections.Counter()
         spend: collections.Counter[tuple[int, str, str]] = collections.Counter()
-        run_models: dict[tuple[str, str, str, str], tuple[str | None, int]] = {}
+        run_models: dict[RunKey, rollups.Models] = {}
         run_types, llm_usage = projection.RUN_TYPES, events.EventType.RUN_LLM_USAGE
         for item in batch:
             event = item[1]
@@ -194,9 +215,10 @@ class Folder:
                 if latency_s is not None:
                     latency[(hour, namespace, target, provider, model, rollups.latency_bucket(latency_s))] += 1
                 if run_id:
-                    key = (namespace, run_id, provider, model)
-                    if key not in run_models or hour < run_models[key][1]:
-                        run_models[key] = (event.target, hour)
+                    used = run_models.setdefault((namespace, run_id), {})
+                    known = used.get((provider, model))
+                    if known is None or hour < known[1]:
+                        used[(provider, model)] = (event.target, hour)
                 agg = llm.setdefault((namespace, target, model), [0, 0, 0])
                 agg[0] += tokens_in
                 agg[1] += tokens_out
@@ -232,6 +254,12 @@ class Folder:
                     row[name] = d.time(row[name])
             run_rows.append(tuple(row[name] for name in RUN_COLUMNS))
 
+        run_rows_delta = run_rollups.deltas((before, after) for _, before, after, _ in changes)
+        model_runs = rollups.model_run_deltas(((key, before["status"] if before else None, after["status"]) for key, before, after, _ in changes),
+                                              models, run_models)
+        new_models = [(namespace, run_id, provider, model, target, hour) for (namespace, run_id), used in run_models.items()
+                      for (provider, model), (target, hour) in used.items() if (provider, model) not in models.get((namespace, run_id), {})]
+
         def write(cursor: Any) -> None:
             if run_rows:
                 d.write_rows(
@@ -244,8 +272,9 @@ class Folder:
                    [(n, t, m, *v) for (n, t, m), v in llm.items()])
             d.bump(cursor, "agg_prs", ("namespace", "target"), ("created",), [(n, t, c) for (n, t), c in prs.items()])
             run_aggregates.apply(cursor, [(before, after) for _, before, after, _ in changes], d.bump)
-            d.bump(cursor, "rollup_runs", run_rollups.KEY, run_rollups.NUMBERS,
-                   run_rollups.deltas((before, after) for _, before, after, _ in changes))
+            d.bump(cursor, "rollup_runs", run_rollups.KEY, run_rollups.NUMBERS, run_rows_delta)
+            d.bump(cursor, "rollup_runs_all", run_rollups.ALL_KEY, run_rollups.NUMBERS, run_rollups.over_targets(run_rows_delta))
+            d.bump(cursor, "rollup_runs_day", run_rollups.DAY_KEY, run_rollups.NUMBERS, run_rollups.by_day(run_rows_delta))
             d.bump(cursor, "rollup_llm", ("hour", "namespace", "target", "provider", "model"),
                    ("calls", "errors", "input_tokens", "output_tokens", "cost_nano_usd", "priced"),
                    [(*key, *values) for key, values in hours.items()])
@@ -259,9 +288,10 @@ class Folder:
             d.bump(cursor, "rollup_spend", ("minute", "namespace", "target"), ("cost_nano_usd",),
                    [(*key, nano) for key, nano in spend.items()])
             d.write_rows(cursor, "INSERT INTO run_models (namespace, run_id, provider, model, target, first_hour)", 6,
-                         [(*key, target, hour) for key, (target, hour) in run_models.items()],
-                         "ON CONFLICT (namespace, run_id, provider, model) DO NOTHING" if d.sqlite
-                         else "ON CONFLICT (namespace, run_id, provider, model) DO NOTHING")
+                         new_models, "ON CONFLICT (namespace, run_id, provider, model) DO NOTHING")
+            d.bump(cursor, "rollup_model_runs", MODEL_RUNS_KEY, ("count",), [(*key, count) for key, count in model_runs.items()])
+            d.bump(cursor, "rollup_model_runs_all", tuple(n for n in MODEL_RUNS_KEY if n != "target"), ("count",),
+                   [(*key, count) for key, count in rollups.over_targets(model_runs).items() if count])
 
         def remember() -> None:
             for run_key, _, after, text in changes:
@@ -436,8 +466,9 @@ class Projector:
                 return list(cursor.fetchall())
 
             loaded = self.folder.load_states(read, keys)
+            models = self.folder.load_models(read, keys)
             conn.rollback()  # end the read transaction before writing
-        write = self.folder.fold(batch, loaded)
+        write = self.folder.fold(batch, loaded, models)
         new_position = int(rows[-1][0])
         now = time.time()
         try:

@@ -3,8 +3,9 @@
 - ``rollup_llm``: per hour × namespace × target × provider × model: calls, errors, tokens, cost, priced calls,
   latency samples; ``rollup_llm_latency`` the same key × a latency bucket: a fixed-bucket histogram.
 - ``rollup_spend``: per minute × namespace × target: priced cost. Budgets sum it over their rolling windows.
-- ``run_models``: one row per (run, provider, model) ever used, for "how did the runs that used this model
-  end" without reading every call.
+- ``run_models``: one row per (run, provider, model) ever used; ``rollup_model_runs`` counts them per first
+  hour × namespace × target × provider × model × the run's status now (``model_run_deltas``), so "how did
+  the runs that used this model end" reads neither calls nor runs.
 
 Latency percentiles come from the histogram: bucket ``i`` holds latencies in (B·R^(i-1), B·R^i] with
 B = :data:`LATENCY_BASE` and R = :data:`LATENCY_RATIO`, and an estimate interpolates inside the bucket that
@@ -16,8 +17,9 @@ oldest minute may be counted whole (an over-count of at most one minute of spend
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 LATENCY_BASE = 0.01
@@ -93,3 +95,26 @@ def over_targets(cells: dict[tuple[Any, ...], Any]) -> dict[tuple[Any, ...], Any
         else:
             summed[key] = summed.get(key, 0) + value
     return summed
+
+
+#: A run's models as ``run_models`` has them: (provider, model) → (target of the first call, its hour).
+Models = dict[tuple[str, str], tuple[str | None, int]]
+
+
+def model_run_deltas(changes: Iterable[tuple[tuple[str, str], str | None, str]], stored: Mapping[tuple[str, str], Models],
+                     used: Mapping[tuple[str, str], Models]) -> dict[tuple[Any, ...], int]:
+    """``rollup_model_runs`` deltas keyed (hour, namespace, target, provider, model, status) for runs that went from
+    status ``old`` (None: no record yet) to ``new``: each model already ``stored`` for the run moves from the old
+    status to the new one, each model the batch ``used`` first counts under the new one. Zero deltas are left out."""
+    cells: collections.Counter[tuple[Any, ...]] = collections.Counter()
+    for (namespace, run_id), old, new in changes:
+        known = stored.get((namespace, run_id), {})
+        for (provider, model), (target, hour) in known.items():
+            if old != new:
+                if old is not None:
+                    cells[(hour, namespace, target or "", provider, model, old)] -= 1
+                cells[(hour, namespace, target or "", provider, model, new)] += 1
+        for (provider, model), (target, hour) in used.get((namespace, run_id), {}).items():
+            if (provider, model) not in known:
+                cells[(hour, namespace, target or "", provider, model, new)] += 1
+    return {key: count for key, count in cells.items() if count}

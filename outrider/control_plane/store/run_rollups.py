@@ -12,12 +12,18 @@ runs and their tokens, cost (priced runs) and PRs. A run counts on three axes:
 A run's figures change as its events arrive (late, out of order), so the projector applies every change as a
 delta, like ``run_aggregates``: the run's previous contribution is subtracted, its new one added, in the same
 transaction. Rows whose count fell to zero stay and are skipped when read.
+
+Two more levels take the same deltas, so a 30-day question reads rows that do not grow with the runs: with
+10^5 runs over 30 days and 200 targets most (hour, target) cells hold one run. ``rollup_runs_all`` sums over
+targets (trends and errors when no target narrows them); ``rollup_runs_day`` keys by day (unix time // 86400)
+instead of hour, and a window reads its whole days there and only the hours of its first, partial day from
+``rollup_runs``.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +31,9 @@ from outrider.control_plane import projection
 from outrider.control_plane.store import rollups
 
 KEY = ("hour", "axis", "namespace", "target", "status", "error_type", "error_stage")
+ALL_KEY = tuple(name for name in KEY if name != "target")
+DAY_KEY = ("day", *KEY[1:])
+HOURS_PER_DAY = 24
 NUMBERS = ("count", "tokens", "cost_nano_usd", "priced", "prs")
 FINISHED = frozenset(projection.TERMINAL)
 
@@ -63,3 +72,24 @@ def deltas(changes: Iterable[tuple[Mapping[str, Any] | None, Mapping[str, Any]]]
                 for index, value in enumerate(figures):
                     cell[index] += sign * value
     return [(*key, *cell) for key, cell in cells.items() if any(cell)]
+
+
+def _regroup(rows: Iterable[Row], key: Callable[[Row], tuple[Any, ...]]) -> list[Row]:
+    """``rows`` (key then :data:`NUMBERS`) summed under ``key`` of each row; sums that net to zero are left out."""
+    width = len(NUMBERS)
+    cells: dict[tuple[Any, ...], list[int]] = collections.defaultdict(lambda: [0] * width)
+    for row in rows:
+        cell = cells[key(row)]
+        for index, value in enumerate(row[-width:]):
+            cell[index] += value
+    return [(*key_, *cell) for key_, cell in cells.items() if any(cell)]
+
+
+def over_targets(rows: Iterable[Row]) -> list[Row]:
+    """:func:`deltas` rows as ``rollup_runs_all`` rows (:data:`ALL_KEY`)."""
+    return _regroup(rows, lambda row: (*row[:3], *row[4:len(KEY)]))
+
+
+def by_day(rows: Iterable[Row]) -> list[Row]:
+    """:func:`deltas` rows as ``rollup_runs_day`` rows (:data:`DAY_KEY`)."""
+    return _regroup(rows, lambda row: (row[0] // HOURS_PER_DAY, *row[1:len(KEY)]))
