@@ -61,24 +61,35 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from outrider.common import events
 from outrider.control_plane import projection, settings, tables
-from outrider.control_plane.store import rollups, run_rollups
+from outrider.control_plane.store import analytics_reads
+from outrider.control_plane.store.engine import make_engine, migrate, utc
+from outrider.control_plane.store.errors import (
+    AmbiguousRun,
+    RebuildRefused,
+    StoreUnavailable,
+    SubscriberDropped,
+    SubscriptionEnded,
+)
+from outrider.control_plane.store.feed import Subscription
 from outrider.control_plane.store.projector import Projector
+from outrider.control_plane.store.scope import DEFAULT_NAMESPACE, EVERYTHING, Scope, narrowed, over_targets
 from outrider.control_plane.store.sql import Dialect
 
 if TYPE_CHECKING:
     from outrider.control_plane.store import writer_process
+
+__all__ = [  # the store's public names, re-exported from the modules that define them
+    "DEFAULT_NAMESPACE", "EVERYTHING", "AmbiguousRun", "RebuildRefused", "Scope", "Store", "StoreUnavailable",
+    "SubscriberDropped", "Subscription", "SubscriptionEnded", "make_engine", "migrate", "narrowed", "over_targets", "utc",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,74 +103,6 @@ APPEND_LOCK = 0x4F52_4452
 STARTUP_GRACE_LEASES = 2
 #: A run's identity in the store: (namespace, run_id).
 RunKey = tuple[str, str]
-#: The namespace of events that name none, and of everything stored before namespaces existed (migration 0007).
-DEFAULT_NAMESPACE = "default"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Scope:
-    """Which tenants a read may see: namespaces and targets (None: all). Built from the caller's principal and
-    an optional ``?namespace=`` filter (``Scope.of``); every read that routes and the console make takes one."""
-
-    namespaces: frozenset[str] | None = None
-    targets: frozenset[str] | None = None
-
-    @classmethod
-    def of(cls, principal: Any, namespace: str | None = None) -> Scope:
-        namespaces = principal.namespaces
-        if namespace is not None:
-            namespaces = frozenset({namespace}) if namespaces is None else namespaces & {namespace}
-        return cls(namespaces, principal.targets)
-
-    def sees(self, namespace: str | None, target: str | None) -> bool:
-        if self.namespaces is not None and (namespace or DEFAULT_NAMESPACE) not in self.namespaces:
-            return False
-        return self.targets is None or (target is not None and target in self.targets)
-
-    def only_target(self, target: str | None) -> Scope:
-        """This scope narrowed to one target (a ``?target=`` filter); unchanged for None. A target outside the
-        principal's bounds narrows to nothing."""
-        if target is None:
-            return self
-        return dataclasses.replace(self, targets=frozenset({target}) if self.targets is None else self.targets & {target})
-
-    def where(self, namespace: Any, target: Any) -> list[Any]:
-        """SQL conditions on a table's namespace and target columns."""
-        conditions = []
-        if self.namespaces is not None:
-            conditions.append(namespace.in_(sorted(self.namespaces)))
-        if self.targets is not None:
-            conditions.append(target.in_(sorted(self.targets)))
-        return conditions
-
-
-#: Every tenant (the operator, admins, /metrics).
-EVERYTHING = Scope()
-
-
-def narrowed(table: Any, scope: Scope, target: str | None = None) -> list[Any]:
-    """Conditions of ``scope`` and an optional ``target`` on a rollup table; one without a target column (a
-    ``*_all`` table, read only when nothing narrows to targets) takes the namespaces only."""
-    if "target" not in table.c:
-        return [table.c.namespace.in_(sorted(scope.namespaces))] if scope.namespaces is not None else []
-    return [*scope.where(table.c.namespace, table.c.target), *([table.c.target == target] if target is not None else [])]
-
-
-def over_targets(scope: Scope, target: str | None) -> bool:
-    """Whether a read may use the rollups summed over targets: nothing narrows it to some targets."""
-    return target is None and scope.targets is None
-
-
-class AmbiguousRun(Exception):
-    """A run id that names runs in several visible namespaces; ``namespaces`` lists them."""
-
-    def __init__(self, run_id: str, namespaces: list[str]) -> None:
-        super().__init__(f"run {run_id!r} exists in several namespaces: {', '.join(namespaces)}")
-        self.namespaces = namespaces
-
-
-class RebuildRefused(Exception):
-    """A rebuild would lose data (the log was swept); the message says why and how to insist."""
 
 
 #: Everything the projector derives from the log (a rebuild empties and refills these).
@@ -168,68 +111,6 @@ PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables
                      tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all,
                      tables.namespace_usage, tables.rollup_runs_all, tables.rollup_runs_day, tables.rollup_model_runs,
                      tables.rollup_model_runs_all)
-
-
-class StoreUnavailable(Exception):
-    """The store could not commit or read; the request must answer 503 and the client retry."""
-
-
-class SubscriberDropped(Exception):
-    """The subscriber fell more than its buffer behind and was disconnected."""
-
-
-class SubscriptionEnded(Exception):
-    """The server is shutting down: the subscriber should finish its response."""
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """``moment`` as an aware UTC datetime (SQLite hands back naive UTC)."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _private_file(path: Path) -> None:
-    """Create the SQLite file readable by its owner only (0600), and tighten an existing one and its WAL/SHM:
-    they hold every log line and traceback agents sent. SQLite creates the WAL and SHM files with the mode of
-    the database file, so a 0600 database keeps them 0600 too."""
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError, PermissionError):
-            if name.stat().st_mode & 0o077:
-                name.chmod(0o600)
-
-
-def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
-    """An engine for ``url``: SQLite in WAL mode with the chosen ``synchronous``, or PostgreSQL via psycopg 3."""
-    parsed = sa.make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            _private_file(Path(parsed.database))
-        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, one fsync per commit
-            cursor.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives a power cut
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
-    return sa.create_engine(parsed, pool_pre_ping=True)
-
-
-def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest Alembic revision (``alembic upgrade head``), inside one transaction."""
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("outrider.control_plane") / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
 
 
 @dataclasses.dataclass
@@ -322,65 +203,12 @@ def _resolve(answers: list[tuple[Any, Any]]) -> None:
             loop.call_soon_threadsafe(_answer_in_loop, items)
 
 
-class Subscription:
-    """One live-stream client's bounded buffer of committed events; see the module docstring."""
+class Store(analytics_reads.AnalyticsReads):
+    """The control plane's store; :meth:`open` migrates and starts the writer, :meth:`close` stops it.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_events: int) -> None:
-        self.loop = loop
-        self.max_events = max_events
-        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
-        self.dropped = False
-        self.ended = False
-        self._wake = asyncio.Event()
-
-    def _end(self) -> None:  # runs in the subscriber's loop
-        self.ended = True
-        self._wake.set()
-
-    def _offer(self, items: list[dict[str, Any]]) -> None:  # runs in the subscriber's loop
-        if self.dropped:
-            return
-        if len(self.buffer) + len(items) > self.max_events:
-            self.dropped = True
-            self.buffer.clear()
-        else:
-            self.buffer.extend(items)
-        self._wake.set()
-
-    async def next(self, timeout: float) -> list[dict[str, Any]]:
-        """The events committed since the last call; [] after ``timeout`` seconds without any."""
-        if not self.buffer and not self.dropped and not self.ended:
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-        if self.dropped:
-            raise SubscriberDropped
-        if self.ended and not self.buffer:
-            raise SubscriptionEnded
-        items = list(self.buffer)
-        self.buffer.clear()
-        return items
-
-
-def _event_filters(query: Any, target: str | None, run_id: str | None, type_: str | None, until: datetime | None,
-                   scope: Scope = EVERYTHING) -> Any:
-    """``query`` narrowed by the event filters both orders of ``GET /v1/events`` share, within ``scope``."""
-    e = tables.events
-    for condition in scope.where(e.c.namespace, e.c.target):
-        query = query.where(condition)
-    if target is not None:
-        query = query.where(e.c.target == target)
-    if run_id is not None:
-        query = query.where(e.c.run_id == run_id)
-    if type_ is not None:
-        query = query.where(e.c.type == type_)
-    if until is not None:
-        query = query.where(e.c.time < until.astimezone(UTC))
-    return query
-
-
-class Store:
-    """The control plane's store; :meth:`open` migrates and starts the writer, :meth:`close` stops it."""
+    This class is the log's append path (the group-committing writer), the live feed, the projector's status and
+    rebuild, and retention; its reads are inherited from ``store.reads`` (log and run records) and
+    ``store.analytics_reads`` (summaries and analytics over the rollups)."""
 
     def __init__(self, config: settings.Settings) -> None:
         self.settings = config
@@ -858,378 +686,6 @@ class Store:
             return projector.run_until_caught_up(timeout=24 * 3600)
         finally:
             projector._release()
-
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[sa.Connection]:
-        """A read connection for the modules that compose their own queries (budgets, status), so routes and
-        collectors never touch the engine; a database error becomes :class:`StoreUnavailable` (503)."""
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
-
-    def _read(self, query: Any) -> list[Any]:
-        try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(query).all())
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-
-    def list_events(
-        self,
-        *,
-        target: str | None = None,
-        run_id: str | None = None,
-        type: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_seq: int = 0,
-        limit: int = 100,
-        scope: Scope = EVERYTHING,
-    ) -> list[dict[str, Any]]:
-        """Events in arrival order after ``after_seq``, filtered; at most ``limit``."""
-        rows = self.list_event_rows(
-            target=target, run_id=run_id, type=type, since=since, until=until, after_seq=after_seq, limit=limit, scope=scope
-        )
-        return [{"seq": seq, "received_at": received, "event": json.loads(body)} for seq, received, body in rows]
-
-    def list_event_rows(
-        self,
-        *,
-        target: str | None = None,
-        run_id: str | None = None,
-        type: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_seq: int = 0,
-        limit: int = 100,
-        scope: Scope = EVERYTHING,
-    ) -> list[tuple[int, datetime, str]]:
-        """Like :meth:`list_events`, but each event as stored: (seq, received_at, body JSON text)."""
-        e = tables.events
-        query = _event_filters(
-            sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq), target, run_id, type, until, scope
-        )
-        if since is not None:
-            query = query.where(e.c.time >= since.astimezone(UTC))
-        rows = self._read(query.order_by(e.c.seq).limit(limit))
-        return [(int(seq), utc(received), body) for seq, received, body in rows]  # type: ignore[misc]
-
-    def list_event_rows_by_time(
-        self,
-        *,
-        target: str | None = None,
-        run_id: str | None = None,
-        type: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: tuple[datetime, int] | None = None,
-        limit: int = 100,
-        scope: Scope = EVERYTHING,
-    ) -> list[tuple[int, datetime, datetime, str]]:
-        """Events whose time is in ``[since, until)``, ordered by (time, seq), after the ``after`` position:
-        (seq, time, received_at, body JSON text).
-
-        Why a second order: in ``seq`` order a time window is a filter over the primary key, and SQLite (which
-        keeps no range statistics) walks every row stored before the window starts — 160–220 ms for a recent
-        window at 10^6 events — while forcing the time index makes wide windows slow instead (it must collect
-        and sort the whole window to find the lowest seqs). In (time, seq) order every page is a range of
-        ``ix_events_time`` (on SQLite its entries are (time, rowid) = (time, seq)) that starts at the cursor
-        and stops after ``limit`` rows, whatever the window and however deep the page.
-        """
-        e = tables.events
-        query = sa.select(e.c.seq, e.c.time, e.c.received_at, e.c.body)
-        lower = since.astimezone(UTC) if since is not None else None
-        if after is not None:
-            at, seq = after[0].astimezone(UTC), after[1]
-            lower = at if lower is None or at > lower else lower  # the range starts at the cursor, not at ``since``
-            query = query.where(sa.or_(e.c.time > at, sa.and_(e.c.time == at, e.c.seq > seq)))
-        if lower is not None:
-            query = query.where(e.c.time >= lower)
-        rows = self._read(_event_filters(query, target, run_id, type, until, scope).order_by(e.c.time, e.c.seq).limit(limit))
-        return [(int(seq), utc(moment), utc(received), body) for seq, moment, received, body in rows]  # type: ignore[misc]
-
-    def get_run(self, run_id: str, scope: Scope = EVERYTHING) -> dict[str, Any] | None:
-        """The run record of ``run_id`` within ``scope``, or None when no event named it there (a run outside the
-        scope is not found either: no existence leak); :class:`AmbiguousRun` when several namespaces have it."""
-        r = tables.runs
-        rows = self._read(sa.select(r.c.namespace, r.c.state).where(r.c.run_id == run_id, *scope.where(r.c.namespace, r.c.target))
-                          .order_by(r.c.namespace).limit(20))
-        if len(rows) > 1:
-            raise AmbiguousRun(run_id, [namespace for namespace, _ in rows])
-        return projection.record(run_id, json.loads(rows[0][1]), rows[0][0]) if rows else None
-
-    def list_runs(
-        self,
-        *,
-        target: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        before: tuple[datetime, str] | None = None,
-        limit: int = 100,
-        scope: Scope = EVERYTHING,
-    ) -> list[dict[str, Any]]:
-        """Run records, newest ``created_at`` first (ties by run id), after the ``before`` position."""
-        r = tables.runs
-        query = sa.select(r.c.run_id, r.c.state, r.c.namespace).where(*scope.where(r.c.namespace, r.c.target))
-        if target is not None:
-            query = query.where(r.c.target == target)
-        if status is not None:
-            query = query.where(r.c.status == status)
-        if since is not None:
-            query = query.where(r.c.created_at >= since.astimezone(UTC))
-        if before is not None:
-            at, run_id = before
-            at = at.astimezone(UTC)
-            query = query.where(sa.tuple_(r.c.created_at, r.c.run_id) < sa.tuple_(at, run_id))  # index range scan
-        rows = self._read(query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).limit(limit))
-        return [projection.record(run_id, json.loads(state), namespace) for run_id, state, namespace in rows]
-
-    def summary_facts(self, since: datetime, scope: Scope = EVERYTHING) -> dict[str, Any]:
-        """What ``GET /v1/runs/summary`` needs about runs created at or after ``since``, aggregated in SQL.
-
-        ``by_status``: status → {count, input_tokens, output_tokens, cost_nano_usd, priced, pr_count};
-        ``durations``: durations of finished runs (for percentiles); ``latest_failure``: the failed run with
-        the latest completion, or None.
-        """
-        r = tables.runs
-        since = since.astimezone(UTC)
-        window = sa.and_(r.c.created_at >= since, *scope.where(r.c.namespace, r.c.target))
-        totals = (
-            sa.select(
-                r.c.status,
-                sa.func.count(),
-                sa.func.coalesce(sa.func.sum(r.c.input_tokens), 0),
-                sa.func.coalesce(sa.func.sum(r.c.output_tokens), 0),
-                sa.func.coalesce(sa.func.sum(r.c.cost_nano_usd), 0),
-                sa.func.count(r.c.cost_nano_usd),
-                sa.func.coalesce(sa.func.sum(r.c.pr_count), 0),
-            )
-            .where(window)
-            .group_by(r.c.status)
-        )
-        durations = sa.select(r.c.duration_seconds).where(
-            window, r.c.status.in_(list(projection.TERMINAL)), r.c.duration_seconds.is_not(None)
-        )
-        finished_at = sa.func.coalesce(r.c.completed_at, r.c.created_at)
-        latest_id = (  # found in the covering status index; only the one row found is read
-            sa.select(r.c.run_id)
-            .where(window, r.c.status == "failed")
-            .order_by(finished_at.desc(), r.c.run_id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        latest = sa.select(r.c.run_id, r.c.target, r.c.completed_at, r.c.error_summary).where(r.c.run_id == latest_id, window)
-        try:
-            with self.engine.connect() as conn:
-                by_status = {
-                    status: {
-                        "count": int(count),
-                        "input_tokens": int(tokens_in),
-                        "output_tokens": int(tokens_out),
-                        "cost_nano_usd": int(cost),
-                        "priced": int(priced),
-                        "pr_count": int(prs),
-                    }
-                    for status, count, tokens_in, tokens_out, cost, priced, prs in conn.execute(totals)
-                }
-                spans = [float(value) for (value,) in conn.execute(durations)]
-                failure = conn.execute(latest).first()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-        latest_failure = None
-        if failure is not None:
-            latest_failure = {
-                "run_id": failure.run_id,
-                "target": failure.target,
-                "completed_at": utc(failure.completed_at),
-                "error_summary": failure.error_summary,
-            }
-        return {"by_status": by_status, "durations": spans, "latest_failure": latest_failure}
-
-    def finished_groups(self, since: datetime, column: str, scope: Scope = EVERYTHING) -> list[tuple[str | None, str, int]]:
-        """(value of ``column``, status, count) over finished runs created from the hour holding ``since`` on, read
-        from the run rollups: summed over targets when neither ``column`` nor the scope needs them; otherwise whole
-        days from the daily rollup and the hours of the first, partial day from the hourly one. Either way the
-        rows read grow with days × targets × error kinds, not with runs."""
-        first_hour = rollups.hour_of(since.timestamp())
-        parts: list[tuple[Any, str, int, int | None]]
-        if column != "target" and over_targets(scope, None):
-            parts = [(tables.rollup_runs_all, "hour", first_hour, None)]
-        else:
-            first_day = -(-first_hour // run_rollups.HOURS_PER_DAY)
-            parts = [(tables.rollup_runs, "hour", first_hour, first_day * run_rollups.HOURS_PER_DAY),
-                     (tables.rollup_runs_day, "day", first_day, None)]
-        counts: collections.Counter[tuple[str | None, str]] = collections.Counter()
-        for u, unit, low, high in parts:
-            key = u.c[column]
-            where = [u.c.axis == "created", u.c[unit] >= low, u.c.status.in_(list(projection.TERMINAL)), *narrowed(u, scope)]
-            if high is not None:
-                where.append(u.c[unit] < high)
-            for value, status, count in self._read(sa.select(key, u.c.status, sa.func.sum(u.c["count"])).where(*where).group_by(key, u.c.status)):
-                counts[(value or None, status)] += int(count)
-        return [(value, status, count) for (value, status), count in counts.items() if count]
-
-    def aggregates(self) -> dict[str, list[dict[str, Any]]]:
-        """Everything ``/metrics`` reports from the store, read from the small ``agg_*`` tables only (finished
-        runs and duration buckets are kept there by ``run_aggregates``; rows whose count fell to zero are left out)."""
-        queries: dict[str, Any] = {
-            "event_types": sa.select(tables.agg_event_types),
-            "rejections": sa.select(tables.agg_rejections),
-            "llm": sa.select(tables.agg_llm),
-            "prs": sa.select(tables.agg_prs),
-            "runs": sa.select(tables.agg_runs).where(tables.agg_runs.c.count > 0),
-            "durations": sa.select(tables.agg_run_durations).where(tables.agg_run_durations.c.count > 0),
-        }
-        try:
-            with self.engine.connect() as conn:
-                return {name: [row._asdict() for row in conn.execute(q)] for name, q in queries.items()}
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-
-    def namespace_usage(self) -> dict[str, tuple[int, int]]:
-        """namespace → (events, bytes) it keeps in the log, as far as the projection has counted (``quota.py``)."""
-        u = tables.namespace_usage
-        return {str(namespace): (int(count), int(size)) for namespace, count, size in self._read(sa.select(u.c.namespace, u.c.events, u.c.bytes))}
-
-    def reported_targets(self) -> list[tuple[str, str]]:
-        """(namespace, target) of every Target the operator reported (``target.status``), newest report first:
-        the label values /metrics keeps however many made-up targets clients send."""
-        e = tables.events
-        query = (sa.select(e.c.namespace, e.c.target, sa.func.max(e.c.seq).label("last"))
-                 .where(e.c.type == events.EventType.TARGET_STATUS.value, e.c.target.is_not(None))
-                 .group_by(e.c.namespace, e.c.target).order_by(sa.desc("last")))
-        return [(str(namespace), str(target)) for namespace, target, _ in self._read(query)]
-
-    # --- insights (trends, models, graph, logs, retention) -----------------------------------------
-
-    def _bucket(self, column: Any, start: datetime, size: int) -> Any:
-        """SQL for the bucket index of ``column``: whole seconds since ``start`` divided by ``size`` (integers, exact)."""
-        origin = int(start.timestamp())
-        if self.dialect == "postgresql":
-            seconds = sa.cast(sa.func.floor(sa.extract("epoch", column)), sa.BigInteger)
-        else:
-            seconds = sa.cast(sa.func.strftime("%s", column), sa.Integer)
-        return (seconds - origin) // size  # both operands integers and >= 0 (the WHERE clause): exact floor
-
-    def trend_cells(self, start: datetime, size: int, target: str | None,
-                    scope: Scope = EVERYTHING) -> tuple[dict[int, int], list[tuple[int, str, int, int, int, int, int]]]:
-        """Runs bucketed from ``start`` in buckets of ``size`` seconds: started per bucket, and per (bucket, status)
-        of the finished ones: (bucket, status, count, tokens, cost_nano_usd, priced, prs).
-
-        Whole-hour buckets that start on an hour (every bucket of 1 h or more: they start at multiples of their
-        size) are read from the hourly run rollup (summed over targets when nothing narrows to targets); shorter ones from the run records (:meth:`_trend_cells_of_runs`)."""
-        origin = int(start.timestamp())
-        if size % rollups.HOUR or origin % rollups.HOUR:
-            return self._trend_cells_of_runs(start, size, target, scope)
-        u = tables.rollup_runs_all if over_targets(scope, target) else tables.rollup_runs
-        where = [u.c.hour >= origin // rollups.HOUR, *narrowed(u, scope, target)]
-        started_rows = sa.select(u.c.hour, sa.func.sum(u.c["count"])).where(u.c.axis == "started", *where).group_by(u.c.hour)
-        finished_rows = (
-            sa.select(u.c.hour, u.c.status, sa.func.sum(u.c["count"]), sa.func.sum(u.c.tokens), sa.func.sum(u.c.cost_nano_usd),
-                      sa.func.sum(u.c.priced), sa.func.sum(u.c.prs))
-            .where(u.c.axis == "completed", u.c.status.in_(list(projection.TERMINAL)), *where).group_by(u.c.hour, u.c.status)
-        )
-        counts: dict[int, int] = collections.Counter()
-        cells: dict[tuple[int, str], list[int]] = {}
-        for hour, count in self._read(started_rows):
-            counts[(int(hour) * rollups.HOUR - origin) // size] += int(count)
-        for hour, status, count, tokens, cost, priced, prs in self._read(finished_rows):
-            cell = cells.setdefault(((int(hour) * rollups.HOUR - origin) // size, status), [0, 0, 0, 0, 0])
-            for index, value in enumerate((count, tokens, cost, priced, prs)):
-                cell[index] += int(value or 0)
-        return ({b: n for b, n in counts.items() if n},
-                [(b, status, *cell) for (b, status), cell in sorted(cells.items()) if cell[0]])  # type: ignore[misc]
-
-    def _trend_cells_of_runs(self, start: datetime, size: int, target: str | None,
-                             scope: Scope = EVERYTHING) -> tuple[dict[int, int], list[tuple[int, str, int, int, int, int, int]]]:
-        """:meth:`trend_cells` bucketed in SQL over the run records, for buckets shorter than an hour."""
-        r = tables.runs
-        start = start.astimezone(UTC)
-        scope_ = ([] if target is None else [r.c.target == target]) + scope.where(r.c.namespace, r.c.target)
-        started_bucket = self._bucket(r.c.started_at, start, size).label("b")
-        started = sa.select(started_bucket, sa.func.count()).where(r.c.started_at >= start, *scope_).group_by(started_bucket)
-        done_bucket = self._bucket(r.c.completed_at, start, size).label("b")
-        finished = (
-            sa.select(
-                done_bucket, r.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(r.c.input_tokens + r.c.output_tokens), 0),
-                sa.func.coalesce(sa.func.sum(r.c.cost_nano_usd), 0), sa.func.count(r.c.cost_nano_usd),
-                sa.func.coalesce(sa.func.sum(r.c.pr_count), 0),
-            )
-            .where(r.c.completed_at >= start, r.c.status.in_(list(projection.TERMINAL)), *scope_)
-            .group_by(done_bucket, r.c.status)
-        )
-        try:
-            with self.engine.connect() as conn:
-                counts = {int(b): int(n) for b, n in conn.execute(started)}
-                cells = [
-                    (int(b), status, int(n), int(tokens), int(cost), int(priced), int(prs))
-                    for b, status, n, tokens, cost, priced, prs in conn.execute(finished)
-                ]
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-        return counts, cells
-
-    def event_times(self, kind: str, since: datetime, target: str | None, scope: Scope = EVERYTHING) -> list[datetime]:
-        """Times of the stored events of type ``kind`` at or after ``since`` (index on (type, time))."""
-        e = tables.events
-        query = sa.select(e.c.time).where(e.c.type == kind, e.c.time >= since.astimezone(UTC), *scope.where(e.c.namespace, e.c.target))
-        if target is not None:
-            query = query.where(e.c.target == target)
-        return [utc(moment) for (moment,) in self._read(query)]  # type: ignore[misc]
-
-    def model_facts(self, since: datetime, target: str | None, scope: Scope = EVERYTHING) -> dict[tuple[str, str], dict[str, Any]]:
-        """Per (provider, model), over the hourly rollups from the hour holding ``since`` on: ``calls``,
-        ``errors``, ``input_tokens``, ``output_tokens``, ``cost_nano_usd``, ``priced`` (calls with a cost),
-        ``latency_buckets`` (the latency histogram, ``rollups.latency_bucket`` indexes) and ``runs`` (status →
-        distinct runs whose first call to the model falls in the window, from ``rollup_model_runs``). Reads rollup
-        rows, never calls nor runs; summed over targets when nothing narrows to targets, so the cost grows with
-        hours × models, not with the number of events or runs."""
-        u, h, m = tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_model_runs
-        if over_targets(scope, target):
-            u, h, m = tables.rollup_llm_all, tables.rollup_llm_latency_all, tables.rollup_model_runs_all
-        first_hour = rollups.hour_of(since.timestamp())
-
-        def where(table: Any) -> list[Any]:
-            return [table.c.hour >= first_hour, *narrowed(table, scope, target)]
-
-        key = (u.c.provider, u.c.model)
-        totals = sa.select(*key, sa.func.sum(u.c.calls), sa.func.sum(u.c.errors), sa.func.sum(u.c.input_tokens),
-                           sa.func.sum(u.c.output_tokens), sa.func.sum(u.c.cost_nano_usd), sa.func.sum(u.c.priced)
-                           ).where(*where(u)).group_by(*key)
-        latencies = sa.select(h.c.provider, h.c.model, h.c.bucket, sa.func.sum(h.c.count)).where(*where(h)).group_by(
-            h.c.provider, h.c.model, h.c.bucket)
-        runs = sa.select(m.c.provider, m.c.model, m.c.status, sa.func.sum(m.c["count"])).where(*where(m)).group_by(
-            m.c.provider, m.c.model, m.c.status)
-        facts: dict[tuple[str, str], dict[str, Any]] = {}
-        try:
-            with self.engine.connect() as conn:
-                for provider, model, calls, errors, tokens_in, tokens_out, cost, priced in conn.execute(totals):
-                    facts[(provider, model)] = {
-                        "calls": int(calls), "errors": int(errors or 0), "input_tokens": int(tokens_in or 0),
-                        "output_tokens": int(tokens_out or 0), "cost_nano_usd": int(cost or 0), "priced": int(priced or 0),
-                        "runs": {}, "latency_buckets": [0] * rollups.LATENCY_BUCKETS,
-                    }
-                for provider, model, bucket, count in conn.execute(latencies):
-                    if (provider, model) in facts:
-                        facts[(provider, model)]["latency_buckets"][int(bucket)] += int(count)
-                for provider, model, status, count in conn.execute(runs):
-                    if (provider, model) in facts and count:
-                        facts[(provider, model)]["runs"][status or None] = int(count)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-        return facts
-
-    def graph_runs(self, since: datetime, target: str | None, limit: int, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
-        """Run records created at or after ``since`` (oldest first), at most ``limit``."""
-        r = tables.runs
-        query = sa.select(r.c.run_id, r.c.state, r.c.namespace).where(r.c.created_at >= since.astimezone(UTC),
-                                                                      *scope.where(r.c.namespace, r.c.target))
-        if target is not None:
-            query = query.where(r.c.target == target)
-        rows = self._read(query.order_by(r.c.created_at, r.c.run_id).limit(limit))
-        return [projection.record(run_id, json.loads(state), namespace) for run_id, state, namespace in rows]
 
     def sweep(self, before: datetime, chunk: int = 5000) -> int:
         """Delete events whose time is before ``before`` and that the projection has covered, in chunks; how many.
