@@ -1,5 +1,5 @@
-"""The operator's HTTP clients of the control plane: budget spend for admission, and the running runs' last
-activity for the no-progress watchdog. Both are short-timeout, cached readers whose failures become "unknown"
+"""The operator's HTTP clients of the control plane: budget spend for admission, the running runs' last
+activity for the no-progress watchdog, and the Targets it lists (for Targets deleted while no operator ran). All are short-timeout, cached readers whose failures become "unknown"
 answers the pure rules decide on (``budget.gate`` fails closed; ``watchdog`` decides nothing), never exceptions.
 """
 
@@ -116,3 +116,21 @@ class ActivityClient:
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.info("watchdog: control plane unreachable (%s); not judging progress", type(exc).__name__)
             return None
+
+
+async def known_targets(url: str | None, token: str | None, *, timeout: float) -> set[tuple[str, str]] | None:
+    """(namespace, name) of every Target the control plane lists (``GET /v1/targets``, after its projection caught up
+    with what was sent); None when it cannot tell."""
+    if not url:
+        return None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout, headers=headers) as http:
+            response = await http.get("/v1/targets")
+            if response.status_code != 200:
+                logger.info("GET /v1/targets answered %d; not looking for Targets deleted while away", response.status_code)
+                return None
+            return {(str(item.get("namespace") or "default"), str(item["target"])) for item in response.json()}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        logger.info("control plane unreachable (%s); not looking for Targets deleted while away", type(exc).__name__)
+        return None

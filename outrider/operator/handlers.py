@@ -24,7 +24,7 @@ from typing import Any
 import kopf
 
 from outrider.common import events, k8s
-from outrider.operator import events_client, kube, model, reconciler, run_flows
+from outrider.operator import events_client, kube, model, reconciler, run_flows, target_sweep
 from outrider.operator import runtime as runtime_mod
 from outrider.operator import schedulers as schedulers_mod
 from outrider.operator import settings as settings_mod
@@ -57,6 +57,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     rt = runtime_mod.Runtime(config, client)
     memo["outrider_runtime"] = rt
     await rt.start()
+    rt.spawn(target_sweep.forget_deleted_while_away(rt), name="outrider-target-sweep")
     logger.info("outrider operator: autonomy ConfigMap %s/%s, control plane %s", config.namespace,
                 config.autonomy_configmap, config.url or "(none: events not sent)")
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from outrider.common import events
@@ -75,6 +75,10 @@ class Runtime:
             self._metrics_server = start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host,
                                                      registry=self.registry)
             logger.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.settings.metrics_port)
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``work`` in the background for as long as the runtime runs (:meth:`stop` cancels it)."""
+        self._tasks.append(asyncio.get_running_loop().create_task(work, name=name))
 
     async def stop(self) -> None:
         for task in self._tasks:

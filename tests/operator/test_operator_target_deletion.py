@@ -62,3 +62,35 @@ def test_a_deleted_targets_daemon_stops_and_one_created_again_is_reconciled(clus
     wait_for(lambda: (cluster.job("r1") or {}).get("spec", {}).get("suspend") is False, what="admitted again")
     wait_for(lambda: cluster.target_status("repo-a").get("activeRuns") == 1, what="the new Target's status")
     assert finalizers(cluster, "repo-a") == []
+
+
+def test_a_target_deleted_while_no_operator_ran_leaves_the_control_plane_at_the_next_start(
+        cluster: Cluster, operator_env: dict[str, str], control_plane: str) -> None:
+    """Nobody saw its DELETED event, so at start the operator compares the control plane's Targets with the
+    cluster's and posts target.deleted for the one that is gone; the other stays."""
+    from tests.operator.conftest import CONTROL_PLANE_TOKEN
+
+    operator_env.update(OUTRIDER_URL=control_plane, OUTRIDER_TOKEN=CONTROL_PLANE_TOKEN)
+    client = httpx.Client(base_url=control_plane, headers={"Authorization": f"Bearer {CONTROL_PLANE_TOKEN}"}, timeout=30)
+
+    def listed() -> set[str]:
+        return {t["target"] for t in client.get("/v1/targets", headers={"Outrider-Min-Position": "0"}).json()}
+
+    cluster.autonomy(enabled="true")
+    cluster.target("repo-a")
+    cluster.target("repo-b")
+    first = Operator(operator_env).start()
+    try:
+        wait_for(lambda: listed() == {"repo-a", "repo-b"}, what="both Targets in the control plane")
+    finally:
+        first.stop()
+    cluster.delete(kube.targets("default", "repo-b"))
+    assert cluster.get(kube.targets("default", "repo-b")) is None
+    assert listed() == {"repo-a", "repo-b"}  # nobody told it yet
+    second = Operator(operator_env).start()
+    try:
+        wait_for(lambda: listed() == {"repo-a"}, what="the Target deleted while away left the control plane")
+        deleted = client.get("/v1/events", params={"type": "target.deleted"}).json()["items"]
+        assert [e["event"]["target"] for e in deleted] == ["repo-b"]
+    finally:
+        second.stop()
