@@ -344,15 +344,23 @@ _validate_envelope = CloudEvent.__pydantic_validator__.validate_python
 _DATA_VALIDATORS = {kind: model.__pydantic_validator__.validate_python for kind, model in _DATA_CHECKS.items()}
 
 
-def _depth_problem(value: Any, index: int) -> EventProblem | None:
-    """A problem when ``value`` nests objects/arrays deeper than :data:`MAX_DEPTH` (iterative: cannot recurse out)."""
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects/arrays more than ``limit`` levels deep (iterative: cannot recurse out).
+    Level by level, so a whole batch is checked in a few passes rather than a few per event."""
     level: list[Any] = [value]
-    for _level in range(MAX_DEPTH):  # after pass k, `level` holds the containers at depth k + 2
+    for _level in range(limit):  # after pass k, `level` holds the containers at depth k + 2
         level = [item for node in level for item in (node.values() if isinstance(node, dict) else node)
                  if isinstance(item, dict | list)]
         if not level:
-            return None
-    return EventProblem(index=index, field="", message=f"objects and arrays nest deeper than {MAX_DEPTH} levels")
+            return False
+    return True
+
+
+def _depth_problem(value: Any, index: int) -> EventProblem | None:
+    """A problem when ``value`` nests objects/arrays deeper than :data:`MAX_DEPTH`."""
+    if nests_deeper_than(value, MAX_DEPTH):
+        return EventProblem(index=index, field="", message=f"objects and arrays nest deeper than {MAX_DEPTH} levels")
+    return None
 
 
 def unstorable_problems(raw: Any, index: int) -> list[EventProblem]:
@@ -379,15 +387,17 @@ def unstorable_problems(raw: Any, index: int) -> list[EventProblem]:
     return problems
 
 
-def validate_event(raw: Any, index: int = 0, received: datetime | None = None) -> tuple[CloudEvent | None, list[EventProblem]]:
+def validate_event(raw: Any, index: int = 0, received: datetime | None = None, *,
+                   depth_checked: bool = False) -> tuple[CloudEvent | None, list[EventProblem]]:
     """Validate one decoded JSON value as an event: the envelope, the scope attributes, and a known type's data.
 
-    An event without ``time`` (optional in CloudEvents) gets ``received`` (default: now) and ``timesource: received``."""
+    An event without ``time`` (optional in CloudEvents) gets ``received`` (default: now) and ``timesource: received``.
+    ``depth_checked``: the caller found the whole batch within :data:`MAX_DEPTH` (:func:`nests_deeper_than`)."""
     if not isinstance(raw, dict):
         return None, [EventProblem(index=index, field="", message="an event must be a JSON object")]
     if raw.get("time") is None:
         raw = {**raw, "time": (received or datetime.now(UTC)).isoformat(), TIME_SOURCE: "received"}
-    too_deep = _depth_problem(raw, index)
+    too_deep = None if depth_checked else _depth_problem(raw, index)
     if too_deep is not None:
         return None, [too_deep]
     try:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from outrider.common import events
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
@@ -143,3 +144,20 @@ def test_history_stored_under_looser_rules_still_renders(api: RunningServer) -> 
     for path in ("/", "/console/partials/status", "/v1/status", "/v1/targets", "/v1/events", "/v1/runs/legacy-1/logs"):
         assert api.client.get(path).status_code == 200, path
     assert len(api.client.get("/v1/events").json()["items"]) == 3
+
+
+def test_a_batch_is_depth_checked_as_each_event_alone(api: RunningServer) -> None:
+    """The ingest path checks nesting once for a whole batch: an event at the deepest accepted level passes in a
+    batch as it does alone, and one level more is refused naming its index, in a batch as alone."""
+    def at(levels: int, run: str) -> dict[str, Any]:
+        return support.event("run.log", run, data={"level": "info", "message": "m", "x": _nested(levels)})
+
+    deepest = max(n for n in range(1, 40) if events.validate_event(at(n, "probe"))[0] is not None)
+    assert events.validate_event(at(deepest + 1, "probe"))[1], "the single-event check must refuse one level more"
+    batch = {"content-type": "application/cloudevents-batch+json"}
+    ok = api.client.post("/v1/events", content=json.dumps([at(1, "d-1"), at(deepest, "d-2")]).encode(), headers=batch)
+    assert ok.status_code == 202 and ok.json()["accepted"] == 2, ok.text
+    refused = api.client.post("/v1/events", content=json.dumps([at(1, "d-3"), at(deepest + 1, "d-4")]).encode(), headers=batch)
+    assert refused.status_code == 422 and [p["index"] for p in refused.json()["detail"]] == [1], refused.text
+    alone = api.client.post("/v1/events", content=json.dumps(at(deepest + 1, "d-5")).encode(), headers=SINGLE)
+    assert alone.status_code == 422 and "nest deeper" in alone.text

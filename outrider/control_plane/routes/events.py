@@ -171,8 +171,10 @@ async def ingest(request: Request) -> Response:
         problems: list[events.EventProblem] = []
         # A C-speed scan; the walk runs only on a hit (binary mode's attributes come from headers: always walked).
         unstorable = binary or UNSTORABLE.search(raw) is not None
+        # One depth check for the whole batch (one level more: the list); on a hit, each event is checked alone.
+        shallow = not events.nests_deeper_than(batch, events.MAX_DEPTH + 1)
         for index, item in enumerate(batch):
-            event, found = events.validate_event(item, index)
+            event, found = events.validate_event(item, index, depth_checked=shallow)
             if unstorable:
                 found = found + events.unstorable_problems(item, index)
                 event = event if not found else None
