@@ -76,7 +76,18 @@ def _load(ports: list[int], token: str, prefix: str, batch: int, concurrency: in
     return total
 
 
+def _wait_for_projector(port: int, token: str, timeout: float = 60.0) -> None:
+    """Until a projector holds the lease: a control plane is ready before its projector process has started
+    (the projector's lease has a startup grace), and timing from then would count its start-up as load."""
+    deadline = time.monotonic() + timeout
+    while not _status(port, token).get("holder"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("no projector took the lease")
+        time.sleep(0.05)
+
+
 def sustained(ports: list[int], token: str, prefix: str, config: config_module.BenchConfig) -> dict[str, Any]:
+    _wait_for_projector(ports[0], token)
     _wait_caught_up(ports[0], token)
     started = time.perf_counter()
     result = _load(ports, token, prefix, config.batch_size, 32, config.sustained_seconds)

@@ -6,6 +6,7 @@ A server is started, polled until its health endpoint answers (bounded), and sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -124,12 +125,15 @@ def control_plane(
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time so far of a process (all its threads) and of its running children (the control
-    plane's store writer process), from /proc; None if unreadable."""
+    """User + system CPU time so far of a process (all its threads) and of its running descendants (the control
+    plane's store writer process and that one's projector process), from /proc; None if unreadable."""
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        total = 0
-        for each in [pid, *map(int, children)]:
+        total, pending = 0, [pid]
+        while pending:
+            each = pending.pop()
+            for task in Path(f"/proc/{each}/task").iterdir():  # children are listed under the thread that made them
+                with contextlib.suppress(OSError):
+                    pending += map(int, (task / "children").read_text().split())
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
         return total / os.sysconf("SC_CLK_TCK")

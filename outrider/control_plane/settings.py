@@ -205,9 +205,10 @@ class Settings(BaseSettings):
         default="process",
         description=(
             "Where the store's single writer runs (default process). `process`: a child process of its own "
-            "(`store/writer_process.py`) with the projector beside it, so committing and projecting run on their own core instead of sharing the request "
-            "loop's interpreter lock; the answer to a write still waits for its commit. `thread`: a thread of "
-            "the server process (one process, lower throughput under load)."
+            "(`store/writer_process.py`), with the projector in a child process of the writer "
+            "(`store/projector_process.py`), so parsing, committing and projecting each have an interpreter lock of "
+            "their own; the answer to a write still waits for its commit. `thread`: the writer and the projector "
+            "are threads of the server process (one process, lower throughput under load)."
         ),
     )
     projector_enabled: bool = Field(

@@ -159,3 +159,38 @@ def test_a_failed_projection_leaves_nothing_in_the_run_cache(make_settings) -> N
         assert record == projection.record("rf", state)
     finally:
         the_store.engine.dispose()
+
+
+def test_the_appender_and_the_projector_take_turns_at_the_sqlite_write_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two write turns on one database file exclude each other (an flock the kernel queues, not SQLite's
+    sleeping busy handler); in-memory databases have no file to share and need none."""
+    import threading
+
+    from outrider.control_plane.store.engine import WriteTurn, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    appender, projector = WriteTurn(engine), WriteTurn(engine)
+    order: list[str] = []
+    entered = threading.Event()
+
+    def other() -> None:
+        entered.set()
+        with projector.held():
+            order.append("projector")
+
+    try:
+        with appender.held():
+            thread = threading.Thread(target=other)
+            thread.start()
+            entered.wait(5)
+            thread.join(0.3)  # it must still be waiting for the turn
+            order.append("appender")
+        thread.join(5)
+        assert order == ["appender", "projector"]
+        memory = WriteTurn(make_engine("sqlite://"))
+        with memory.held(), memory.held():  # nothing to take: nesting cannot block
+            pass
+    finally:
+        appender.close()
+        projector.close()
+        engine.dispose()

@@ -92,6 +92,9 @@ def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any) -
         response = http.post("/v1/events", json=first)
         assert response.status_code == 202, response.text
         wait_readiness(http, True)
+        # Projected before the fault: the server is ready before its projector process has started, and a
+        # projector cannot write on a full disk either.
+        assert http.get("/v1/runs/storage-run").json()["event_count"] == len(first)
 
         make_fault()
         refused = batch("during", 500, "storage-run")

@@ -70,7 +70,7 @@ import sqlalchemy as sa
 from outrider.common import events
 from outrider.control_plane import projection, settings, tables
 from outrider.control_plane.store import analytics_reads
-from outrider.control_plane.store.engine import make_engine, migrate, utc
+from outrider.control_plane.store.engine import WriteTurn, make_engine, migrate, utc
 from outrider.control_plane.store.errors import (
     AmbiguousRun,
     RebuildRefused,
@@ -85,6 +85,7 @@ from outrider.control_plane.store.sql import Dialect
 
 if TYPE_CHECKING:
     from outrider.control_plane.store import writer_process
+    from outrider.control_plane.store.projector_process import ProjectorProcess
 
 __all__ = [  # the store's public names, re-exported from the modules that define them
     "DEFAULT_NAMESPACE", "EVERYTHING", "AmbiguousRun", "RebuildRefused", "Scope", "Store", "StoreUnavailable",
@@ -212,7 +213,7 @@ class Store(analytics_reads.AnalyticsReads):
 
     def __init__(self, config: settings.Settings) -> None:
         self.settings = config
-        self.engine = make_engine(config.database_url, config.sqlite_synchronous)
+        self.engine = make_engine(config.database_url, config.sqlite_synchronous, **self._engine_options())
         self.dialect = self.engine.dialect.name
         # SimpleQueue (C): a put from the event loop costs ~1 µs, not the ~10 µs of queue.Queue's Python locking.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -222,13 +223,20 @@ class Store(analytics_reads.AnalyticsReads):
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
         self.sql = Dialect(self.dialect)
+        #: The appender's turn at SQLite's write lock, queued with the projector's (``engine.WriteTurn``).
+        self._turn = WriteTurn(self.engine)
         #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
         self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
-        #: The projector of this process (beside the writer: a thread here, or in the writer's child process).
-        self.projector: Projector | None = None
+        #: The projector beside the writer: a thread of this process (``store_writer = "thread"``), or in the
+        #: writer process a child process of its own (``store.projector_process``).
+        self.projector: Projector | ProjectorProcess | None = None
         self._opened_at = time.monotonic()
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
         self.last_commit_error: str | None = None
+
+    def _engine_options(self) -> dict[str, Any]:
+        """SQLite tuning of this store's engine (the writer process's appender overrides it)."""
+        return {}
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -269,6 +277,7 @@ class Store(analytics_reads.AnalyticsReads):
             self.projector.stop()
             self.projector = None
         self.engine.dispose()
+        self._turn.close()
 
     @property
     def writer_alive(self) -> bool:
@@ -379,7 +388,7 @@ class Store(analytics_reads.AnalyticsReads):
 
     def _commit(self, group: list[Any]) -> bool:
         try:
-            with self.engine.begin() as conn:
+            with self._turn.held(), self.engine.begin() as conn:
                 results, new_events = self._write(conn, group)
         except Exception as exc:  # noqa: BLE001 — every waiting request must hear about any failure
             log.exception("commit of %d queued items failed", len(group))
@@ -686,6 +695,7 @@ class Store(analytics_reads.AnalyticsReads):
             return projector.run_until_caught_up(timeout=24 * 3600)
         finally:
             projector._release()
+            projector.stop()  # its thread never ran; this closes its write turn
 
     def sweep(self, before: datetime, chunk: int = 5000) -> int:
         """Delete events whose time is before ``before`` and that the projection has covered, in chunks; how many.

@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from outrider.control_plane import settings, store
-from outrider.control_plane.store import projector
+from outrider.control_plane.store import engine, projector, projector_process
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class RemoteWriter:
         self._conn: Connection | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._connected = False  # a child is running and its socket open (set by _spawn, cleared by the receiver)
         #: The lease holder name of the child's projector: the server releases the lease after stopping it.
         self.projector_name = projector.holder_name()
 
@@ -104,12 +105,15 @@ class RemoteWriter:
         conn.send_bytes(self.projector_name.encode())
         conn.send_bytes(pickle.dumps([("listeners", self._store._has_listeners())]))
         self._process, self._conn = process, conn
+        self._connected = True
         self._thread("receiver", functools.partial(self._receive_loop, process, conn))
 
     @property
     def alive(self) -> bool:
-        process = self._process
-        return not self._stopping and process is not None and process.poll() is None
+        """Whether a child is there to take submissions. Read on every request, so it reads a flag the receiver
+        clears when the child's socket closes rather than asking the kernel (``poll()`` releases the interpreter
+        lock, and the event loop then waited for the sender thread to hand it back)."""
+        return not self._stopping and self._connected
 
     def put(self, item: Any) -> None:
         """Queue a store item (or a ``("listeners", bool)`` notice) for the child; never blocks the caller."""
@@ -208,6 +212,7 @@ class RemoteWriter:
         except Exception:  # noqa: BLE001 — a garbled answer: nothing it answered can be trusted
             log.exception("bad answer from the store writer process")
             process.kill()
+        self._connected = False
         code = process.wait()
         conn.close()
         self._fail_all(f"the store writer process exited (code {code})")
@@ -234,6 +239,10 @@ class _ChildStore(store.Store):
         self._answers: list[tuple[int, Any]] = []
         self._published: list[dict[str, Any]] = []
         self._listening = False
+
+    def _engine_options(self) -> dict[str, Any]:
+        """The appender's connection: a larger page cache and rarer WAL checkpoints (``engine``)."""
+        return {"cache_mb": engine.WRITER_CACHE_MB, "autocheckpoint_pages": engine.WRITER_AUTOCHECKPOINT_PAGES}
 
     def _has_listeners(self) -> bool:
         return self._listening
@@ -304,7 +313,12 @@ def main(fd: int) -> None:
     conn = Connection(fd)
     config = settings.Settings.model_validate_json(conn.recv_bytes())
     projector_name = conn.recv_bytes().decode()
+    projector: projector_process.ProjectorProcess | None = None
+    if config.projector_enabled:  # in a process of its own: appending and projecting each get a core
+        projector = projector_process.ProjectorProcess(config, projector_name)
+        projector.fork(close=(conn.fileno(),))  # first, while this process runs no thread of its own
     writer = _ChildStore(config, conn)
+    writer.projector = projector
     reader = threading.Thread(target=writer.read_socket, name="outrider-store-writer-reader", daemon=True)
     gc.collect()
     gc.freeze()  # as the server does: modules and models live as long as the process
@@ -312,7 +326,8 @@ def main(fd: int) -> None:
     # default thresholds, collections traversing them cost ~10 µs of the writer's time per event (measured).
     gc.set_threshold(*GC_THRESHOLDS)
     reader.start()
-    writer.start_projector(projector_name)
+    if projector is not None:
+        projector.watch()
     try:
         writer._run_writer()
     finally:
