@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 
 #: How often the lease holder renews its lease while idle (seconds).
 HEARTBEAT_SECONDS = 1.0
+#: After a batch smaller than the batch size, how long the projector lets appends gather before the next one
+#: (seconds). The first batch after a quiet spell starts at once; under a stream of small commits (single
+#: events from many clients) the projector otherwise ran one batch, with its own fsync and its own turn at the
+#: write lock, per append: +15 % single-event ingestion at 20 ms (docs/performance.md). Adds at most this much lag.
+COALESCE_SECONDS = 0.02
 #: Runs whose fold states the projector keeps in memory (JSON text), least recently used first.
 RUN_CACHE = 4096
 
@@ -375,6 +380,8 @@ class Projector:
                 self._stop.wait(backoff)
                 continue
             if projected:
+                if projected < self.batch_events:  # a partial batch: let a few more commits gather first
+                    self._stop.wait(COALESCE_SECONDS)
                 continue  # more may be waiting: no pause while behind
             self._wake.wait(self.poll_seconds if self.leader else self.lease_seconds / 4)
             self._wake.clear()
