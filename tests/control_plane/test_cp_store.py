@@ -194,3 +194,26 @@ def test_the_appender_and_the_projector_take_turns_at_the_sqlite_write_lock(tmp_
         appender.close()
         projector.close()
         engine.dispose()
+
+
+def test_a_log_body_that_is_not_an_event_object_is_skipped_and_the_rest_projected(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """The projector folds the log's bodies without validating them again (ingestion did); a body that is not a
+    JSON object (written by hand, or damaged) is skipped, logged and counted, and the events around it project."""
+    the_store = store_module.Store(make_settings())
+    store_module.migrate(the_store.engine)
+    try:
+        for batch in ([valid(support.event("run.created", "run-x"))], [valid(support.event("run.created", "run-y"))]):
+            item = store_module._Submission(batch, concurrent.futures.Future())
+            the_store._commit_group([item])
+            assert item.future.result(timeout=0)[:2] == (1, 0)
+        with the_store.engine.begin() as conn:  # damage the first event's stored body
+            conn.execute(sa.update(tables.events).where(tables.events.c.seq == 1).values(body='["not", "an", "event"]'))
+        projector = Projector(the_store.engine)
+        projector.run_until_caught_up()
+        assert projector.folder.skipped == 1
+        assert the_store.projected_position() == 2
+        assert the_store.get_run("run-x") is None
+        assert the_store.get_run("run-y")["event_count"] == 1  # type: ignore[index]
+        projector.stop()
+    finally:
+        the_store.engine.dispose()
