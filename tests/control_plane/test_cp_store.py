@@ -190,6 +190,12 @@ def test_the_appender_and_the_projector_take_turns_at_the_sqlite_write_lock(tmp_
         memory = WriteTurn(make_engine("sqlite://"))
         with memory.held(), memory.held():  # nothing to take: nesting cannot block
             pass
+        # A turn file that cannot be opened costs speed, never a write: the turn is skipped (SQLite still locks).
+        (tmp_path / "blocked.db-writeturn").mkdir()
+        blocked = WriteTurn(make_engine(f"sqlite:///{tmp_path / 'blocked.db'}"))
+        with blocked.held():
+            order.append("blocked")
+        assert order[-1] == "blocked"
     finally:
         appender.close()
         projector.close()

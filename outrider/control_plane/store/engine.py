@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+
+log = logging.getLogger(__name__)
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -101,7 +104,13 @@ class WriteTurn:
             return
         with self._guard:
             if self._fd is None:
-                self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+                try:
+                    self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+                except OSError:  # a turn is for speed only: SQLite's own lock still keeps writes apart
+                    log.warning("cannot open %s; writers wait in SQLite's busy handler instead", self._path, exc_info=True)
+                    self._path = None
+                    yield
+                    return
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 yield

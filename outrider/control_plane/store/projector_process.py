@@ -141,9 +141,14 @@ class ProjectorProcess:
                 if self._socket is not None:
                     self._socket.close()
                     self._socket = None
-            if self._stopping.wait(self.RESTART_DELAY_SECONDS):
+            while not self._stopping.wait(self.RESTART_DELAY_SECONDS):
+                try:
+                    self._spawn()
+                    break
+                except OSError:  # no memory or no pids left: try again, never leave the writer without one
+                    log.exception("could not start a projector process; trying again")
+            else:
                 return
-            self._spawn()
 
 
 def _die_with_parent() -> None:

@@ -313,12 +313,12 @@ def main(fd: int) -> None:
     conn = Connection(fd)
     config = settings.Settings.model_validate_json(conn.recv_bytes())
     projector_name = conn.recv_bytes().decode()
-    projector: projector_process.ProjectorProcess | None = None
+    projector_child: projector_process.ProjectorProcess | None = None
     if config.projector_enabled:  # in a process of its own: appending and projecting each get a core
-        projector = projector_process.ProjectorProcess(config, projector_name)
-        projector.fork(close=(conn.fileno(),))  # first, while this process runs no thread of its own
+        projector_child = projector_process.ProjectorProcess(config, projector_name)
+        projector_child.fork(close=(conn.fileno(),))  # first, while this process runs no thread of its own
     writer = _ChildStore(config, conn)
-    writer.projector = projector
+    writer.projector = projector_child
     reader = threading.Thread(target=writer.read_socket, name="outrider-store-writer-reader", daemon=True)
     gc.collect()
     gc.freeze()  # as the server does: modules and models live as long as the process
@@ -326,8 +326,8 @@ def main(fd: int) -> None:
     # default thresholds, collections traversing them cost ~10 µs of the writer's time per event (measured).
     gc.set_threshold(*GC_THRESHOLDS)
     reader.start()
-    if projector is not None:
-        projector.watch()
+    if projector_child is not None:
+        projector_child.watch()
     try:
         writer._run_writer()
     finally:
