@@ -19,23 +19,21 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import json
 import logging
 import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from multiprocessing.connection import Connection
 
 from outrider.control_plane import settings
+from outrider.control_plane.store import child_process
 from outrider.control_plane.store.engine import WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_MB, make_engine
 from outrider.control_plane.store.projector import Projector
 
 log = logging.getLogger(__name__)
 
-_BOOTSTRAP = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from outrider.control_plane.store.projector_process import main; main(int(sys.argv[2]))"
 #: The child's garbage-collection thresholds: a batch's parsed events hold no cycles (as in the writer).
 GC_THRESHOLDS = (100_000, 50, 50)
 _PR_SET_PDEATHSIG = 1
@@ -88,12 +86,7 @@ class ProjectorProcess:
         self._watcher.start()
 
     def _spawn(self) -> None:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-P", "-c", _BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            )
+        process, ours = child_process.spawn(__name__)
         conn = Connection(os.dup(ours.fileno()))
         conn.send_bytes(self._config.model_dump_json().encode())
         conn.send_bytes(self.name.encode())

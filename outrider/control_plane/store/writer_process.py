@@ -28,28 +28,22 @@ import contextlib
 import functools
 import gc
 import itertools
-import json
 import logging
 import os
 import pickle
 import queue
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from outrider.control_plane import settings, store
-from outrider.control_plane.store import engine, projector, projector_process
+from outrider.control_plane.store import child_process, engine, projector, projector_process
 
 log = logging.getLogger(__name__)
 
-#: How the child is started: ``-P`` keeps the working directory off the import path; the parent's own path
-#: follows, so the child imports the very code the server runs.
-_BOOTSTRAP = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from outrider.control_plane.store.writer_process import main; main(int(sys.argv[2]))"
 #: The child's garbage-collection thresholds (see :func:`main`).
 GC_THRESHOLDS = (100_000, 50, 50)
 
@@ -94,12 +88,7 @@ class RemoteWriter:
         self._threads.append(thread)
 
     def _spawn(self) -> None:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-P", "-c", _BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            )
+        process, ours = child_process.spawn(__name__)
         conn = Connection(ours.detach())
         conn.send_bytes(self._store.settings.model_dump_json().encode())
         conn.send_bytes(self.projector_name.encode())
