@@ -100,3 +100,17 @@ def test_limits_bench_runs_every_phase(tmp_path: Path) -> None:
         assert figures["samples"] == 20 and figures["p99_ms"] >= figures["p50_ms"] > 0
     assert phases["throttled_key"]["abuser_sent_per_s"] > phases["throttled_key"]["abuser_accepted_per_s"] > 0
     assert {check["name"] for check in results["targets"]} >= {"limits: normal read p99, throttled key / key at its rate"}
+
+
+def test_acceptance_bounds_probes_both_layouts_and_a_paused_projector(tmp_path: Path) -> None:
+    """``python -m bench.acceptance_bounds``: both log layouts timed, and the pause really stops the projector (it
+    spends no CPU during the paused load and catches up after it)."""
+    from bench import acceptance_bounds
+
+    layout = acceptance_bounds.log_layout(tmp_path, events=3200, repeats=1)
+    assert layout["per_event_log_us"][0] > 0 and layout["per_request_log_us"][0] > 0
+    paused = acceptance_bounds.projector_paused(tmp_path, pairs=1, seconds=1.0)
+    running, stopped = paused["running"][0], paused["paused"][0]
+    for figures in (running, stopped):
+        assert figures["errors"] == 0 and figures["accepted_per_s"] > 0 and figures["server_us"] > 0
+    assert running["projector_us"] > 0 and stopped["projector_us"] == 0
