@@ -121,20 +121,11 @@ def log_layout(workdir: Path, events: int = 96_000, repeats: int = 3) -> dict[st
 def _processes(server_pid: int) -> dict[str, int]:
     """The control plane's three processes: the server, its store writer (its one child) and the writer's
     projector (the writer's one child)."""
-    def children(pid: int) -> list[int]:
-        return [int(each) for task in Path(f"/proc/{pid}/task").iterdir() for each in (task / "children").read_text().split()]
-
-    writers = children(server_pid)
-    projectors = children(writers[0]) if len(writers) == 1 else []
+    writers = servers.children(server_pid)
+    projectors = servers.children(writers[0]) if len(writers) == 1 else []
     if len(projectors) != 1:
         raise RuntimeError(f"expected one writer with one projector under {server_pid}: {writers}, {projectors}")
     return {"server": server_pid, "writer": writers[0], "projector": projectors[0]}
-
-
-def _own_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads, not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def projector_paused(workdir: Path, pairs: int = 3, seconds: float = 10.0) -> dict[str, Any]:
@@ -149,7 +140,7 @@ def projector_paused(workdir: Path, pairs: int = 3, seconds: float = 10.0) -> di
                 projector = processes["projector"]
                 if mode == "paused":
                     os.kill(projector, signal.SIGSTOP)
-                cpu = {name: _own_cpu(pid) for name, pid in processes.items()}
+                cpu = {name: servers.own_cpu_seconds(pid) for name, pid in processes.items()}
                 started = time.perf_counter()
                 try:
                     result = projection_bench._load([server.port], TOKEN, f"{mode}-{pair}", EVENTS_PER_REQUEST, 32, seconds)
@@ -158,7 +149,7 @@ def projector_paused(workdir: Path, pairs: int = 3, seconds: float = 10.0) -> di
                         os.kill(projector, signal.SIGCONT)
                 load = time.perf_counter() - started
                 # CPU µs per accepted event, each process on its own, over the load (the paused projector: none).
-                spent = {f"{name}_us": (_own_cpu(pid) - cpu[name]) / max(result.units, 1) * 1e6 for name, pid in processes.items()}
+                spent = {f"{name}_us": (servers.own_cpu_seconds(pid) - cpu[name]) / max(result.units, 1) * 1e6 for name, pid in processes.items()}
                 drain = projection_bench._wait_caught_up(server.port, TOKEN)
                 figures[mode].append({"accepted_per_s": result.units / load, "drain_s": drain,
                                       "accepted_and_projected_per_s": result.units / (load + drain), "errors": result.errors,

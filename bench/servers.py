@@ -124,18 +124,30 @@ def control_plane(
     return Server(name=name, argv=argv, port=port, log_path=workdir / f"{name}.log", env=env, health_path="/readyz")
 
 
+def children(pid: int) -> list[int]:
+    """The running children of a process, from /proc (listed under the thread that made each)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += map(int, (task / "children").read_text().split())
+    return found
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of one process (all its threads, not its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time so far of a process (all its threads) and of its running descendants (the control
     plane's store writer process and that one's projector process), from /proc; None if unreadable."""
     try:
-        total, pending = 0, [pid]
+        total, pending = 0.0, [pid]
         while pending:
             each = pending.pop()
-            for task in Path(f"/proc/{each}/task").iterdir():  # children are listed under the thread that made them
-                with contextlib.suppress(OSError):
-                    pending += map(int, (task / "children").read_text().split())
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+            pending += children(each)
+            total += own_cpu_seconds(each)
+        return total
     except (OSError, IndexError, ValueError):
         return None
