@@ -98,13 +98,15 @@ class Principal:
             return next(iter(self.namespaces))
         return DEFAULT_NAMESPACE
 
-    def write_refusal(self, event_type: str, source: str, namespace: str, target: str | None, runid: str | None) -> str | None:
+    def write_refusal(self, event_type: str, source: str, namespace: str, target: str | None, runid: str | None,
+                      control: bool | None = None) -> str | None:
         """Why this principal may not write an event with these attributes, or None when it may.
 
-        ``namespace`` is the event's namespace after defaulting. The message names what was refused."""
+        ``namespace`` is the event's namespace after defaulting; ``control``: :func:`is_control_event` of it, when
+        the caller knows. The message names what was refused."""
         if not self.can_write:
             return f"role {self.role.value} may not write events"
-        if is_control_event(event_type, source):
+        if control if control is not None else is_control_event(event_type, source):
             if self.role in _CONTROLLERS:
                 return None
             return f"'{event_type}' from source '{source}' speaks for the operator; only operator or admin keys may write it"
@@ -124,14 +126,18 @@ class Principal:
         return None
 
 
-def authorize(principal: Principal, batch: Sequence[events.CloudEvent], now: datetime) -> tuple[list[events.EventProblem], list[events.EventProblem]]:
-    """Check every event of a batch against what ``principal`` may write; (refused, invalid) problems.
+def authorize(principal: Principal, batch: Sequence[events.CloudEvent], now: datetime
+              ) -> tuple[list[events.EventProblem], list[events.EventProblem], list[events.CloudEvent]]:
+    """Check every event of a batch against what ``principal`` may write; (refused, invalid) problems and the
+    control events among those it may write (for the audit log).
 
     Fills in what the credential implies: a missing ``namespace`` (the principal's single namespace, else
     'default') and, for a run credential, a missing ``target``. ``refused`` (403) names events the principal may
     not write; ``invalid`` (422) names control events dated more than CONTROL_CLOCK_SKEW in the future."""
     refused: list[events.EventProblem] = []
     invalid: list[events.EventProblem] = []
+    controls: list[events.CloudEvent] = []
+    latest = now + CONTROL_CLOCK_SKEW
     default_namespace = principal.default_namespace()
     run_target = next(iter(principal.targets)) if principal.role is Role.RUN and principal.targets else None
     for index, event in enumerate(batch):
@@ -139,11 +145,14 @@ def authorize(principal: Principal, batch: Sequence[events.CloudEvent], now: dat
             event.namespace = default_namespace
         if event.target is None and run_target is not None:
             event.target = run_target
-        why = principal.write_refusal(event.type, event.source, event.namespace, event.target, event.runid)
+        control = is_control_event(event.type, event.source)
+        why = principal.write_refusal(event.type, event.source, event.namespace, event.target, event.runid, control)
         if why is not None:
             refused.append(events.EventProblem(index=index, field="", message=why))
-        elif is_control_event(event.type, event.source) and event.time > now + CONTROL_CLOCK_SKEW:
-            invalid.append(events.EventProblem(
-                index=index, field="time",
-                message=f"a control event may not be dated more than {int(CONTROL_CLOCK_SKEW.total_seconds() // 60)} minutes ahead"))
-    return refused, invalid
+        elif control:
+            controls.append(event)
+            if event.time > latest:
+                invalid.append(events.EventProblem(
+                    index=index, field="time",
+                    message=f"a control event may not be dated more than {int(CONTROL_CLOCK_SKEW.total_seconds() // 60)} minutes ahead"))
+    return refused, invalid, controls

@@ -107,7 +107,7 @@ async def _ingest(request: Request, principal: Principal, signal: Signal) -> Res
         raise errors.APIError(400, "malformed_otlp", f"not an OTLP {signal.request}: {exc}") from exc
     except RecursionError as exc:  # JSON nested past what the decoder recurses through
         raise errors.APIError(400, "malformed_otlp", f"not an OTLP {signal.request}: nested too deeply") from exc
-    refused, _ = principals.authorize(principal, mapped.events, datetime.now(UTC))
+    refused, _, _ = principals.authorize(principal, mapped.events, datetime.now(UTC))
     if refused:
         request.app.state.audit.record("write.refused", "refused", principal, object=f"{len(refused)} OTLP {signal.noun}",
                                        detail={"problems": [p.model_dump() for p in refused[:20]]})
