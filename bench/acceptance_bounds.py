@@ -33,6 +33,8 @@ from typing import Any
 
 from bench import payloads, projection_bench, servers
 
+#: The columns the appender wrote when the log was a row per event (before migration 0011), in its order.
+PER_EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body", "namespace")
 REQUESTS_PER_COMMIT = 32
 EVENTS_PER_REQUEST = 100
 TOKEN = "bench-acceptance-bounds-token"
@@ -49,7 +51,7 @@ def _fresh(path: Path) -> sqlite3.Connection:
 
 
 def _rows(count: int) -> list[tuple[Any, ...]]:
-    """The appender's row tuples (``Store.EVENT_COLUMNS`` order) for ``count`` benchmark events."""
+    """Row tuples in :data:`PER_EVENT_COLUMNS` order for ``count`` benchmark events."""
     rows = []
     for body in itertools.islice(payloads.event_stream("bounds"), count):
         event = json.loads(body)
@@ -69,15 +71,14 @@ def _append_per_event_log(path: Path, rows: list[tuple[Any, ...]]) -> float:
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
     from outrider.control_plane import tables
-    from outrider.control_plane.store import Store
 
     conn = _fresh(path)
     statements: list[sa.schema.ExecutableDDLElement] = [sa.schema.CreateTable(tables.events)]
     statements += [sa.schema.CreateIndex(index) for index in tables.events.indexes]
     for statement in statements:
         conn.execute(str(statement.compile(dialect=sqlite_dialect.dialect())))
-    columns = ", ".join(Store.EVENT_COLUMNS)
-    sql = (f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(Store.EVENT_COLUMNS))}) "
+    columns = ", ".join(PER_EVENT_COLUMNS)
+    sql = (f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(PER_EVENT_COLUMNS))}) "
            "ON CONFLICT (source, event_id) DO NOTHING")
     step = REQUESTS_PER_COMMIT * EVENTS_PER_REQUEST
     started = _cpu()

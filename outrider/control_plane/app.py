@@ -23,6 +23,7 @@ from outrider.control_plane import (
     api_docs,
     audit,
     budget_metrics,
+    consistency,
     errors,
     keys,
     limits,
@@ -181,6 +182,9 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
         endpoint = getattr(request.scope.get("route"), "endpoint", None)
         if getattr(endpoint, "__module__", "").startswith(console_routes.__name__.rsplit(".", 1)[0]):
             return console_routes.unavailable(request, exc)
+        if isinstance(exc, store.ProjectionLagging):
+            return errors.response(503, "projection_lagging", str(exc),
+                                   headers={"Retry-After": "1", consistency.PROJECTION_HEADER: str(exc.reached)})
         return errors.response(503, "store_unavailable", f"the store could not be read ({exc}); retry")
     app.include_router(health_routes.router)
     app.include_router(api_docs.router)

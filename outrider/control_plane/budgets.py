@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from outrider.common import events
 from outrider.control_plane import schemas, status, tables
 from outrider.control_plane.principals import DEFAULT_NAMESPACE
-from outrider.control_plane.store import rollups
+from outrider.control_plane.store import log_format, rollups
 
 #: The rolling windows: name → length.
 WINDOWS: dict[str, timedelta] = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
@@ -109,6 +109,28 @@ def _calls(conn: sa.Connection, *conditions: Any) -> list[Call]:
     return found
 
 
+def _tail_calls(conn: sa.Connection, position: int, since: datetime, now: datetime) -> list[Call]:
+    """Priced ``run.llm_usage`` calls in ``(since, now]`` that the log holds after ``position`` (not projected yet)."""
+    g = tables.event_log
+    found = []
+    for first, body, skip in conn.execute(sa.select(g.c.seq, g.c.body, g.c.skip).where(g.c.last_seq > position)):
+        try:
+            numbered = log_format.explode(int(first), body, skip)
+        except ValueError:  # a damaged row: the projector skips it too (and says so)
+            continue
+        for seq, event in numbered:
+            if seq <= position or not isinstance(event, dict) or event.get("type") != events.EventType.RUN_LLM_USAGE.value:
+                continue
+            cost: Any = (event.get("data") or {}).get("cost_usd")
+            try:
+                nano, moment = round(float(cost) * NANO), _utc(datetime.fromisoformat(event["time"]))
+            except (TypeError, ValueError, KeyError):
+                continue
+            if since < moment <= now:
+                found.append((str(event.get("namespace") or DEFAULT_NAMESPACE), event.get("target"), moment, nano))
+    return found
+
+
 @dataclasses.dataclass
 class Spend:
     """The priced calls of one rolling window ``(since, now]``, read once: whole minutes from the projector's
@@ -129,11 +151,12 @@ class Spend:
         since, now = since.astimezone(UTC), now.astimezone(UTC)
         first_minute_end = datetime.fromtimestamp((edge_start + 1) * rollups.MINUTE, UTC)
         last_minute_start = datetime.fromtimestamp(edge_end * rollups.MINUTE, UTC)
-        # Three index ranges rather than one OR (which reads every call of the window): the two edge minutes by
-        # (type, time), and the unprojected tail by seq, without its edge-minute calls (counted already).
-        exact = (_calls(conn, e.c.time > since, e.c.time < first_minute_end)
-                 + _calls(conn, e.c.time >= max(last_minute_start, first_minute_end), e.c.time <= now)
-                 + _calls(conn, e.c.seq > position, e.c.time >= first_minute_end, e.c.time < last_minute_start))
+        # The unprojected tail from the log first (the checkpoint only moves on: whatever the projector adds
+        # meanwhile is then in both, counted twice rather than never; ``consistent`` reads again), then the two
+        # edge minutes from the per-event index by (type, time), which holds the projected events only.
+        exact = (_tail_calls(conn, position, since, now)
+                 + _calls(conn, e.c.time > since, e.c.time < first_minute_end)
+                 + _calls(conn, e.c.time >= max(last_minute_start, first_minute_end), e.c.time <= now))
         return cls(since, now, edge_start + 1, edge_end - 1, exact)
 
     def _where(self, target: str | None, namespace: str | None) -> list[Any]:

@@ -222,6 +222,14 @@ class Settings(BaseSettings):
         default=5000, gt=0, le=100_000,
         description="Log events folded per projection transaction at most (default 5000).",
     )
+    projector_defer_seconds: float = Field(
+        default=5.0, ge=0, le=300,
+        description=(
+            "SQLite: while appends keep the write lock busy (a burst), the projector defers its writes until the "
+            "oldest event it has not projected has waited this long (seconds, default 5; 0: it never defers). "
+            "Ingestion then runs at what the appender alone allows; reads of projections lag by up to this much more."
+        ),
+    )
     projector_poll_seconds: float = Field(
         default=0.5, gt=0, le=60,
         description=(

@@ -26,10 +26,42 @@ metadata = sa.MetaData()
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Time = sa.DateTime(timezone=True)
 
+#: The event log: what ``POST /v1/events`` appends before it answers, one row per accepted request (its new events
+#: as one JSON array, in the order sent). Events are numbered in the log: a row holds ``seq``..``last_seq``, its
+#: events in body order without the ``skip`` ones (duplicates of events stored before). ``events`` below is the
+#: projector's per-event index of it.
+event_log = sa.Table(
+    "event_log",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=False, comment="The seq of the row's first new event."),
+    sa.Column("last_seq", BigId, nullable=False, comment="The seq of its last new event."),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("body", sa.Text(), nullable=False, comment="The request's events as accepted: a JSON array."),
+    sa.Column("skip", sa.Text(), nullable=True, comment="JSON array of body indexes that were duplicates; null: none."),
+)
+
+#: (source, id) of every event in the log: the idempotency key, checked as events are appended.
+event_keys = sa.Table(
+    "event_keys",
+    metadata,
+    sa.Column("source", sa.String(1024), primary_key=True),
+    sa.Column("event_id", sa.String(256), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+#: The log's last seq (one row): seqs are never reused, even after retention emptied the log.
+event_log_head = sa.Table(
+    "event_log_head",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False, comment="Always 1."),
+    sa.Column("seq", BigId, nullable=False),
+)
+
+#: Every event of the log, one row each, written by the projector (it lags the log like the run records do).
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("seq", BigId, primary_key=True, autoincrement=False),
     sa.Column("source", sa.String(1024), nullable=False),
     sa.Column("event_id", sa.String(256), nullable=False),
     sa.Column("type", sa.String(256), nullable=False),

@@ -205,13 +205,13 @@ def test_failed_commit_answers_503_writes_nothing_and_readiness_follows(api: Run
                 conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
 
     # Break every write under the running server: the tables the writer needs disappear.
-    rename([("events", "events_gone"), ("store_probe", "probe_gone")])
+    rename([("event_log", "log_gone"), ("store_probe", "probe_gone")])
     response = api.client.post("/v1/events", json=support.event("run.created", "run-lost"))
     assert response.status_code == 503
     assert response.json()["error"] == "store_unavailable"
     ready = api.anonymous.get("/readyz")  # SELECT 1 still works; readiness must not be fooled by it
     assert ready.status_code == 503 and "commits are failing" in ready.json()["detail"]
-    rename([("events_gone", "events"), ("probe_gone", "store_probe")])
+    rename([("log_gone", "event_log"), ("probe_gone", "store_probe")])
     items = api.client.get("/v1/events").json()["items"]
     assert [item["event"]["runid"] for item in items] == ["run-ok"]  # the events insert was rolled back too
     assert api.anonymous.get("/readyz").status_code == 200  # recovers on its own, before any new event

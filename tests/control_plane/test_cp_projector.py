@@ -146,10 +146,12 @@ def test_a_late_commit_is_never_skipped(postgres_url: str, start_server: Start) 
     late = support.event("run.started", "late-1", at=1)
     with held.cursor() as cursor:  # what Store._write does, stopped before its commit
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (store.APPEND_LOCK,))
-        cursor.execute("INSERT INTO events (source, event_id, type, time, target, run_id, received_at, body, namespace) "
-                       "VALUES (%s, %s, %s, %s, %s, %s, now(), %s, 'default') RETURNING seq",
-                       (late["source"], late["id"], late["type"], late["time"], late["target"], late["runid"], json.dumps(late)))
-        late_seq = cursor.fetchone()[0]
+        cursor.execute("SELECT seq FROM event_log_head WHERE id = 1")
+        late_seq = cursor.fetchone()[0] + 1
+        cursor.execute("INSERT INTO event_keys (source, event_id) VALUES (%s, %s)", (late["source"], late["id"]))
+        cursor.execute("INSERT INTO event_log (seq, last_seq, received_at, body) VALUES (%s, %s, now(), %s)",
+                       (late_seq, late_seq, json.dumps([late])))
+        cursor.execute("UPDATE event_log_head SET seq = %s WHERE id = 1", (late_seq,))
     answered: list[int] = []
     other = threading.Thread(target=lambda: answered.append(post(server, [support.event("run.succeeded", "late-1", at=2)])))
     other.start()
@@ -256,7 +258,7 @@ def test_the_console_says_catching_up(make_sqlite_settings: Callable[..., settin
     assert page.status_code == 200 and "Catching up" not in page.text
     post(server, support.lifecycle("cu-1"))
     with server.app.state.store.engine.begin() as conn:  # as if it had arrived a minute ago
-        conn.execute(sa.update(tables.events).values(received_at=datetime.now(UTC) - timedelta(minutes=1)))
+        conn.execute(sa.update(tables.event_log).values(received_at=datetime.now(UTC) - timedelta(minutes=1)))
     page = httpx.get(f"{server.url}/runs", headers={"Authorization": f"Bearer {support.TOKEN}"})
     assert page.status_code == 200 and "Catching up" in page.text and "behind the events received" in page.text
     assert router.CATCHING_UP_SECONDS <= 10

@@ -78,7 +78,11 @@ async def run_logs(
         try:
             yield "retry: 3000\n\n"
             while True:
-                lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, sent, 1000, scope)
+                try:
+                    lines, scanned, more = await asyncio.to_thread(_page, store_, run_id, level, sent, 1000, scope)
+                except store.ProjectionLagging:  # the index has not caught up with the log yet: keep the client
+                    yield ": waiting for the projection\n\n"
+                    continue
                 for line in lines:
                     yield sse(line)
                 sent = max(sent, scanned)

@@ -68,17 +68,19 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from outrider.common import events
-from outrider.control_plane import projection, settings, tables
+from outrider.control_plane import settings, tables
 from outrider.control_plane.store import analytics_reads
 from outrider.control_plane.store.engine import WriteTurn, make_engine, migrate, utc
 from outrider.control_plane.store.errors import (
     AmbiguousRun,
+    ProjectionLagging,
     RebuildRefused,
     StoreUnavailable,
     SubscriberDropped,
     SubscriptionEnded,
 )
 from outrider.control_plane.store.feed import Subscription
+from outrider.control_plane.store.log_format import Encoded, encode, explode
 from outrider.control_plane.store.projector import Projector
 from outrider.control_plane.store.scope import DEFAULT_NAMESPACE, EVERYTHING, Scope, narrowed, over_targets
 from outrider.control_plane.store.sql import Dialect
@@ -88,8 +90,8 @@ if TYPE_CHECKING:
     from outrider.control_plane.store.projector_process import ProjectorProcess
 
 __all__ = [  # the store's public names, re-exported from the modules that define them
-    "DEFAULT_NAMESPACE", "EVERYTHING", "AmbiguousRun", "RebuildRefused", "Scope", "Store", "StoreUnavailable",
-    "SubscriberDropped", "Subscription", "SubscriptionEnded", "make_engine", "migrate", "narrowed", "over_targets", "utc",
+    "DEFAULT_NAMESPACE", "EVERYTHING", "AmbiguousRun", "Encoded", "ProjectionLagging", "RebuildRefused", "Scope", "Store", "StoreUnavailable",
+    "SubscriberDropped", "Subscription", "SubscriptionEnded", "encode", "make_engine", "migrate", "narrowed", "over_targets", "utc",
 ]
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ RunKey = tuple[str, str]
 
 
 #: Everything the projector derives from the log (a rebuild empties and refills these).
-PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
+PROJECTION_TABLES = (tables.events, tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
                      tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
                      tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all,
                      tables.namespace_usage, tables.rollup_runs_all, tables.rollup_runs_day, tables.rollup_model_runs,
@@ -116,7 +118,7 @@ PROJECTION_TABLES = (tables.runs, tables.agg_event_types, tables.agg_llm, tables
 
 @dataclasses.dataclass
 class _Submission:
-    events: Sequence[events.CloudEvent] | LogRows
+    events: Sequence[events.CloudEvent] | Encoded
     #: A concurrent future (:meth:`Store.submit`) or an event loop's future (:meth:`Store.submit_async`).
     future: concurrent.futures.Future[Appended] | asyncio.Future[Appended]
 
@@ -139,30 +141,6 @@ _STOP = object()
 #: With the writer in a process of its own, a loop hands its submissions over once about this many events are
 #: pending instead of at the end of its iteration, so the writer commits them while the loop parses the rest.
 HAND_OVER_EVENTS = 8
-
-
-def event_json(event: events.CloudEvent) -> bytes:
-    """An event as the store keeps it (the JSON of the ``events.body`` column): what
-    ``model_dump_json(exclude_none=True)`` gives, without its Python wrapper, since this runs once per event."""
-    return event.__pydantic_serializer__.to_json(event, exclude_none=True)
-
-
-#: An event as the log appends it: (source, id, type, time as ``projection.iso`` text, target, run id, namespace,
-#: body JSON). A writer process receives these from the server, so it never parses or validates events again.
-LogRow = tuple[str, str, str, str, str | None, str | None, str, str]
-
-
-class LogRows(list[LogRow]):
-    """A submission's events already turned into :data:`LogRow` s (what the writer process is handed)."""
-
-
-def log_rows(batch: Sequence[events.CloudEvent] | LogRows) -> Sequence[LogRow]:
-    """The :data:`LogRow` s of validated events (or the rows themselves)."""
-    if isinstance(batch, LogRows):
-        return batch
-    iso = projection.iso
-    return [(event.source, event.id, event.type, iso(event.time), event.target, event.runid,
-             event.namespace or DEFAULT_NAMESPACE, event_json(event).decode()) for event in batch]
 
 
 def _settle(future: concurrent.futures.Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
@@ -261,7 +239,8 @@ class Store(analytics_reads.AnalyticsReads):
             return
         self.projector = Projector(self.engine, batch_events=self.settings.projector_batch_events,
                                    poll_seconds=self.settings.projector_poll_seconds,
-                                   lease_seconds=self.settings.projector_lease_seconds, name=name)
+                                   lease_seconds=self.settings.projector_lease_seconds, name=name,
+                                   defer_seconds=self.settings.projector_defer_seconds)
         self.projector.start()
 
     def close(self) -> None:
@@ -397,6 +376,7 @@ class Store(analytics_reads.AnalyticsReads):
                 _resolve([(group[0].future, StoreUnavailable(f"commit failed: {type(exc).__name__}"))])
             return False
         self.last_commit_error = None
+        self._turn.note_append()
         if self.projector is not None:
             self.projector.wake()
         if new_events:  # subscribers hear of the events no later than their posters
@@ -408,17 +388,15 @@ class Store(analytics_reads.AnalyticsReads):
         received_at = datetime.now(UTC)
         rejections: collections.Counter[str] = collections.Counter()
         received = self.sql.time(received_at)
-        text_times = self.dialect == "sqlite"
         cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
-        if not text_times:
+        if self.dialect != "sqlite":
             # Appends are serialized per database, so events commit in seq order (see "Commit order" above).
             cursor.execute(f"SET LOCAL lock_timeout = '{int(self.settings.write_timeout_seconds * 1000)}ms'")
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
-        # One row per distinct (source, id) of the whole group, owned by the first request that carries it;
-        # every other occurrence (in the same request or a later one) is that request's duplicate. ``found``
-        # keeps, per key: (owner's index, body JSON).
-        found: dict[tuple[str, str], tuple[int, str]] = {}
-        rows: list[tuple[Any, ...]] = []
+        # Each distinct (source, id) of the whole group belongs to the first request that carries it; every other
+        # occurrence (in the same request or a later one), and every key stored before, is a duplicate.
+        owner: dict[tuple[str, str], int] = {}
+        submissions: list[tuple[int, Encoded]] = []
         for index, item in enumerate(group):
             if isinstance(item, _Rejection):
                 rejections[item.reason] += item.count
@@ -426,84 +404,86 @@ class Store(analytics_reads.AnalyticsReads):
                 conn.execute(sa.delete(tables.store_probe))
                 conn.execute(sa.insert(tables.store_probe), {"id": 1, "written_at": received_at})
             else:
-                for source, event_id, kind, when, target, run_id, namespace, body in log_rows(item.events):
-                    key = (source, event_id)
-                    if key in found:
-                        continue
-                    # SQLite's column format ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) is a slice of the fixed-width
-                    # ISO text; PostgreSQL takes the datetime.
-                    stored: Any = f"{when[:10]} {when[11:26]}" if text_times else datetime.fromisoformat(when)
-                    found[key] = (index, body)
-                    rows.append((source, event_id, kind, stored, target, run_id, received, body, namespace))
-        returned, position = self._insert_events(cursor, rows)
+                encoded = encode(item.events)
+                submissions.append((index, encoded))
+                for key in encoded.keys:
+                    owner.setdefault(key, index)
+        new = self._insert_keys(cursor, list(owner))
+        cursor.execute("SELECT seq FROM event_log_head WHERE id = 1")
+        head = cursor.fetchone()
+        last = int(head[0]) if head else 0
         accepted = [0] * len(group)
-        inserted: list[tuple[int, str]] = []
-        for seq, source, event_id in returned:
-            entry = found[(source, event_id)]
-            accepted[entry[0]] += 1
-            inserted.append((seq, entry[1]))
+        rows: list[tuple[Any, ...]] = []
+        for index, encoded in submissions:
+            skip = []
+            for n, key in enumerate(encoded.keys):
+                if owner[key] == index and key in new:
+                    owner[key] = -1  # taken: a later occurrence in this request is a duplicate
+                else:
+                    skip.append(n)
+            kept = len(encoded.keys) - len(skip)
+            accepted[index] = kept
+            if kept:
+                rows.append((last + 1, last + kept, received, encoded.body, json.dumps(skip) if skip else None))
+                last += kept
+        if rows:
+            self.sql.write_rows(cursor, "INSERT INTO event_log (seq, last_seq, received_at, body, skip)", 5, rows, "")
+            if head is None:
+                cursor.execute(f"INSERT INTO event_log_head (id, seq) VALUES (1, {int(last)})")
+            else:
+                cursor.execute(f"UPDATE event_log_head SET seq = {int(last)} WHERE id = 1")
         results = [
-            (accepted[index], len(item.events) - accepted[index], position) if isinstance(item, _Submission) else (0, 0, position)
+            (accepted[index], len(item.events) - accepted[index], last) if isinstance(item, _Submission) else (0, 0, last)
             for index, item in enumerate(group)
         ]
         if rejections:
             self.sql.bump(cursor, "agg_rejections", ("reason",), ("count",), list(rejections.items()))
         published = []
-        if inserted and self._has_listeners():  # parsed again only when someone listens
-            inserted.sort()  # by seq (unique): RETURNING promises no order
-            published = [{"seq": seq, "received_at": received_at.isoformat(), "event": json.loads(body)} for seq, body in inserted]
+        if rows and self._has_listeners():  # parsed again only when someone listens
+            stamp = received_at.isoformat()
+            published = [{"seq": seq, "received_at": stamp, "event": event}
+                         for first, _, _, body, skip in rows for seq, event in explode(first, body, skip)]
         return results, published
 
-    #: Columns of the events insert, in the order of the tuples ``_write`` builds.
-    EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body", "namespace")
-    #: Rows per INSERT statement: 9 parameters each stays far below SQLite's and PostgreSQL's limits.
-    INSERT_CHUNK = 500
+    #: Keys per INSERT statement: 2 parameters each stays far below SQLite's and PostgreSQL's limits.
+    INSERT_CHUNK = 1000
 
-    def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[int, str, str]], int]:
-        """Insert event rows, skipping (source, event_id) already stored; (seq, source, event_id) of the new ones,
-        and the log position after the insert (the highest seq stored: every event of the group is at or below it).
-
-        Written as multi-row ``INSERT … ON CONFLICT (source, event_id) DO NOTHING`` (``RETURNING`` the new rows
-        on PostgreSQL) on the DBAPI cursor: this is the ingestion hot path, and SQLAlchemy's per-row parameter
-        processing cost more than the insert itself.
-        """
+    def _insert_keys(self, cursor: Any, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Store the keys not stored yet; which of ``keys`` are new. ``INSERT … ON CONFLICT DO NOTHING``, multi-row
+        on the DBAPI cursor (the ingestion hot path). PostgreSQL says which rows were new (``RETURNING``); SQLite
+        counts them, and only when some already existed are they inserted again, from a savepoint, returning."""
+        if not keys:
+            return set()
         sqlite = self.dialect == "sqlite"
         mark = "?" if sqlite else "%s"
-        row_marks = "(" + ", ".join([mark] * len(self.EVENT_COLUMNS)) + ")"
-        returned: list[tuple[int, str, str]] = []
-        cursor.execute("SELECT max(seq) FROM events")
-        last = cursor.fetchone()[0] or 0
-        for start in range(0, len(rows), self.INSERT_CHUNK):
-            chunk = rows[start : start + self.INSERT_CHUNK]
-            sql = (
-                f"INSERT INTO events ({', '.join(self.EVENT_COLUMNS)}) VALUES {', '.join([row_marks] * len(chunk))} "
-                "ON CONFLICT (source, event_id) DO NOTHING"
-            )
-            params = list(itertools.chain.from_iterable(chunk))  # flattened in C, not by a generator
-            if not sqlite:
-                cursor.execute(sql + " RETURNING seq, source, event_id", params)
-                fresh = cursor.fetchall()  # (seq, source, event_id), seq as int
-                returned.extend(fresh)
-                last = max([last, *(row[0] for row in fresh)])
-                continue
-            # SQLite: without RETURNING, whose rows SQLite steps through one at a time, releasing and taking back
-            # the GIL for each (the event loop, parsing the next requests, often takes it in between). New rows
-            # get seqs above every stored one (AUTOINCREMENT, one writer); when all ``n`` rows of the chunk were
-            # new and the seqs grew by exactly ``n``, the rows hold those seqs in VALUES order. Otherwise
-            # (duplicates, or a gap) the new rows are read back.
-            before = last
-            cursor.execute(sql, params)
-            inserted = cursor.rowcount
-            if inserted <= 0:
-                continue
-            last = cursor.lastrowid
-            if inserted == len(chunk) and last - before == inserted:
-                returned.extend((seq, row[0], row[1]) for seq, row in zip(range(before + 1, last + 1), chunk, strict=True))
-            else:
-                cursor.execute("SELECT seq, source, event_id FROM events WHERE seq > ? AND seq <= ?", (before, last))
-                returned.extend(cursor.fetchall())
-        return returned, int(last)
+        returned: set[tuple[str, str]] = set()
 
+        def insert(returning: bool) -> int:
+            total = 0
+            for start in range(0, len(keys), self.INSERT_CHUNK):
+                chunk = keys[start : start + self.INSERT_CHUNK]
+                sql = (f"INSERT INTO event_keys (source, event_id) VALUES {', '.join([f'({mark}, {mark})'] * len(chunk))} "
+                       "ON CONFLICT (source, event_id) DO NOTHING" + (" RETURNING source, event_id" if returning else ""))
+                cursor.execute(sql, list(itertools.chain.from_iterable(chunk)))
+                if returning:
+                    returned.update((str(source), str(event_id)) for source, event_id in cursor.fetchall())
+                else:
+                    total += cursor.rowcount
+            return total
+
+        if not sqlite:
+            insert(returning=True)
+            return returned
+        # SQLite steps through RETURNING rows one at a time, taking the GIL back for each: when every key is new
+        # (the rule) the count says so; otherwise the inserts are undone and done again, returning.
+        cursor.execute("SAVEPOINT keys")
+        if insert(returning=False) == len(keys):
+            cursor.execute("RELEASE keys")
+            return set(keys)
+        cursor.execute("ROLLBACK TO keys")
+        insert(returning=True)
+        cursor.execute("RELEASE keys")
+        return returned
 
     # --- live updates ------------------------------------------------------------------------------
 
@@ -600,24 +580,6 @@ class Store(analytics_reads.AnalyticsReads):
         except sa.exc.SQLAlchemyError:
             log.warning("could not release the projector lease of %s", holder, exc_info=True)
 
-    def wait_projected(self, position: int, timeout: float = 30.0) -> int:
-        """Block until the projection has reached ``position`` (or ``timeout``); the position it reached."""
-        deadline = time.monotonic() + timeout
-        while (reached := self.projected_position()) < position and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return reached
-
-    def log_head(self) -> int:
-        """The event log's last position (the highest committed seq; 0 when empty)."""
-        e = tables.events
-        return int(self._read(sa.select(sa.func.max(e.c.seq)))[0][0] or 0)
-
-    def projected_position(self) -> int:
-        """The log position the projection has reached (its checkpoint)."""
-        s = tables.projector_state
-        rows = self._read(sa.select(s.c.position).where(s.c.id == 1))
-        return int(rows[0][0]) if rows else 0
-
     #: The projection lag in events is counted up to this many (a count past it costs more than it tells).
     LAG_COUNT_CAP = 1_000_000
 
@@ -627,14 +589,15 @@ class Store(analytics_reads.AnalyticsReads):
         ``lag_seconds`` (how long the oldest unprojected event has been waiting; 0 when none waits),
         ``holder`` and ``heartbeat_age_seconds`` of the lease (None when nobody holds it)."""
         now = time.time() if now is None else now
-        s, e = tables.projector_state, tables.events
+        s, g, h = tables.projector_state, tables.event_log, tables.event_log_head
         try:
             with self.engine.connect() as conn:
                 state = conn.execute(sa.select(s).where(s.c.id == 1)).one()
-                head = conn.execute(sa.select(sa.func.max(e.c.seq))).scalar() or 0
-                waiting = sa.select(e.c.seq).where(e.c.seq > state.position).limit(self.LAG_COUNT_CAP).subquery()
-                lag_events = conn.execute(sa.select(sa.func.count()).select_from(waiting)).scalar() or 0
-                oldest = conn.execute(sa.select(e.c.received_at).where(e.c.seq > state.position).order_by(e.c.seq).limit(1)).scalar()
+                head = conn.execute(sa.select(h.c.seq).where(h.c.id == 1)).scalar() or 0
+                # Seqs are dense in the log (each row numbers its new events one after the other): the lag in
+                # events is the distance to the head, but for gaps left by logs from before rows per request.
+                lag_events = min(max(0, int(head) - int(state.position)), self.LAG_COUNT_CAP)
+                oldest = conn.execute(sa.select(g.c.received_at).where(g.c.last_seq > state.position).order_by(g.c.seq).limit(1)).scalar()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
         oldest_at = utc(oldest)
@@ -653,9 +616,9 @@ class Store(analytics_reads.AnalyticsReads):
         """How long the oldest unprojected event has waited (0 when none waits): two index lookups, cheap enough
         for every console page."""
         now = time.time() if now is None else now
-        s, e = tables.projector_state, tables.events
+        s, g = tables.projector_state, tables.event_log
         position = sa.select(s.c.position).where(s.c.id == 1).scalar_subquery()
-        rows = self._read(sa.select(e.c.received_at).where(e.c.seq > position).order_by(e.c.seq).limit(1))
+        rows = self._read(sa.select(g.c.received_at).where(g.c.last_seq > position).order_by(g.c.seq).limit(1))
         oldest = utc(rows[0][0]) if rows else None
         return max(0.0, now - oldest.timestamp()) if oldest is not None else 0.0
 
@@ -716,7 +679,9 @@ class Store(analytics_reads.AnalyticsReads):
                         break
                     freed = conn.execute(sa.select(e.c.namespace, sa.func.count(), sa.func.sum(sa.literal_column(self.sql.body_bytes)))
                                          .where(e.c.seq.in_(seqs)).group_by(e.c.namespace)).all()
+                    keys = conn.execute(sa.select(e.c.source, e.c.event_id).where(e.c.seq.in_(seqs))).all()
                     conn.execute(sa.delete(e).where(e.c.seq.in_(seqs)))
+                    self._forget(conn, seqs, [tuple(key) for key in keys])
                     u = tables.namespace_usage
                     for namespace, count, size in freed:
                         conn.execute(sa.update(u).where(u.c.namespace == namespace)
@@ -726,3 +691,22 @@ class Store(analytics_reads.AnalyticsReads):
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"sweep failed: {type(exc).__name__}") from exc
         return deleted
+
+    @staticmethod
+    def _forget(conn: sa.Connection, seqs: list[int], keys: list[tuple[str, str]]) -> None:
+        """The log's side of a sweep: the swept events' keys (the same event sent again is new again, as it was
+        when the log kept a row per event), and every log row none of whose events is left in ``events``."""
+        g, k, e = tables.event_log, tables.event_keys, tables.events
+        for source, event_id in keys:
+            conn.execute(sa.delete(k).where(k.c.source == source, k.c.event_id == event_id))
+        firsts = set()
+        for seq in seqs:
+            first = conn.execute(sa.select(sa.func.max(g.c.seq)).where(g.c.seq <= seq)).scalar()
+            if first is not None:
+                firsts.add(first)
+        for first in firsts:
+            last = conn.execute(sa.select(g.c.last_seq).where(g.c.seq == first)).scalar()
+            if last is None:
+                continue
+            if conn.execute(sa.select(e.c.seq).where(e.c.seq >= first, e.c.seq <= last).limit(1)).first() is None:
+                conn.execute(sa.delete(g).where(g.c.seq == first))

@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
+import struct
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
@@ -79,6 +82,10 @@ def make_engine(url: str, synchronous: str = "FULL", *, cache_mb: int | None = N
     return sa.create_engine(parsed, pool_pre_ping=True)
 
 
+#: What the turn file holds: the monotonic time of the appender's last commit.
+LOAD_RECORD = struct.Struct("d")
+
+
 class WriteTurn:
     """Whose turn it is to write a SQLite database, between the appender and the projector (each holds one).
 
@@ -90,12 +97,49 @@ class WriteTurn:
     through SQLite's busy handler. On PostgreSQL, and for in-memory SQLite, it does nothing.
     """
 
+    #: An append older than this says the appender has been idle since (seconds).
+    ACTIVE_SECONDS = 0.1
+
     def __init__(self, engine: sa.Engine) -> None:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self._path = (Path(database).with_name(Path(database).name + "-writeturn")
                       if database and database != ":memory:" and not database.startswith("file:") else None)
         self._fd: int | None = None
         self._guard = threading.Lock()  # one holder per instance, even when threads share it
+        #: The turn file mapped: when the appender last committed (:meth:`note_append`).
+        self._shared: mmap.mmap | None = None
+
+    def _open(self) -> bool:
+        """Open (and map) the turn file once; False when there is none (not a SQLite file) or it cannot be."""
+        if self._fd is not None:
+            return True
+        if self._path is None:
+            return False
+        try:
+            self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+            if os.fstat(self._fd).st_size < LOAD_RECORD.size:
+                os.ftruncate(self._fd, LOAD_RECORD.size)
+            self._shared = mmap.mmap(self._fd, LOAD_RECORD.size)
+        except OSError:  # a turn is for speed only: SQLite's own lock still keeps writes apart
+            log.warning("cannot open %s; writers wait in SQLite's busy handler instead", self._path, exc_info=True)
+            self._path = None
+            return False
+        return True
+
+    def note_append(self) -> None:
+        """The appender has just committed: say so in the turn file (read by :meth:`appender_active`)."""
+        with self._guard:
+            if self._open() and self._shared is not None:
+                self._shared[:] = LOAD_RECORD.pack(time.monotonic())
+
+    def appender_active(self) -> bool:
+        """Whether the appender committed within :data:`ACTIVE_SECONDS` (the monotonic clock is one for all
+        processes); False on PostgreSQL and in-memory SQLite, where appends and projection share no turn."""
+        with self._guard:
+            if not self._open() or self._shared is None:
+                return False
+            written = float(LOAD_RECORD.unpack(self._shared[:])[0])
+        return time.monotonic() - written < self.ACTIVE_SECONDS
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -103,14 +147,9 @@ class WriteTurn:
             yield
             return
         with self._guard:
-            if self._fd is None:
-                try:
-                    self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
-                except OSError:  # a turn is for speed only: SQLite's own lock still keeps writes apart
-                    log.warning("cannot open %s; writers wait in SQLite's busy handler instead", self._path, exc_info=True)
-                    self._path = None
-                    yield
-                    return
+            if not self._open() or self._fd is None:
+                yield
+                return
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 yield
@@ -119,6 +158,9 @@ class WriteTurn:
 
     def close(self) -> None:
         with self._guard:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

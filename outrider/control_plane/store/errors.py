@@ -19,6 +19,15 @@ class StoreUnavailable(Exception):
     """The store could not commit or read; the request must answer 503 and the client retry."""
 
 
+class ProjectionLagging(StoreUnavailable):
+    """The projector's index of the log had not reached ``wanted`` (it was at ``reached``) within the wait."""
+
+    def __init__(self, reached: int, wanted: int) -> None:
+        super().__init__(f"the projection has reached log position {reached}, not yet {wanted}; retry shortly")
+        self.reached = reached
+        self.wanted = wanted
+
+
 class SubscriberDropped(Exception):
     """The subscriber fell more than its buffer behind and was disconnected."""
 

@@ -46,6 +46,7 @@ from outrider.common import events
 from outrider.control_plane import projection, run_aggregates, tables
 from outrider.control_plane.store import rollups, run_rollups
 from outrider.control_plane.store.engine import WriteTurn
+from outrider.control_plane.store.log_format import explode
 from outrider.control_plane.store.sql import Dialect
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ HEARTBEAT_SECONDS = 1.0
 #: events from many clients) the projector otherwise ran one batch, with its own fsync and its own turn at the
 #: write lock, per append: +15 % single-event ingestion at 20 ms (docs/performance.md). Adds at most this much lag.
 COALESCE_SECONDS = 0.02
+#: How often a projector deferring to the appender looks again (seconds).
+DEFER_POLL_SECONDS = 0.01
 #: Runs whose fold states the projector keeps in memory (JSON text), least recently used first.
 RUN_CACHE = 4096
 
@@ -64,6 +67,8 @@ RunKey = tuple[str, str]
 RUN_COLUMNS = tuple(column.name for column in tables.runs.columns)
 MODEL_RUNS_KEY = ("hour", "namespace", "target", "provider", "model", "status")
 DEFAULT_NAMESPACE = "default"
+#: Columns of the per-event index (``tables.events``), in the order of the rows ``Folder.parse`` builds.
+EVENT_COLUMNS = ("seq", "source", "event_id", "type", "time", "target", "run_id", "received_at", "namespace", "body")
 
 
 def _utc(moment: Any) -> datetime:
@@ -113,35 +118,42 @@ class Folder:
         #: Events the fold could not use (did not validate again, or a fold error): logged and counted.
         self.skipped = 0
 
-    def parse(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, Any, str]]:
-        """(seq, event, iso time) of log rows (seq, body JSON or None, type, time, source, event id, target, run id,
-        namespace), each as a :class:`LogEvent`: the envelope from the log's columns, ``data`` from the body
-        (rows of :data:`COLUMN_ONLY` types are read without it).
+    def parse(self, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[int, Any, str]], list[tuple[Any, ...]]]:
+        """The events of log rows (seq, last seq, received at, body, skip): (seq, event, iso time) for the fold,
+        each as a :class:`LogEvent`, and their rows of the per-event index (``tables.events``).
 
-        The body is not validated again: the log holds only what ingestion validated, serialised by the event
-        model itself, so the projector would only repeat that work (it was a quarter of the projector's CPU). A
-        body that is not a JSON object is skipped (logged, counted); a value the fold cannot use fails that event's
-        fold (skipped, counted) or its batch's write (narrowed to the event, then skipped)."""
+        The bodies are not validated again: the log holds only what ingestion validated, serialised by the event
+        model itself, so the projector would only repeat that work (it was a quarter of the projector's CPU). An
+        event that is not a JSON object with the envelope's fields is skipped (logged, counted); a value the fold
+        cannot use fails that event's fold (skipped, counted) or its batch's write (narrowed, then skipped)."""
         parsed: list[tuple[int, Any, str]] = []
-        loads, iso, fromiso = json.loads, projection.iso, datetime.fromisoformat
-        for seq, body, kind, moment, source, event_id, target, run_id, namespace in rows:
-            data: Any = {}
-            if body is not None:
+        indexed: list[tuple[Any, ...]] = []
+        iso, fromiso, dumps = projection.iso, datetime.fromisoformat, json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        sqlite = self.dialect.sqlite
+        for first, last, received_at, body, skip in rows:
+            try:
+                exploded = explode(int(first), body, skip, int(last))
+            except (ValueError, TypeError) as exc:
+                self.skipped += int(last) - int(first) + 1
+                log.error("log row seq %d..%d cannot be read (%s); it is not projected", first, last, exc)
+                continue
+            for seq, event in exploded:
                 try:
-                    data = loads(body).get("data")
-                except (ValueError, TypeError, AttributeError):
+                    when = _utc(fromiso(event["time"]))
+                    kind, source, event_id = event["type"], event["source"], event["id"]
+                    namespace = event.get("namespace") or DEFAULT_NAMESPACE
+                    target, run_id, data = event.get("target"), event.get("runid"), event.get("data")
+                    text = iso(when)
+                    stored = dumps(event)
+                except (KeyError, ValueError, TypeError, AttributeError) as exc:
                     self.skipped += 1
-                    log.error("event seq %d in the log is not a JSON object; it is not projected", seq)
+                    log.error("event seq %d in the log cannot be read (%s); it is not projected", seq, exc)
                     continue
-            if isinstance(moment, str) and len(moment) == 26 and moment[10] == " ":
-                # SQLite's column text, "YYYY-MM-DD HH:MM:SS.ffffff" in UTC: the ISO text by slicing (formatting a
-                # datetime was a tenth of the projector's CPU)
-                when, text = fromiso(moment).replace(tzinfo=UTC), f"{moment[:10]}T{moment[11:]}+00:00"
-            else:
-                when = _utc(moment)
-                text = iso(when)
-            parsed.append((int(seq), LogEvent(kind, source, event_id, when, target, run_id, namespace, data or {}), text))
-        return parsed
+                parsed.append((seq, LogEvent(kind, source, event_id, when, target, run_id, namespace,
+                                             data if isinstance(data, dict) else {}), text))
+                indexed.append((seq, source, event_id, kind, f"{text[:10]} {text[11:26]}" if sqlite else when,
+                                target, run_id, received_at, namespace, stored))
+        return parsed, indexed
 
     def load_states(self, read: Callable[[str, list[Any]], list[tuple[Any, ...]]], keys: list[RunKey]) -> dict[RunKey, tuple[projection.RunState, dict[str, Any]]]:
         """Stored (state, columns) of the runs among ``keys`` that the cache does not hold."""
@@ -324,7 +336,7 @@ class Projector:
     docstring. ``wake()`` (after an append) makes it look at once instead of at its next poll."""
 
     def __init__(self, engine: sa.Engine, *, batch_events: int = 5000, poll_seconds: float = 0.5,
-                 lease_seconds: float = 5.0, name: str | None = None) -> None:
+                 lease_seconds: float = 5.0, name: str | None = None, defer_seconds: float = 0.0) -> None:
         self.engine = engine
         self.dialect = Dialect(engine.dialect.name)
         self.folder = Folder(self.dialect)
@@ -333,6 +345,7 @@ class Projector:
         self.batch_events = batch_events
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
+        self.defer_seconds = defer_seconds
         self.name = name or holder_name()
         self.leader = False
         self._version: int | None = None  # the version our last write left; the cache is valid while it holds
@@ -374,6 +387,9 @@ class Projector:
                 now = time.time()
                 if not self.leader or now - self._last_heartbeat >= HEARTBEAT_SECONDS:
                     self.leader = self._claim(now)
+                if self.leader and self._deferring():
+                    self._stop.wait(DEFER_POLL_SECONDS)
+                    continue
                 projected = self.step() if self.leader else 0
                 self.last_error = None
                 backoff = 0.0
@@ -391,6 +407,23 @@ class Projector:
                 continue  # more may be waiting: no pause while behind
             self._wake.wait(self.poll_seconds if self.leader else self.lease_seconds / 4)
             self._wake.clear()
+
+    def _deferring(self) -> bool:
+        """Whether to leave SQLite's write lock to the appender for now: appends keep coming (it committed within
+        ``WriteTurn.ACTIVE_SECONDS``), the projection is more than a batch behind (a burst: at a steady rate it
+        keeps up), and the oldest event waiting for it has waited less than ``defer_seconds``. Each projector
+        transaction would hold the lock for as long as the appender needs to commit a dozen requests; during
+        a burst ingestion then runs at what the appender alone allows. Never on PostgreSQL (no shared lock)."""
+        if not self.defer_seconds or not self._turn.appender_active():
+            return False
+        s, g, h = tables.projector_state, tables.event_log, tables.event_log_head
+        with self.engine.connect() as conn:
+            position = conn.execute(sa.select(s.c.position).where(s.c.id == 1)).scalar() or 0
+            head = conn.execute(sa.select(h.c.seq).where(h.c.id == 1)).scalar() or 0
+            if head - position < self.batch_events:
+                return False
+            oldest = conn.execute(sa.select(g.c.received_at).where(g.c.last_seq > position).order_by(g.c.seq).limit(1)).scalar()
+        return oldest is not None and time.time() - _utc(oldest).timestamp() < self.defer_seconds
 
     # --- the lease ---------------------------------------------------------------------------------
 
@@ -444,15 +477,16 @@ class Projector:
         s = tables.projector_state
         with self.engine.begin() as conn:
             position, version = conn.execute(sa.select(s.c.position, s.c.version).where(s.c.id == 1)).one()
-            seq = conn.execute(sa.select(sa.func.min(tables.events.c.seq)).where(tables.events.c.seq > position)).scalar()
-            if seq is None:
+            g = tables.event_log
+            row = conn.execute(sa.select(g.c.seq, g.c.last_seq).where(g.c.last_seq > position).order_by(g.c.seq).limit(1)).first()
+            if row is None:
                 return
             moved = conn.execute(sa.update(s).where(s.c.id == 1, s.c.version == version, s.c.holder == self.name)
-                                 .values(position=seq, version=s.c.version + 1, projected_at=time.time())).rowcount
+                                 .values(position=row.last_seq, version=s.c.version + 1, projected_at=time.time())).rowcount
         if moved:
-            self.folder.skipped += 1
+            self.folder.skipped += row.last_seq - max(position, row.seq - 1)
             self._version = version + 1
-            log.error("event seq %d cannot be projected (%s: %s); skipped", seq, type(exc).__name__, exc)
+            log.error("log row seq %d..%d cannot be projected (%s: %s); skipped", row.seq, row.last_seq, type(exc).__name__, exc)
 
     def project_batch(self, limit: int | None = None) -> int:
         """Project the next batch of the log (at most ``limit`` events); how many log rows it covered (0: nothing
@@ -462,22 +496,25 @@ class Projector:
             position, version = conn.execute(sa.select(s.c.position, s.c.version).where(s.c.id == 1)).one()
             cursor = conn.connection.cursor()
             mark = self.dialect.mark
-            cursor.execute(
-                f"SELECT seq, CASE WHEN type IN ({', '.join(repr(t) for t in sorted(COLUMN_ONLY))}) THEN NULL ELSE body END, "
-                f"type, time, source, event_id, target, run_id, namespace, {self.dialect.body_bytes} FROM events "
-                f"WHERE seq > {mark} ORDER BY seq "
-                f"LIMIT {int(limit or self.batch_events)}", (position,))
-            rows = cursor.fetchall()
+            limit = int(limit or self.batch_events)
+            # Whole log rows: those starting within ``limit`` seqs of the checkpoint (seqs are dense but for
+            # gaps PostgreSQL's sequences left in logs from before rows per request), else the next one.
+            columns = "SELECT seq, last_seq, received_at, body, skip FROM event_log"
+            cursor.execute(f"{columns} WHERE last_seq > {mark} AND seq <= {mark} ORDER BY seq", (position, position + limit))
+            rows = list(cursor.fetchall())
+            if not rows:
+                cursor.execute(f"{columns} WHERE last_seq > {mark} ORDER BY seq LIMIT 1", (position,))
+                rows = list(cursor.fetchall())
             if not rows:
                 return 0
             if version != self._version:  # someone else wrote (or we never did): the cache cannot be trusted
                 self.folder.cache.clear()
+            batch, indexed = self.folder.parse(rows)
             usage: dict[str, list[int]] = {}
-            for row in rows:  # every stored event counts, including any the fold skips
-                counts = usage.setdefault(row[8] or DEFAULT_NAMESPACE, [0, 0])
+            for row in indexed:  # every stored event counts, including any the fold skips
+                counts = usage.setdefault(row[8], [0, 0])
                 counts[0] += 1
-                counts[1] += int(row[9] or 0)
-            batch = self.folder.parse([row[:9] for row in rows])
+                counts[1] += len(row[9].encode())
             keys = list(dict.fromkeys((e.namespace or DEFAULT_NAMESPACE, e.runid) for _, e, _ in batch
                                       if e.runid and e.type in projection.RUN_TYPES))
 
@@ -489,7 +526,7 @@ class Projector:
             models = self.folder.load_models(read, keys)
             conn.rollback()  # end the read transaction before writing
         write = self.folder.fold(batch, loaded, models)
-        new_position = int(rows[-1][0])
+        new_position = int(rows[-1][1])
         now = time.time()
         try:
             with self._turn.held(), self.engine.begin() as conn:
@@ -502,6 +539,7 @@ class Projector:
                 )
                 if cursor.rowcount != 1:
                     raise Fenced
+                self.dialect.write_rows(cursor, f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})", len(EVENT_COLUMNS), indexed)
                 write(cursor)
                 self.dialect.bump(cursor, "namespace_usage", ("namespace",), ("events", "bytes"),
                                   [(namespace, *counts) for namespace, counts in usage.items()])
@@ -518,7 +556,7 @@ class Projector:
         write.remember()  # type: ignore[attr-defined]
         self._version = version + 1
         self._last_heartbeat = now
-        return len(rows)
+        return max(1, new_position - int(position))
 
     def run_until_caught_up(self, timeout: float = 600.0) -> int:
         """Project until the log is exhausted (tests, ``outrider store rebuild``); how many rows it projected."""

@@ -172,7 +172,8 @@ def _project(config: settings.Settings, name: str, sock: socket.socket) -> None:
     engine = make_engine(config.database_url, config.sqlite_synchronous, cache_mb=WRITER_CACHE_MB,
                          autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES)
     projector = Projector(engine, batch_events=config.projector_batch_events, poll_seconds=config.projector_poll_seconds,
-                          lease_seconds=config.projector_lease_seconds, name=name)
+                          lease_seconds=config.projector_lease_seconds, name=name,
+                          defer_seconds=config.projector_defer_seconds)
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from outrider.control_plane import projection, tables
+from outrider.control_plane import projection, settings, tables
 from outrider.control_plane.store.engine import utc
-from outrider.control_plane.store.errors import AmbiguousRun, StoreUnavailable
+from outrider.control_plane.store.errors import AmbiguousRun, ProjectionLagging, StoreUnavailable
 from outrider.control_plane.store.scope import EVERYTHING, Scope
 
 
@@ -39,6 +40,7 @@ class Reads:
     """The store's reads of the log and the run records (a part of :class:`~outrider.control_plane.store.Store`)."""
 
     engine: sa.Engine
+    settings: settings.Settings
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sa.Connection]:
@@ -56,6 +58,35 @@ class Reads:
                 return list(conn.execute(query).all())
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+
+    def await_index(self) -> int:
+        """Block until the projector's per-event index (``tables.events``) covers the log as it is now, so a read
+        of the log sees everything committed before it (at most ``read_wait_max_seconds``, else
+        :class:`ProjectionLagging`); the position covered."""
+        head = self.log_head()
+        reached = self.wait_projected(head, timeout=self.settings.read_wait_max_seconds)
+        if reached < head:
+            raise ProjectionLagging(reached, head)
+        return reached
+
+    def wait_projected(self, position: int, timeout: float = 30.0) -> int:
+        """Block until the projection has reached ``position`` (or ``timeout``); the position it reached."""
+        deadline = time.monotonic() + timeout
+        while (reached := self.projected_position()) < position and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return reached
+
+    def log_head(self) -> int:
+        """The event log's last position (the highest committed seq; 0 when empty)."""
+        h = tables.event_log_head
+        rows = self._read(sa.select(h.c.seq).where(h.c.id == 1))
+        return int(rows[0][0]) if rows else 0
+
+    def projected_position(self) -> int:
+        """The log position the projection has reached (its checkpoint)."""
+        s = tables.projector_state
+        rows = self._read(sa.select(s.c.position).where(s.c.id == 1))
+        return int(rows[0][0]) if rows else 0
 
     def list_events(
         self,
@@ -88,6 +119,7 @@ class Reads:
         scope: Scope = EVERYTHING,
     ) -> list[tuple[int, datetime, str]]:
         """Like :meth:`list_events`, but each event as stored: (seq, received_at, body JSON text)."""
+        self.await_index()
         e = tables.events
         query = _event_filters(
             sa.select(e.c.seq, e.c.received_at, e.c.body).where(e.c.seq > after_seq), target, run_id, type, until, scope
@@ -119,6 +151,7 @@ class Reads:
         ``ix_events_time`` (on SQLite its entries are (time, rowid) = (time, seq)) that starts at the cursor
         and stops after ``limit`` rows, whatever the window and however deep the page.
         """
+        self.await_index()
         e = tables.events
         query = sa.select(e.c.seq, e.c.time, e.c.received_at, e.c.body)
         lower = since.astimezone(UTC) if since is not None else None

@@ -10,7 +10,7 @@ using the server's own connections.
 
 Protocol: pickled messages on a socket pair, in order.
 
-- parent → child: a list of operations, each ``("submit", [(ident, events as ``store.LogRow`` tuples), ...])`` (one
+- parent → child: a list of operations, each ``("submit", [(ident, events as ``store.Encoded``), ...])`` (one
   loop's hand-over: one item of the writer's queue), ``("reject", ident, reason, count)``,
   ``("probe", ident)``, ``("listeners", bool)`` (whether anyone subscribes to live updates) or ``("stop",)``.
 - child → parent, after each group: ``(answers, last_commit_error, published)`` with ``answers`` a list of
@@ -48,10 +48,10 @@ log = logging.getLogger(__name__)
 GC_THRESHOLDS = (100_000, 50, 50)
 
 
-def _encode(batch: Any) -> list[store.LogRow]:
-    """A submission's events as the log appends them (``store.log_rows``): the child appends them as they are,
+def _encode(batch: Any) -> store.Encoded:
+    """A submission's events as the log appends them (``store.encode``): the child appends them as they are,
     without parsing or validating them again (which cost it about as much as the append itself)."""
-    return list(store.log_rows(batch))
+    return store.encode(batch)
 
 
 class RemoteWriter:
@@ -279,7 +279,7 @@ class _ChildStore(store.Store):
             if kind == "submit":
                 submissions = []
                 for ident, payload in operation[1]:
-                    submissions.append(store._Submission(store.LogRows(payload), self._future(ident)))
+                    submissions.append(store._Submission(payload, self._future(ident)))
                 if submissions:
                     self._queue.put(submissions)
             elif kind == "reject":

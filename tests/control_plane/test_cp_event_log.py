@@ -1,0 +1,221 @@
+"""The event log as one row per accepted request (migration 0011): what ingestion's fast path accepts equals what
+the exact path accepts; duplicates inside a request, across the requests of one group commit and against the
+stored keys are numbered out of the log and answered as duplicates; a retention sweep forgets the keys and
+drops the log rows it emptied; a database from before the migration keeps every event and projects on; and the
+projector defers to a busy appender only while it is more than a batch behind, and only for so long."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from outrider.common import events
+from outrider.control_plane import settings as settings_module
+from outrider.control_plane import store, tables
+from outrider.control_plane.store import log_format
+from outrider.control_plane.store.projector import Projector
+from tests.control_plane import cp_support as support
+from tests.control_plane.conftest import RunningServer
+
+Start = Callable[[settings_module.Settings], RunningServer]
+
+
+def exact(raw: bytes) -> list[events.CloudEvent] | None:
+    """The exact path: decode, then validate event by event (what a body the fast path declines goes through)."""
+    batch = json.loads(raw)
+    checked = [events.validate_event(item, index) for index, item in enumerate(batch)]
+    if any(problems for _, problems in checked):
+        return None
+    return [event for event, _ in checked if event is not None]
+
+
+json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["run.log", "run.llm_usage", "run.progress", "run.created", "custom.thing", "target.status", "pr.created"]),
+    data=st.dictionaries(st.sampled_from(["stage", "iteration", "level", "message", "provider", "model", "input_tokens",
+                                          "output_tokens", "cost_usd", "number", "url", "extra", "nested"]), json_values, max_size=6),
+    extension=json_values,
+    with_runid=st.booleans(),
+    with_time=st.booleans(),
+)
+def test_the_fast_path_accepts_exactly_what_the_exact_path_accepts(kind: str, data: dict[str, Any], extension: Any,
+                                                                   with_runid: bool, with_time: bool) -> None:
+    """Random data and extension values against the type models: wherever the exact path accepts a body, the fast
+    path gives the same events (the same stored JSON) or declines; wherever it refuses, the fast path declines."""
+    event = support.event(kind, "run-x" if with_runid else None, data=data)
+    event["ext"] = extension
+    if not with_time:
+        del event["time"]
+    raw = json.dumps([event, support.event("run.created", "run-y")]).encode()
+    expected = exact(raw)
+    fast = events.validate_json_fast(raw, array=True)
+    if expected is None:
+        assert fast is None
+    elif fast is not None:
+        assert events.dump_batch_json(fast) == events.dump_batch_json(expected)
+    if with_time and expected is not None:  # a body with every time given is never sent the slow way for nothing
+        assert fast is not None
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"[[1e400]]"])
+def test_numbers_json_refuses_are_never_accepted_by_the_fast_path(value: bytes) -> None:
+    body = json.dumps([support.event("custom.thing", data={"x": 1})]).encode().replace(b'{"x": 1}', b'{"x": ' + value + b"}")
+    assert events.validate_json_fast(body, array=True) is None
+
+
+def test_too_deep_data_is_declined_by_the_fast_path() -> None:
+    deep: Any = 1
+    for _ in range(events.MAX_DEPTH):
+        deep = [deep]
+    body = json.dumps([support.event("custom.thing", data={"x": deep})]).encode()
+    assert events.validate_json_fast(body, array=True) is None
+    assert exact(body) is None
+
+
+def post(server: RunningServer, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    response = server.client.post("/v1/events", content=json.dumps(batch), headers=support.BATCH)
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def test_duplicates_are_numbered_out_of_the_log(make_sqlite_settings: Callable[..., settings_module.Settings], start_server: Start) -> None:
+    server = start_server(make_sqlite_settings())
+    a, b, c = (support.event("run.log", "dup-1", data={"level": "info", "message": m}) for m in "abc")
+    assert post(server, [a, b, a]) == {"accepted": 2, "duplicates": 1, "position": 2}
+    assert post(server, [b, c]) == {"accepted": 1, "duplicates": 1, "position": 3}
+    assert post(server, [a]) == {"accepted": 0, "duplicates": 1, "position": 3}  # where the stored one is, at most
+    listed = server.client.get("/v1/events").json()["items"]
+    assert [(item["seq"], item["event"]["id"]) for item in listed] == [(1, a["id"]), (2, b["id"]), (3, c["id"])]
+    with server.app.state.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(tables.event_log.c.seq, tables.event_log.c.last_seq, tables.event_log.c.skip)
+                            .order_by(tables.event_log.c.seq)).all()
+    assert [tuple(row) for row in rows] == [(1, 2, "[2]"), (3, 3, "[0]")]
+
+
+def test_a_group_commit_numbers_duplicates_across_its_requests(make_settings: Callable[..., settings_module.Settings]) -> None:
+    """Requests committed together: a key belongs to the first request that carries it, in queue order."""
+    the_store = store.Store(make_settings(projector_enabled=False))
+    store.migrate(the_store.engine)
+    try:
+        first, second, old = (support.event("run.created", f"grp-{n}") for n in range(3))
+        done = [store._Submission([events.CloudEvent.model_validate(old)], concurrent.futures.Future())]
+        the_store._commit_group(done)
+        assert done[0].future.result(timeout=0) == (1, 0, 1)
+        group = [store._Submission([events.CloudEvent.model_validate(e) for e in batch], concurrent.futures.Future())
+                 for batch in ([first, old], [second, first, second])]
+        the_store._commit_group(group)
+        assert [item.future.result(timeout=0) for item in group] == [(1, 1, 3), (1, 2, 3)]
+        with the_store.engine.connect() as conn:
+            rows = conn.execute(sa.select(tables.event_log.c.seq, tables.event_log.c.last_seq, tables.event_log.c.body,
+                                          tables.event_log.c.skip).order_by(tables.event_log.c.seq)).all()
+            keys = conn.execute(sa.select(sa.func.count()).select_from(tables.event_keys)).scalar()
+        assert keys == 3
+        numbered = [(seq, event["id"]) for first_seq, _, body, skip in rows for seq, event in log_format.explode(first_seq, body, skip)]
+        assert numbered == [(1, old["id"]), (2, first["id"]), (3, second["id"])]
+    finally:
+        the_store.engine.dispose()
+
+
+def test_a_sweep_forgets_keys_and_drops_the_log_rows_it_emptied(make_sqlite_settings: Callable[..., settings_module.Settings],
+                                                                 start_server: Start) -> None:
+    server = start_server(make_sqlite_settings())
+    old = [support.event("run.log", "sweep-1", at=n, data={"level": "info", "message": str(n)}) for n in range(3)]
+    mixed = [support.event("run.log", "sweep-1", at=10, data={"level": "info", "message": "old"}),
+             support.event("run.log", "sweep-1", at=86_400 * 400, data={"level": "info", "message": "new"})]
+    post(server, old)
+    position = post(server, mixed)["position"]
+    the_store: store.Store = server.app.state.store
+    the_store.wait_projected(position)
+    assert the_store.sweep(support.BASE_TIME + timedelta(days=1)) == 4
+    with the_store.engine.connect() as conn:
+        logged = conn.execute(sa.select(tables.event_log.c.seq)).scalars().all()
+        keys = {tuple(row) for row in conn.execute(sa.select(tables.event_keys.c.source, tables.event_keys.c.event_id))}
+    assert logged == [4]  # the first request's row is empty now; the second keeps its recent event
+    assert keys == {(mixed[1]["source"], mixed[1]["id"])}
+    assert post(server, [old[0]])["accepted"] == 1  # swept: the same event is new again, as it always was
+
+
+def _alembic(engine: sa.Engine, action: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("outrider.control_plane") / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+
+
+def test_a_database_from_before_the_request_log_keeps_every_event(tmp_path: Path) -> None:
+    """At revision 0010 (one log row per event) with a partly projected log: after the migration every event is in
+    the log with its seq, the unprojected ones are projected, and ingestion continues above the old head."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = store.make_engine(url)
+    _alembic(engine, "upgrade", "0010")
+    stored = [support.event("run.created", f"old-{n}") for n in range(5)]
+    with engine.begin() as conn:
+        for seq, event in enumerate(stored, start=1):
+            conn.execute(sa.text("INSERT INTO events (seq, source, event_id, type, time, target, run_id, received_at, namespace, body) "
+                                 "VALUES (:seq, :source, :id, :type, :time, :target, :run, :received, 'default', :body)"),
+                         {"seq": seq * 2, "source": event["source"], "id": event["id"], "type": event["type"],
+                          "time": "2026-01-01 12:00:00.000000", "target": event["target"], "run": event["runid"],
+                          "received": "2026-01-01 12:00:01.000000", "body": json.dumps(event)})
+        conn.execute(sa.text("UPDATE projector_state SET position = 4 WHERE id = 1"))  # two of five projected
+    engine.dispose()
+    the_store = store.Store(settings_module.Settings(database_url=url, api_tokens=support.TOKEN, projector_enabled=False))
+    the_store.open()
+    try:
+        assert the_store.log_head() == 10
+        with the_store.engine.connect() as conn:
+            assert conn.execute(sa.select(tables.events.c.seq).order_by(tables.events.c.seq)).scalars().all() == [2, 4]
+        Projector(the_store.engine).run_until_caught_up(timeout=60)
+        assert [(item["seq"], item["event"]["id"]) for item in the_store.list_events()] == [(2 * n, e["id"]) for n, e in enumerate(stored, 1)]
+        appended = the_store.submit([events.CloudEvent.model_validate(stored[0]), events.CloudEvent.model_validate(support.event("run.created", "new-1"))])
+        assert appended.result(timeout=30) == (1, 1, 11)
+    finally:
+        the_store.close()
+    _alembic(store.make_engine(url), "downgrade", "0010")  # back to one row per event, the new event included
+    with store.make_engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT max(seq), count(*) FROM events")).one() == (11, 6)
+
+
+def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_long(
+        make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:
+    the_store = store.Store(make_sqlite_settings(projector_enabled=False))
+    store.migrate(the_store.engine)
+    projector = Projector(the_store.engine, batch_events=10, defer_seconds=2.0)
+    try:
+        def append(count: int) -> None:
+            batch = [events.CloudEvent.model_validate(support.event("run.created", f"defer-{time.monotonic_ns()}-{n}")) for n in range(count)]
+            the_store._commit_group([store._Submission(batch, concurrent.futures.Future())])
+
+        append(5)
+        assert not projector._deferring()  # less than a batch behind: a steady rate, it keeps up
+        append(10)
+        assert projector._deferring()  # a burst: the appender just committed and 15 events wait
+        time.sleep(store.engine.WriteTurn.ACTIVE_SECONDS * 2)
+        assert not projector._deferring()  # the appender has gone quiet
+        append(1)
+        with the_store.engine.begin() as conn:  # as if the oldest waiting event had arrived 3 s ago
+            first = conn.execute(sa.select(sa.func.min(tables.event_log.c.seq))).scalar()
+            conn.execute(sa.update(tables.event_log).where(tables.event_log.c.seq == first)
+                         .values(received_at=datetime.now(UTC) - timedelta(seconds=3)))
+        assert not projector._deferring()  # waited longer than defer_seconds: projection goes on
+        assert not Projector(the_store.engine, batch_events=10)._deferring()  # defer_seconds 0: never
+    finally:
+        projector.stop()
+        the_store.engine.dispose()
