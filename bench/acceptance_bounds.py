@@ -73,8 +73,11 @@ def _append_per_event_log(path: Path, rows: list[tuple[Any, ...]]) -> float:
     from outrider.control_plane import tables
 
     conn = _fresh(path)
-    statements: list[sa.schema.ExecutableDDLElement] = [sa.schema.CreateTable(tables.events)]
-    statements += [sa.schema.CreateIndex(index) for index in tables.events.indexes]
+    # The per-event index as the appender wrote it before migration 0011: with the (source, id) constraint.
+    table = tables.events.to_metadata(sa.MetaData())
+    table.append_constraint(sa.UniqueConstraint("source", "event_id"))
+    statements: list[sa.schema.ExecutableDDLElement] = [sa.schema.CreateTable(table)]
+    statements += [sa.schema.CreateIndex(index) for index in table.indexes]
     for statement in statements:
         conn.execute(str(statement.compile(dialect=sqlite_dialect.dialect())))
     columns = ", ".join(PER_EVENT_COLUMNS)

@@ -223,11 +223,12 @@ class Settings(BaseSettings):
         description="Log events folded per projection transaction at most (default 5000).",
     )
     projector_defer_seconds: float = Field(
-        default=5.0, ge=0, le=300,
+        default=3.0, ge=0, le=300,
         description=(
-            "SQLite: while appends keep the write lock busy (a burst), the projector defers its writes until the "
-            "oldest event it has not projected has waited this long (seconds, default 5; 0: it never defers). "
-            "Ingestion then runs at what the appender alone allows; reads of projections lag by up to this much more."
+            "SQLite: while appends keep coming and the projection is more than a batch behind (a burst), the "
+            "projector leaves the write lock to the appender until the oldest event it has not projected has waited "
+            "this long (seconds, default 3: under the console's 5 s 'catching up'; 0: it never defers). A burst is "
+            "then accepted at what the appender alone allows; a longer one at the rate both share."
         ),
     )
     projector_poll_seconds: float = Field(

@@ -71,7 +71,6 @@ events = sa.Table(
     sa.Column("received_at", Time, nullable=False),
     sa.Column("namespace", sa.String(63), nullable=False, server_default="default", comment="Kubernetes namespace (tenant); 'default' for events that named none."),
     sa.Column("body", sa.Text(), nullable=False, comment="The event as accepted, JSON."),
-    sa.UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     sa.Index("ix_events_run_id_seq", "run_id", "seq"),
     sa.Index("ix_events_target_seq", "target", "seq"),
     sa.Index("ix_events_type_seq", "type", "seq"),

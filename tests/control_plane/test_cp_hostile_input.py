@@ -127,8 +127,8 @@ def test_the_activity_partial_refuses_positions_out_of_range(api: RunningServer,
 def test_history_stored_under_looser_rules_still_renders(api: RunningServer) -> None:
     """Events that older versions stored (a year-0 cooldown, data nested 40 deep, a free-form ``namespace``
     extension from before namespaces had a meaning) stay in the history; no page or endpoint may fail on them
-    (before, one such target.status kept the dashboard at 500). Written straight into the events table, as
-    an older version left them: today's ingestion refuses all three."""
+    (before, one such target.status kept the dashboard at 500). Written straight into the log, as an older
+    version left them (migration 0011 makes each stored event a log row): today's ingestion refuses all three."""
     import sqlalchemy as sa
 
     from outrider.control_plane import tables
@@ -137,10 +137,10 @@ def test_history_stored_under_looser_rules_still_renders(api: RunningServer) -> 
            {**support.event("run.failed", "legacy-1", data={"message": "x"}), "namespace": "Not A DNS Label"},
            _status("0001-01-01T00:00:00+14:00")]
     with api.app.state.store.engine.begin() as conn:
-        for number, raw in enumerate(old):
-            conn.execute(sa.insert(tables.events).values(
-                source=raw["source"], event_id=f"legacy-{number}", type=raw["type"], time=support.BASE_TIME,
-                target=raw.get("target"), run_id=raw.get("runid"), received_at=support.BASE_TIME, body=json.dumps(raw)))
+        for seq, raw in enumerate(old, start=1):
+            conn.execute(sa.insert(tables.event_log).values(seq=seq, last_seq=seq, received_at=support.BASE_TIME,
+                                                            body=json.dumps([{**raw, "id": f"legacy-{seq}"}])))
+        conn.execute(sa.update(tables.event_log_head).where(tables.event_log_head.c.id == 1).values(seq=len(old)))
     for path in ("/", "/console/partials/status", "/v1/status", "/v1/targets", "/v1/events", "/v1/runs/legacy-1/logs"):
         assert api.client.get(path).status_code == 200, path
     assert len(api.client.get("/v1/events").json()["items"]) == 3

@@ -13,6 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import pydantic_core
+
 from outrider.common import events
 
 #: An event's idempotency key: (source, id).
@@ -54,7 +56,7 @@ def kept_indexes(count: int, skip: str | None) -> list[int]:
 def explode(seq: int, body: str, skip: str | None, last_seq: int | None = None) -> list[tuple[int, Any]]:
     """(seq, event) of one log row's events, decoded, in seq order. ValueError when the body is not a JSON array,
     or (given ``last_seq``) holds another number of events than the row numbers: a damaged row."""
-    items = json.loads(body)
+    items = pydantic_core.from_json(body)
     if not isinstance(items, list):
         raise ValueError("the body is not a JSON array")
     numbered = [(seq + offset, items[index]) for offset, index in enumerate(kept_indexes(len(items), skip))]

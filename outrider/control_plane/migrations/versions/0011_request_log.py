@@ -6,7 +6,7 @@ Adds ``event_log`` (a request's new events as one JSON array, numbered ``seq``..
 Existing databases: every stored event becomes a log row of its own, with its seq, and its key; the head is the
 highest seq ever given (SQLite's AUTOINCREMENT counter, else the highest stored). Rows of ``events`` that the
 projector has not covered yet are deleted from it: the projector writes them again from the log, as it now writes
-every new event.
+every new event. Its (source, event_id) constraint goes (``event_keys`` holds the keys; SQLite copies the table).
 
 Revision ID: 0011
 Revises: 0010
@@ -27,6 +27,7 @@ branch_labels = None
 depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+UNIQUE_KEY = "uq_events_source_event_id"
 
 
 def upgrade() -> None:
@@ -59,6 +60,9 @@ def upgrade() -> None:
         head = max(head, int(counter or 0))
     op.execute(sa.text("INSERT INTO event_log_head (id, seq) VALUES (1, :seq)").bindparams(seq=int(head)))
     op.execute("DELETE FROM events WHERE seq > (SELECT position FROM projector_state WHERE id = 1)")
+    # (source, id) is unique in event_keys now; in the per-event index the constraint only cost the projector.
+    with op.batch_alter_table("events") as batch:
+        batch.drop_constraint(UNIQUE_KEY, type_="unique")
 
 
 def downgrade() -> None:
@@ -94,3 +98,5 @@ def downgrade() -> None:
                 body=json.dumps(item, separators=(",", ":"), ensure_ascii=False)))
     for table in ("event_log_head", "event_keys", "event_log"):
         op.drop_table(table)
+    with op.batch_alter_table("events") as batch:
+        batch.create_unique_constraint(UNIQUE_KEY, ["source", "event_id"])
