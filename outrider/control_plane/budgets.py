@@ -113,7 +113,7 @@ def _tail_calls(conn: sa.Connection, position: int, since: datetime, now: dateti
     """Priced ``run.llm_usage`` calls in ``(since, now]`` that the log holds after ``position`` (not projected yet)."""
     g = tables.event_log
     found = []
-    for first, body, skip in conn.execute(sa.select(g.c.seq, g.c.body, g.c.skip).where(g.c.last_seq > position)):
+    for first, body, skip in conn.execute(sa.select(g.c.seq, g.c.body, g.c.skip).where(g.c.seq > position)):
         try:
             numbered = log_format.explode(int(first), body, skip)
         except ValueError:  # a damaged row: the projector skips it too (and says so)

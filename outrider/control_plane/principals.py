@@ -52,9 +52,12 @@ _WRITERS = frozenset({Role.INGEST, Role.RUN, Role.OPERATOR, Role.ADMIN})
 _CONTROLLERS = frozenset({Role.OPERATOR, Role.ADMIN})
 
 
+_OPERATOR_SOURCE_PREFIX = OPERATOR_SOURCE + "/"
+
+
 def is_control_event(event_type: str, source: str) -> bool:
     """Whether an event speaks for the operator (by its type, or by claiming the operator's source)."""
-    return event_type.startswith(CONTROL_PREFIXES) or source == OPERATOR_SOURCE or source.startswith(OPERATOR_SOURCE + "/")
+    return event_type.startswith(CONTROL_PREFIXES) or source == OPERATOR_SOURCE or source.startswith(_OPERATOR_SOURCE_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,18 +10,18 @@ the default) or in a thread of the server (``store_writer = "thread"``); it is t
 the projector runs beside it. Requests hand their (already validated) events to :meth:`Store.submit` and
 wait; the writer takes everything queued while the previous commit ran (up to ``group_commit_max_events``;
 when clients write concurrently it waits up to ``group_commit_max_wait_seconds`` for as many requests as the
-previous group had), inserts it with ``INSERT … ON CONFLICT (source, event_id) DO NOTHING`` (which rows
-were new: ``RETURNING`` on PostgreSQL, row count and last rowid on SQLite, see ``_insert_events``) and
-commits ONCE. Each request then gets its own ``(accepted, duplicates, position)``. If the transaction
+previous group had), stores the group's (source, id) keys with ``INSERT … ON CONFLICT DO NOTHING`` (which
+were new: ``RETURNING`` on PostgreSQL, the row count on SQLite, see ``_insert_keys``), appends one log row per
+request holding its new events (``store.log_format``) and commits ONCE. Each request then gets its own ``(accepted, duplicates, position)``. If the transaction
 fails, the writer retries the group's requests one per transaction, so one request that cannot be stored
 does not take the others down; a request whose own transaction fails gets the error (503) and nothing of it
 is stored.
 
-Commit order. Readers of the log (the projector, ``GET /v1/events`` paging, SSE resume, log follow) read
-``seq > cursor``, so an event must never become visible after one with a higher seq. On PostgreSQL with
-several replicas, sequence values are handed out before commit, so two appenders could commit out of order.
-Every append transaction therefore first takes ``pg_advisory_xact_lock(APPEND_LOCK)`` and keeps it until it
-commits: seqs are drawn (``nextval`` in the INSERT) only while holding the lock, and the lock is released
+Commit order. The projector reads the log ``seq > checkpoint`` (and the log's readers page the index it
+writes by ``seq``), so an event must never become visible after one with a higher seq. On PostgreSQL with
+several replicas, two appenders could otherwise number and commit out of order. Every append transaction
+therefore first takes ``pg_advisory_xact_lock(APPEND_LOCK)`` and keeps it until it commits: seqs are drawn
+(from ``event_log_head``, which the transaction advances) only while holding the lock, and the lock is released
 only after the commit is visible, so the next appender's seqs are all higher than, and commit after, the
 previous one's. Hence the committed seqs at any moment are a prefix of all seqs ever committed (gaps aside),
 and ``seq > cursor`` never passes over a late commit. Appenders of different replicas wait for each other
@@ -597,7 +597,7 @@ class Store(analytics_reads.AnalyticsReads):
                 # Seqs are dense in the log (each row numbers its new events one after the other): the lag in
                 # events is the distance to the head, but for gaps left by logs from before rows per request.
                 lag_events = min(max(0, int(head) - int(state.position)), self.LAG_COUNT_CAP)
-                oldest = conn.execute(sa.select(g.c.received_at).where(g.c.last_seq > state.position).order_by(g.c.seq).limit(1)).scalar()
+                oldest = conn.execute(sa.select(g.c.received_at).where(g.c.seq > state.position).order_by(g.c.seq).limit(1)).scalar()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
         oldest_at = utc(oldest)
@@ -618,7 +618,7 @@ class Store(analytics_reads.AnalyticsReads):
         now = time.time() if now is None else now
         s, g = tables.projector_state, tables.event_log
         position = sa.select(s.c.position).where(s.c.id == 1).scalar_subquery()
-        rows = self._read(sa.select(g.c.received_at).where(g.c.last_seq > position).order_by(g.c.seq).limit(1))
+        rows = self._read(sa.select(g.c.received_at).where(g.c.seq > position).order_by(g.c.seq).limit(1))
         oldest = utc(rows[0][0]) if rows else None
         return max(0.0, now - oldest.timestamp()) if oldest is not None else 0.0
 

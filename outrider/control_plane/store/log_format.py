@@ -4,7 +4,9 @@ One row per accepted request (``tables.event_log``): the request's events as one
 validated and serialised them, numbered ``seq``..``last_seq`` in body order without the duplicates (``skip``).
 Why a row per request: the append then costs SQLite one row and one (source, id) key per event, about a quarter
 of a row per event with the per-event indexes (docs/performance.md); the projector writes the per-event index
-(``tables.events``) with the run records, in the same transaction as its checkpoint.
+(``tables.events``) with the run records, in the same transaction as its checkpoint. The checkpoint only ever
+moves to the end of a row (or back to 0 for a rebuild), so the rows after it are a range of the primary key:
+``seq > checkpoint``.
 """
 
 from __future__ import annotations

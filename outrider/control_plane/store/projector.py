@@ -431,7 +431,7 @@ class Projector:
             head = conn.execute(sa.select(h.c.seq).where(h.c.id == 1)).scalar() or 0
             if head - position < self.batch_events:
                 return False
-            oldest = conn.execute(sa.select(g.c.received_at).where(g.c.last_seq > position).order_by(g.c.seq).limit(1)).scalar()
+            oldest = conn.execute(sa.select(g.c.received_at).where(g.c.seq > position).order_by(g.c.seq).limit(1)).scalar()
         return oldest is not None and time.time() - _utc(oldest).timestamp() < self.defer_seconds
 
     # --- the lease ---------------------------------------------------------------------------------
@@ -487,7 +487,7 @@ class Projector:
         with self.engine.begin() as conn:
             position, version = conn.execute(sa.select(s.c.position, s.c.version).where(s.c.id == 1)).one()
             g = tables.event_log
-            row = conn.execute(sa.select(g.c.seq, g.c.last_seq).where(g.c.last_seq > position).order_by(g.c.seq).limit(1)).first()
+            row = conn.execute(sa.select(g.c.seq, g.c.last_seq).where(g.c.seq > position).order_by(g.c.seq).limit(1)).first()
             if row is None:
                 return
             moved = conn.execute(sa.update(s).where(s.c.id == 1, s.c.version == version, s.c.holder == self.name)
@@ -507,12 +507,13 @@ class Projector:
             mark = self.dialect.mark
             limit = int(limit or self.batch_events)
             # Whole log rows: those starting within ``limit`` seqs of the checkpoint (seqs are dense but for
-            # gaps PostgreSQL's sequences left in logs from before rows per request), else the next one.
+            # gaps PostgreSQL's sequences left in logs from before rows per request), else the next one. The
+            # checkpoint is always a row's last seq (or 0), so "after it" is a range of the primary key.
             columns = "SELECT seq, last_seq, received_at, body, skip FROM event_log"
-            cursor.execute(f"{columns} WHERE last_seq > {mark} AND seq <= {mark} ORDER BY seq", (position, position + limit))
+            cursor.execute(f"{columns} WHERE seq > {mark} AND seq <= {mark} ORDER BY seq", (position, position + limit))
             rows = list(cursor.fetchall())
             if not rows:
-                cursor.execute(f"{columns} WHERE last_seq > {mark} ORDER BY seq LIMIT 1", (position,))
+                cursor.execute(f"{columns} WHERE seq > {mark} ORDER BY seq LIMIT 1", (position,))
                 rows = list(cursor.fetchall())
             if not rows:
                 return 0

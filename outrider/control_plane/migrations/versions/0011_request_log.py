@@ -82,7 +82,7 @@ def downgrade() -> None:
         moment = moment.astimezone(UTC) if moment.tzinfo is not None else moment
         return moment.replace(tzinfo=None) if sqlite else moment
 
-    rows = bind.execute(sa.select(log.c.seq, log.c.received_at, log.c.body, log.c.skip).where(log.c.last_seq > position)
+    rows = bind.execute(sa.select(log.c.seq, log.c.received_at, log.c.body, log.c.skip).where(log.c.seq > position)
                         .order_by(log.c.seq)).all()
     for first, received, body, skip in rows:
         items = json.loads(body)
