@@ -223,12 +223,13 @@ class Settings(BaseSettings):
         description="Log events folded per projection transaction at most (default 5000).",
     )
     projector_defer_seconds: float = Field(
-        default=3.0, ge=0, le=300,
+        default=2.0, ge=0, le=300,
         description=(
             "SQLite: while appends keep coming and the projection is more than a batch behind (a burst), the "
             "projector leaves the write lock to the appender until the oldest event it has not projected has waited "
-            "this long (seconds, default 3: under the console's 5 s 'catching up'; 0: it never defers). A burst is "
-            "then accepted at what the appender alone allows; a longer one at the rate both share."
+            "this long (seconds, default 2; 0: it never defers), then works without deferring until it has caught up. "
+            "A burst is accepted at what the appender alone allows for that long, then at the rate both share; "
+            "a longer budget trades sustained throughput for it (docs/performance.md)."
         ),
     )
     projector_poll_seconds: float = Field(

@@ -215,6 +215,15 @@ def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_l
             conn.execute(sa.update(tables.event_log).where(tables.event_log.c.seq == first)
                          .values(received_at=datetime.now(UTC) - timedelta(seconds=3)))
         assert not projector._deferring()  # waited longer than defer_seconds: projection goes on
+        with the_store.engine.begin() as conn:  # even once the oldest waiting event is young again
+            conn.execute(sa.update(tables.event_log).values(received_at=datetime.now(UTC)))
+        append(1)
+        assert not projector._deferring()  # the burst used its budget: no deferring until caught up
+        Projector(the_store.engine).run_until_caught_up(timeout=60)
+        append(1)
+        assert not projector._deferring()  # caught up: the next burst has a budget again
+        append(12)
+        assert projector._deferring()
         assert not Projector(the_store.engine, batch_events=10)._deferring()  # defer_seconds 0: never
     finally:
         projector.stop()

@@ -355,6 +355,7 @@ class Projector:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.defer_seconds = defer_seconds
+        self._budget_spent = False  # this burst has used its defer_seconds: no deferring until caught up
         self.name = name or holder_name()
         self.leader = False
         self._version: int | None = None  # the version our last write left; the cache is valid while it holds
@@ -422,7 +423,10 @@ class Projector:
         ``WriteTurn.ACTIVE_SECONDS``), the projection is more than a batch behind (a burst: at a steady rate it
         keeps up), and the oldest event waiting for it has waited less than ``defer_seconds``. Each projector
         transaction would hold the lock for as long as the appender needs to commit a dozen requests; during
-        a burst ingestion then runs at what the appender alone allows. Never on PostgreSQL (no shared lock)."""
+        a burst ingestion then runs at what the appender alone allows. Once a burst has used up the budget, the
+        projector works without deferring until it is less than a batch behind again: deferring again at every
+        batch would keep it idle whenever it came within ``defer_seconds``, and a long burst would end with
+        more to catch up. Never on PostgreSQL (no shared lock)."""
         if not self.defer_seconds or not self._turn.appender_active():
             return False
         s, g, h = tables.projector_state, tables.event_log, tables.event_log_head
@@ -430,9 +434,17 @@ class Projector:
             position = conn.execute(sa.select(s.c.position).where(s.c.id == 1)).scalar() or 0
             head = conn.execute(sa.select(h.c.seq).where(h.c.id == 1)).scalar() or 0
             if head - position < self.batch_events:
+                self._budget_spent = False
+                return False
+            if self._budget_spent:
                 return False
             oldest = conn.execute(sa.select(g.c.received_at).where(g.c.seq > position).order_by(g.c.seq).limit(1)).scalar()
-        return oldest is not None and time.time() - _utc(oldest).timestamp() < self.defer_seconds
+        if oldest is None:
+            return False
+        if time.time() - _utc(oldest).timestamp() >= self.defer_seconds:
+            self._budget_spent = True
+            return False
+        return True
 
     # --- the lease ---------------------------------------------------------------------------------
 
