@@ -2,8 +2,10 @@
 
 The servers (baselines and real control planes) run side by side and are measured in interleaved order —
 for each repeat, each workload, each concurrency, every server in turn (rotated per repeat) — so slow
-drifts on a shared machine hit all of them alike and the ratios stay meaningful. Each cell records
-events/s, latency p50/p99, errors, and the CPU the server and the client used (to show which was the
+drifts on a shared machine hit all of them alike and the ratios stay meaningful. Before every cell each
+control plane's projection has caught up with its log: what a control plane accepted in its own cell and
+projects afterwards (a projector that deferred to a burst) must not run during another server's cell. Each cell
+records events/s, latency p50/p99, errors, and the CPU the server and the client used (to show which was the
 bottleneck).
 """
 
@@ -13,7 +15,7 @@ import time
 from typing import Any
 
 from bench import config as config_module
-from bench import loadgen, payloads, servers, stats
+from bench import loadgen, payloads, projection_bench, servers, stats
 
 INGEST_PATH = "/v1/events"
 
@@ -78,6 +80,14 @@ def measure_cell(
     }
 
 
+def _settle(targets: list[servers.Server], token: str) -> None:
+    """Wait until every control plane among ``targets`` has projected all it accepted (baselines have no
+    background work)."""
+    for server in targets:
+        if server.health_path == "/readyz":  # a control plane (servers.control_plane)
+            projection_bench._wait_caught_up(server.port, token)
+
+
 def run(
     targets: list[servers.Server], token: str, config: config_module.BenchConfig, log: Any = print
 ) -> list[dict[str, Any]]:
@@ -89,6 +99,7 @@ def run(
         for workload, batch in workloads(config):
             for concurrency in config.concurrencies:
                 for server in order:
+                    _settle(targets, token)
                     prefix = f"bench-{run_tag}-{server.name}-{workload}-c{concurrency}-r{repeat}"
                     figures = measure_cell(server, token, batch, concurrency, config, prefix)
                     raw.setdefault((server.name, workload, concurrency), []).append(figures)

@@ -114,3 +114,21 @@ def test_acceptance_bounds_probes_both_layouts_and_a_paused_projector(tmp_path: 
     for figures in (running, stopped):
         assert figures["errors"] == 0 and figures["accepted_per_s"] > 0 and figures["server_us"] > 0
     assert running["projector_us"] > 0 and stopped["projector_us"] == 0
+
+
+def test_defer_tradeoff_measures_a_budget_against_both_baselines(tmp_path: Path) -> None:
+    """``python -m bench.defer_tradeoff``: one budget's cells, ratios, sustained rate and lag, all from real requests."""
+    from bench import defer_tradeoff, servers
+
+    config = tiny()
+    config.sustained_seconds = config.lag_seconds = 0.5
+    baselines = [servers.baseline("noop", defer_tradeoff.TOKEN, tmp_path).start(),
+                 servers.baseline("ndjson", defer_tradeoff.TOKEN, tmp_path).start()]
+    try:
+        found = defer_tradeoff.sitting("2", baselines, tmp_path, config, repeats=1)
+    finally:
+        for server in baselines:
+            server.stop()
+    assert set(found["cells"]) == {"noop", "ndjson", "sqlite-defer-2"} and all(v[0] > 0 for v in found["cells"].values())
+    assert found["vs_noop"] > 0 and found["vs_ndjson"] > 0
+    assert found["sustained_per_s"] > 0 and found["lag_p99_s"] is not None
