@@ -83,7 +83,7 @@ def make_engine(url: str, synchronous: str = "FULL", *, cache_mb: int | None = N
 
 
 #: What the turn file holds: the monotonic time of the appender's last commit.
-LOAD_RECORD = struct.Struct("d")
+LAST_APPEND = struct.Struct("d")
 
 
 class WriteTurn:
@@ -95,6 +95,9 @@ class WriteTurn:
     exclusive ``flock`` on a file beside the database queues them in the kernel instead, which hands the turn
     over as soon as the holder's commit returns. Other writers (lease heartbeats, retention, rebuild) still go
     through SQLite's busy handler. On PostgreSQL, and for in-memory SQLite, it does nothing.
+
+    The file also carries, mapped into both processes, when the appender last committed: the projector defers to
+    a burst by it (``Projector._deferring``).
     """
 
     #: An append older than this says the appender has been idle since (seconds).
@@ -117,9 +120,9 @@ class WriteTurn:
             return False
         try:
             self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
-            if os.fstat(self._fd).st_size < LOAD_RECORD.size:
-                os.ftruncate(self._fd, LOAD_RECORD.size)
-            self._shared = mmap.mmap(self._fd, LOAD_RECORD.size)
+            if os.fstat(self._fd).st_size < LAST_APPEND.size:
+                os.ftruncate(self._fd, LAST_APPEND.size)
+            self._shared = mmap.mmap(self._fd, LAST_APPEND.size)
         except OSError:  # a turn is for speed only: SQLite's own lock still keeps writes apart
             log.warning("cannot open %s; writers wait in SQLite's busy handler instead", self._path, exc_info=True)
             self._path = None
@@ -130,7 +133,7 @@ class WriteTurn:
         """The appender has just committed: say so in the turn file (read by :meth:`appender_active`)."""
         with self._guard:
             if self._open() and self._shared is not None:
-                self._shared[:] = LOAD_RECORD.pack(time.monotonic())
+                self._shared[:] = LAST_APPEND.pack(time.monotonic())
 
     def appender_active(self) -> bool:
         """Whether the appender committed within :data:`ACTIVE_SECONDS` (the monotonic clock is one for all
@@ -138,7 +141,7 @@ class WriteTurn:
         with self._guard:
             if not self._open() or self._shared is None:
                 return False
-            written = float(LOAD_RECORD.unpack(self._shared[:])[0])
+            written = float(LAST_APPEND.unpack(self._shared[:])[0])
         return time.monotonic() - written < self.ACTIVE_SECONDS
 
     @contextlib.contextmanager

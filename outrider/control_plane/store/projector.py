@@ -83,16 +83,9 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:128]
 
 
-#: Run event types whose fold reads nothing but the columns the log keeps (no ``data``): projected without
-#: parsing the stored JSON.
-COLUMN_ONLY = frozenset({events.EventType.RUN_STARTED.value, events.EventType.RUN_SUCCEEDED.value,
-                         events.EventType.RUN_CANCELLED.value, events.EventType.RUN_RETRY.value,
-                         events.EventType.RUN_LOG.value})
-
-
 @dataclasses.dataclass(slots=True)
 class LogEvent:
-    """What the fold reads of an event whose type needs no ``data`` (see :data:`COLUMN_ONLY`)."""
+    """What the fold reads of an event: its envelope and ``data``, read from the log (not validated again)."""
 
     type: str
     source: str
