@@ -206,7 +206,8 @@ def test_failed_commit_answers_503_writes_nothing_and_readiness_follows(api: Run
 
     # Break every write under the running server: the tables the writer needs disappear.
     rename([("event_log", "log_gone"), ("store_probe", "probe_gone")])
-    response = api.client.post("/v1/events", json=support.event("run.created", "run-lost"))
+    lost = support.event("run.created", "run-lost")
+    response = api.client.post("/v1/events", json=lost)
     assert response.status_code == 503
     assert response.json()["error"] == "store_unavailable"
     ready = api.anonymous.get("/readyz")  # SELECT 1 still works; readiness must not be fooled by it
@@ -217,6 +218,9 @@ def test_failed_commit_answers_503_writes_nothing_and_readiness_follows(api: Run
     assert api.anonymous.get("/readyz").status_code == 200  # recovers on its own, before any new event
     assert store.last_commit_error is None
     assert api.client.post("/v1/events", json=support.event("run.created", "run-later")).status_code == 202
+    # Nothing of the failed commit stayed, its (source, id) key included: the same event sent again is new.
+    again = api.client.post("/v1/events", json=lost)
+    assert again.status_code == 202 and again.json()["accepted"] == 1, again.text
 
 
 def test_numbers_the_store_cannot_hold_are_refused(api: RunningServer) -> None:

@@ -389,6 +389,12 @@ class Store(analytics_reads.AnalyticsReads):
         rejections: collections.Counter[str] = collections.Counter()
         received = self.sql.time(received_at)
         cursor = conn.connection.cursor()  # the transaction's own DBAPI cursor: the hot path skips SQLAlchemy
+        if self.dialect == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            # The driver opens a transaction only before a data-changing statement. Opened here, the group is
+            # one transaction: the savepoint in _insert_keys would otherwise open a transaction of its own, and
+            # its RELEASE commit the keys without the log rows (a failure or kill in between lost those events:
+            # sent again, they were taken for duplicates).
+            cursor.execute("BEGIN")
         if self.dialect != "sqlite":
             # Appends are serialized per database, so events commit in seq order (see "Commit order" above).
             cursor.execute(f"SET LOCAL lock_timeout = '{int(self.settings.write_timeout_seconds * 1000)}ms'")
