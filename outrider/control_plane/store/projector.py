@@ -349,6 +349,8 @@ class Projector:
         self.lease_seconds = lease_seconds
         self.defer_seconds = defer_seconds
         self._budget_spent = False  # this burst has used its defer_seconds: no deferring until caught up
+        #: While deferring, when to stop (epoch seconds): the checks between polls need no query then.
+        self._defer_until: float | None = None
         self.name = name or holder_name()
         self.leader = False
         self._version: int | None = None  # the version our last write left; the cache is valid while it holds
@@ -421,6 +423,13 @@ class Projector:
         batch would keep it idle whenever it came within ``defer_seconds``, and a long burst would end with
         more to catch up. Never on PostgreSQL (no shared lock)."""
         if not self.defer_seconds or not self._turn.appender_active():
+            self._defer_until = None
+            return False
+        if self._defer_until is not None:  # deferring: the log only grew since, so only the clock can end it
+            if time.time() < self._defer_until:
+                return True
+            self._defer_until = None
+            self._budget_spent = True
             return False
         s, g, h = tables.projector_state, tables.event_log, tables.event_log_head
         with self.engine.connect() as conn:
@@ -434,9 +443,11 @@ class Projector:
             oldest = conn.execute(sa.select(g.c.received_at).where(g.c.seq > position).order_by(g.c.seq).limit(1)).scalar()
         if oldest is None:
             return False
-        if time.time() - _utc(oldest).timestamp() >= self.defer_seconds:
+        deadline = _utc(oldest).timestamp() + self.defer_seconds
+        if time.time() >= deadline:
             self._budget_spent = True
             return False
+        self._defer_until = deadline
         return True
 
     # --- the lease ---------------------------------------------------------------------------------
