@@ -6,11 +6,14 @@ The faults of the process itself (``kill -9`` of the writer or of the server) ar
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
+from outrider.common import events
+from outrider.control_plane import store
 from tests.conftest import counts
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
@@ -58,3 +61,25 @@ def test_writer_process_is_stopped_with_the_server(make_sqlite_settings: Any, st
     server.stop()
     assert process.poll() is not None, "the writer process outlived the server"
     assert not remote.alive
+
+
+def test_a_body_the_writer_process_cannot_rebuild_fails_that_request_alone(make_sqlite_settings: Any) -> None:
+    """The server hands a fast-path body to the writer process as it came (``store.Wire``), and the process
+    validates it again: should that fail, that request is answered with the store's 503, and the rest of its
+    group is stored."""
+    the_store = store.Store(make_sqlite_settings(projector_enabled=False))
+    the_store.open()
+    try:
+        kept = [events.CloudEvent.model_validate(support.event("run.created", "run-w"))]
+
+        async def both() -> list[Any]:
+            broken = the_store.submit_async(kept, store.Wire(b"[not json", True, "default", None))
+            stored = the_store.submit_async(kept)
+            return list(await asyncio.gather(broken, stored, return_exceptions=True))
+
+        broken, stored = asyncio.run(both())
+        assert isinstance(broken, store.StoreUnavailable) and "could not decode the events" in str(broken)
+        assert stored[:2] == (1, 0)
+        assert the_store.writer_alive
+    finally:
+        the_store.close()

@@ -163,7 +163,8 @@ async def ingest(request: Request) -> Response:
         request.app.state.ingest_rate.take(principal.key_id, len(raw))
         # A C-speed scan; the walk runs only on a hit (binary mode's attributes come from headers: always walked).
         unstorable = binary or UNSTORABLE.search(raw) is not None
-        fast = None if unstorable else _validate_fast(raw, content_type)
+        array = _is_array(raw)
+        fast = None if unstorable else _validate_fast(raw, content_type, array)
         batch = fast if fast is not None else _binary_event(request, raw, content_type) if binary else _parse(raw, content_type)
         batch_size = len(batch)
         if batch_size > config.max_batch_events:
@@ -195,7 +196,9 @@ async def ingest(request: Request) -> Response:
         return _ingested(0, 0, None)
     try:
         async with asyncio.timeout(config.write_timeout_seconds):  # cheaper per request than wait_for's task
-            new, duplicates, position = await store_.submit_async(accepted)
+            # A body accepted on the fast path is handed to a writer process as it came (store.Wire).
+            wire = None if fast is None else store.Wire(raw, array, principal.default_namespace(), principal.default_target)
+            new, duplicates, position = await store_.submit_async(accepted, wire)
     except (store.StoreUnavailable, TimeoutError) as exc:
         raise errors.APIError(503, "store_unavailable", f"the events were not stored ({exc or 'timed out'}); retry") from exc
     request.app.state.metrics.ingest_seconds.observe(time.perf_counter() - started)
@@ -204,15 +207,18 @@ async def ingest(request: Request) -> Response:
     return _ingested(new, duplicates, position)
 
 
-def _validate_fast(raw: bytes, content_type: str) -> list[events.CloudEvent] | None:
+def _is_array(raw: bytes) -> bool:
+    """Whether a body's JSON is an array (else an object, or not JSON): its first character that is not space."""
+    head = raw[:1] if raw[:1] in (b"[", b"{") else raw.lstrip()[:1]
+    return head == b"["
+
+
+def _validate_fast(raw: bytes, content_type: str, array: bool) -> list[events.CloudEvent] | None:
     """A valid body's events, parsed and validated in one pydantic-core call (``events.validate_json_fast``);
     None: the body goes the exact way, which says what is wrong with it."""
-    head = raw[:1] if raw[:1] in (b"[", b"{") else raw.lstrip()[:1]
-    if head == b"[" and content_type != SINGLE:
-        return events.validate_json_fast(raw, array=True)
-    if head == b"{" and content_type != BATCH:
-        return events.validate_json_fast(raw, array=False)
-    return None
+    if content_type == (SINGLE if array else BATCH):
+        return None
+    return events.validate_json_fast(raw, array=array)
 
 
 def _validate_exact(batch: list[Any], unstorable: bool) -> list[events.CloudEvent]:

@@ -10,8 +10,9 @@ using the server's own connections.
 
 Protocol: pickled messages on a socket pair, in order.
 
-- parent → child: a list of operations, each ``("submit", [(ident, events as ``store.Encoded``), ...])`` (one
-  loop's hand-over: one item of the writer's queue), ``("reject", ident, reason, count)``,
+- parent → child: a list of operations, each ``("submit", [(ident, payload), ...])`` (one loop's hand-over: one
+  item of the writer's queue; a payload is a request's body as ``store.Wire``, which the child's reader thread
+  validates again and serialises, or its events already serialised, ``store.Encoded``), ``("reject", ident, reason, count)``,
   ``("probe", ident)``, ``("listeners", bool)`` (whether anyone subscribes to live updates) or ``("stop",)``.
 - child → parent, after each group: ``(answers, last_commit_error, published)`` with ``answers`` a list of
   ``(ident, (accepted, duplicates, position))`` or ``(ident, "why it failed")``.
@@ -48,10 +49,10 @@ log = logging.getLogger(__name__)
 GC_THRESHOLDS = (100_000, 50, 50)
 
 
-def _encode(batch: Any) -> store.Encoded:
-    """A submission's events as the log appends them (``store.encode``): the child appends them as they are,
-    without parsing or validating them again (which cost it about as much as the append itself)."""
-    return store.encode(batch)
+def _payload(submission: Any) -> store.Wire | store.Encoded:
+    """What the child is sent of a submission: its body (``store.Wire``), which the child validates again and
+    serialises in its reader thread, beside its commits; else the events serialised here (``store.encode``)."""
+    return submission.wire if submission.wire is not None else store.encode(submission.events)
 
 
 class RemoteWriter:
@@ -148,7 +149,7 @@ class RemoteWriter:
         encoded = []
         for each in item if isinstance(item, list) else [item]:
             try:
-                payload = _encode(each.events)
+                payload = _payload(each)
             except Exception as exc:  # noqa: BLE001 — that request fails, the others go on
                 log.exception("could not hand events to the store writer")
                 store._resolve([(each.future, store.StoreUnavailable(f"could not encode the events: {type(exc).__name__}"))])
@@ -279,7 +280,13 @@ class _ChildStore(store.Store):
             if kind == "submit":
                 submissions = []
                 for ident, payload in operation[1]:
-                    submissions.append(store._Submission(payload, self._future(ident)))
+                    try:
+                        encoded = store.encode(payload)  # a Wire is rebuilt here, while the writer commits
+                    except Exception as exc:  # noqa: BLE001 — that request fails, the others go on
+                        log.exception("could not rebuild the events of a request")
+                        self._send(([(ident, f"could not decode the events: {type(exc).__name__}")], self.last_commit_error, []))
+                        continue
+                    submissions.append(store._Submission(encoded, self._future(ident)))
                 if submissions:
                     self._queue.put(submissions)
             elif kind == "reject":
