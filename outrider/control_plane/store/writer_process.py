@@ -35,6 +35,7 @@ import pickle
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: The child's garbage-collection thresholds (see :func:`main`).
 GC_THRESHOLDS = (100_000, 50, 50)
+#: How long the child's threads may hold the interpreter lock while another waits for it (see :func:`main`).
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def _payload(submission: Any) -> store.Wire | store.Encoded:
@@ -321,6 +324,10 @@ def main(fd: int) -> None:
     # The events of the groups in hand are the writer's only many objects, and they hold no cycles; with the
     # default thresholds, collections traversing them cost ~10 µs of the writer's time per event (measured).
     gc.set_threshold(*GC_THRESHOLDS)
+    # The reader hands each request to the writer thread, which then commits: with CPython's default 5 ms switch
+    # interval, whichever of the two woke from I/O waited up to that long for the other to let go of the
+    # interpreter lock, on every request's path (measured with the server's interval: docs/performance.md).
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     reader.start()
     if projector_child is not None:
         projector_child.watch()
