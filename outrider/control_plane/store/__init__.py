@@ -402,9 +402,6 @@ class Store(analytics_reads.AnalyticsReads):
             # Appends are serialized per database, so events commit in seq order (see "Commit order" above).
             cursor.execute(f"SET LOCAL lock_timeout = '{int(self.settings.write_timeout_seconds * 1000)}ms'")
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
-        # Each distinct (source, id) of the whole group belongs to the first request that carries it; every other
-        # occurrence (in the same request or a later one), and every key stored before, is a duplicate.
-        owner: dict[tuple[str, str], int] = {}
         submissions: list[tuple[int, Encoded]] = []
         for index, item in enumerate(group):
             if isinstance(item, _Rejection):
@@ -413,11 +410,19 @@ class Store(analytics_reads.AnalyticsReads):
                 conn.execute(sa.delete(tables.store_probe))
                 conn.execute(sa.insert(tables.store_probe), {"id": 1, "written_at": received_at})
             else:
-                encoded = encode(item.events)
-                submissions.append((index, encoded))
+                submissions.append((index, encode(item.events)))
+        keys = [key for _, encoded in submissions for key in encoded.keys]
+        distinct = list(dict.fromkeys(keys))
+        new = self._insert_keys(cursor, distinct)
+        # The rule: every key is new and none repeats, so no event is a duplicate. Otherwise each distinct (source,
+        # id) of the group belongs to the first request that carries it; every other occurrence (in the same
+        # request or a later one), and every key stored before, is a duplicate.
+        owner: dict[tuple[str, str], int] | None = None
+        if len(new) != len(keys):
+            owner = {}
+            for index, encoded in submissions:
                 for key in encoded.keys:
                     owner.setdefault(key, index)
-        new = self._insert_keys(cursor, list(owner))
         cursor.execute("SELECT seq FROM event_log_head WHERE id = 1")
         head = cursor.fetchone()
         last = int(head[0]) if head else 0
@@ -425,11 +430,12 @@ class Store(analytics_reads.AnalyticsReads):
         rows: list[tuple[Any, ...]] = []
         for index, encoded in submissions:
             skip = []
-            for n, key in enumerate(encoded.keys):
-                if owner[key] == index and key in new:
-                    owner[key] = -1  # taken: a later occurrence in this request is a duplicate
-                else:
-                    skip.append(n)
+            if owner is not None:
+                for n, key in enumerate(encoded.keys):
+                    if owner[key] == index and key in new:
+                        owner[key] = -1  # taken: a later occurrence in this request is a duplicate
+                    else:
+                        skip.append(n)
             kept = len(encoded.keys) - len(skip)
             accepted[index] = kept
             if kept:
@@ -458,9 +464,10 @@ class Store(analytics_reads.AnalyticsReads):
     INSERT_CHUNK = 1000
 
     def _insert_keys(self, cursor: Any, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Store the keys not stored yet; which of ``keys`` are new. ``INSERT … ON CONFLICT DO NOTHING``, multi-row
-        on the DBAPI cursor (the ingestion hot path). PostgreSQL says which rows were new (``RETURNING``); SQLite
-        counts them, and only when some already existed are they inserted again, from a savepoint, returning."""
+        """Store the keys not stored yet; which of ``keys`` are new. ``INSERT … ON CONFLICT DO NOTHING`` on the DBAPI
+        cursor (the ingestion hot path): PostgreSQL inserts multi-row and says which rows were new (``RETURNING``);
+        SQLite inserts row by row from one prepared statement and counts them, and only when some already existed
+        are they inserted again, from a savepoint, multi-row and returning."""
         if not keys:
             return set()
         sqlite = self.dialect == "sqlite"
@@ -468,6 +475,10 @@ class Store(analytics_reads.AnalyticsReads):
         returned: set[tuple[str, str]] = set()
 
         def insert(returning: bool) -> int:
+            if sqlite and not returning:  # one prepared statement stepped in C: ~20 % less per key than VALUES lists
+                cursor.executemany("INSERT INTO event_keys (source, event_id) VALUES (?, ?) "
+                                   "ON CONFLICT (source, event_id) DO NOTHING", keys)
+                return int(cursor.rowcount)  # summed over the rows by sqlite3
             total = 0
             for start in range(0, len(keys), self.INSERT_CHUNK):
                 chunk = keys[start : start + self.INSERT_CHUNK]
