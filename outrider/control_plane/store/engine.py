@@ -50,7 +50,8 @@ WRITER_CACHE_MB = 32
 #: WAL pages after which the appender and the projector checkpoint (SQLite's default is 1,000, 4 MiB). A
 #: checkpoint runs inside the commit that crosses the mark, holding up the other writer; at 4 MiB that was
 #: several times a second under load (measured: ~7 % of sustained ingestion). At 64 MiB it is every ~2 s at full
-#: load, and the WAL file stays under ~64 MiB plus one group.
+#: load, and the WAL file stays under ~64 MiB plus one group. (Checkpointing from a thread beside the appender
+#: instead was measured and lost: docs/performance.md.)
 WRITER_AUTOCHECKPOINT_PAGES = 16_000
 
 
