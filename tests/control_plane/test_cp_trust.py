@@ -4,6 +4,7 @@ Keys: created, listed without secrets, revoked at once, expired; the audit log r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -197,3 +198,20 @@ def test_a_key_bounded_to_one_target_summarizes_only_that_target(server: Running
     assert bounded.get("/v1/runs/summary", params={"window": "3650d"}).json()["total"] == 1
     assert bounded.get("/v1/runs/summary", params={"window": "3650d", "target": "web"}).json()["total"] == 1
     assert bounded.get("/v1/runs/summary", params={"window": "3650d", "target": "api"}).json()["total"] == 0  # not widened
+
+
+def test_one_event_that_speaks_for_the_operator_refuses_a_whole_batch(server: RunningServer) -> None:
+    """An unbounded key's batch is checked per distinct type and source (``principals.authorize``): an ordinary
+    batch with one event from the operator's source, one control type and one operator decision among many
+    ordinary ones is refused as a whole, each named by its index, and nothing of it is stored."""
+    worker = key(server, "ingest")
+    batch = [support.event("run.log", f"b-{n}", data={"level": "info", "message": "m"}) for n in range(8)]
+    batch[2] = support.event("run.log", "b-2", source="/outrider/operator/x", data={"level": "info", "message": "m"})
+    batch[4] = support.event("autonomy.changed", None, target=None, data={"enabled": True, "reason": "r"})
+    batch[6] = support.event("run.admitted", "b-6")
+    refused = worker.post("/v1/events", content=json.dumps(batch), headers=support.BATCH)
+    assert refused.status_code == 403, refused.text
+    assert [problem["index"] for problem in refused.json()["detail"]] == [2, 4, 6]
+    assert stored_events(server) == []
+    ordinary = [event for index, event in enumerate(batch) if index not in (2, 4, 6)]
+    assert counts(worker.post("/v1/events", content=json.dumps(ordinary), headers=support.BATCH)) == {"accepted": 5, "duplicates": 0}
