@@ -474,22 +474,9 @@ def validate_json_fast(raw: bytes, array: bool) -> list[CloudEvent] | None:
     return batch
 
 
-def revalidate_json_fast(raw: bytes, array: bool) -> list[CloudEvent]:
-    """The events of a body :func:`validate_json_fast` accepted, validated again as it returned them, without its
-    checks (they passed): how a writer process rebuilds a request's events from the body the server hands it
-    (``store.Wire``). ValueError for a body that is not such a one."""
-    batch = _validate_batch_json(raw) if array else [_validate_event_json(raw)]
-    for event in batch:
-        if event.data is None and event.type in _KNOWN_TYPES:  # as validate_json_fast fills it in
-            if event.data_base64 is not None:
-                raise ValueError("data_base64 on a known type: not a body the fast path accepts")
-            event.data = {}
-    return batch
-
-
 def fill_scope_defaults(batch: Sequence[CloudEvent], namespace: str, target: str | None) -> None:
     """Give events that name no namespace ``namespace``, and (when given) events that name no target ``target``:
-    what a credential implies (``principals.authorize``; a writer process applies the same to a ``store.Wire``)."""
+    what a credential implies (``principals.authorize``)."""
     # Set as pydantic's own handler sets a plain field (CloudEvent neither validates assignments nor is frozen),
     # without BaseModel.__setattr__'s dispatch: a third of the cost, paid for every event that names no namespace.
     for event in batch:

@@ -63,22 +63,23 @@ def test_writer_process_is_stopped_with_the_server(make_sqlite_settings: Any, st
     assert not remote.alive
 
 
-def test_a_body_the_writer_process_cannot_rebuild_fails_that_request_alone(make_sqlite_settings: Any) -> None:
-    """The server hands a fast-path body to the writer process as it came (``store.Wire``), and the process
-    validates it again: should that fail, that request is answered with the store's 503, and the rest of its
-    group is stored."""
+def test_events_the_server_cannot_serialise_fail_that_request_alone(make_sqlite_settings: Any) -> None:
+    """For a writer process the server's event loop serialises each request's events before handing them over:
+    should that fail, that request is answered with the store's 503, and the others of the loop are stored."""
     the_store = store.Store(make_sqlite_settings(projector_enabled=False))
     the_store.open()
     try:
         kept = [events.CloudEvent.model_validate(support.event("run.created", "run-w"))]
+        unserialisable = events.CloudEvent.model_validate(support.event("custom.thing", "run-v", data={"x": 1}))
+        unserialisable.data = {"x": object()}  # no validated event holds one; this stands for a serialiser bug
 
         async def both() -> list[Any]:
-            broken = the_store.submit_async(kept, store.Wire(b"[not json", True, "default", None))
+            broken = the_store.submit_async([unserialisable])
             stored = the_store.submit_async(kept)
             return list(await asyncio.gather(broken, stored, return_exceptions=True))
 
         broken, stored = asyncio.run(both())
-        assert isinstance(broken, store.StoreUnavailable) and "could not decode the events" in str(broken)
+        assert isinstance(broken, store.StoreUnavailable) and "could not encode the events" in str(broken)
         assert stored[:2] == (1, 0)
         assert the_store.writer_alive
     finally:

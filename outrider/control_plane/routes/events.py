@@ -196,9 +196,7 @@ async def ingest(request: Request) -> Response:
         return _ingested(0, 0, None)
     try:
         async with asyncio.timeout(config.write_timeout_seconds):  # cheaper per request than wait_for's task
-            # A body accepted on the fast path is handed to a writer process as it came (store.Wire).
-            wire = None if fast is None else store.Wire(raw, array, principal.default_namespace(), principal.default_target)
-            new, duplicates, position = await store_.submit_async(accepted, wire)
+            new, duplicates, position = await store_.submit_async(accepted)
     except (store.StoreUnavailable, TimeoutError) as exc:
         raise errors.APIError(503, "store_unavailable", f"the events were not stored ({exc or 'timed out'}); retry") from exc
     request.app.state.metrics.ingest_seconds.observe(time.perf_counter() - started)

@@ -80,7 +80,7 @@ from outrider.control_plane.store.errors import (
     SubscriptionEnded,
 )
 from outrider.control_plane.store.feed import Subscription
-from outrider.control_plane.store.log_format import Encoded, Wire, encode, explode
+from outrider.control_plane.store.log_format import Encoded, encode, explode
 from outrider.control_plane.store.projector import Projector
 from outrider.control_plane.store.scope import DEFAULT_NAMESPACE, EVERYTHING, Scope, narrowed, over_targets
 from outrider.control_plane.store.sql import Dialect
@@ -91,7 +91,7 @@ if TYPE_CHECKING:
 
 __all__ = [  # the store's public names, re-exported from the modules that define them
     "DEFAULT_NAMESPACE", "EVERYTHING", "AmbiguousRun", "Encoded", "ProjectionLagging", "RebuildRefused", "Scope", "Store", "StoreUnavailable",
-    "SubscriberDropped", "Subscription", "SubscriptionEnded", "Wire", "encode", "make_engine", "migrate", "narrowed", "over_targets", "utc",
+    "SubscriberDropped", "Subscription", "SubscriptionEnded", "encode", "make_engine", "migrate", "narrowed", "over_targets", "utc",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,6 @@ class _Submission:
     events: Sequence[events.CloudEvent] | Encoded
     #: A concurrent future (:meth:`Store.submit`) or an event loop's future (:meth:`Store.submit_async`).
     future: concurrent.futures.Future[Appended] | asyncio.Future[Appended]
-    #: The request body the events were validated from, for a writer process to rebuild them (``Wire``).
-    wire: Wire | None = None
 
 
 @dataclasses.dataclass
@@ -284,21 +282,31 @@ class Store(analytics_reads.AnalyticsReads):
         self._put(_Submission(batch, future))
         return future
 
-    def submit_async(self, batch: Sequence[events.CloudEvent], wire: Wire | None = None) -> asyncio.Future[Appended]:
+    def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[Appended]:
         """Like :meth:`submit`, called from the running event loop, which gets a future of its own: the
-        writer answers all of a group's requests from one loop with a single call into it. ``wire``: the body
-        ``batch`` was validated from on the fast path; a writer process is sent that instead of the events."""
+        writer answers all of a group's requests from one loop with a single call into it.
+
+        For a writer process the events are serialised here, in the loop (``encode``): the one place that
+        holds them as objects, so the process only appends (docs/performance.md, ninth session)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Appended] = loop.create_future()
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
+        handed: Sequence[events.CloudEvent] | Encoded = batch
+        if self._remote is not None:
+            try:
+                handed = encode(batch)
+            except Exception as exc:  # noqa: BLE001 — that request fails (503), the others go on
+                log.exception("could not serialise the events of a request")
+                future.set_exception(StoreUnavailable(f"could not encode the events: {type(exc).__name__}"))
+                return future
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._hand_over, loop)
-        pending.append(_Submission(batch, future, wire))
-        if self._remote is not None and len(pending) * len(batch) >= HAND_OVER_EVENTS:
+        pending.append(_Submission(handed, future))
+        if self._remote is not None and len(pending) * len(handed) >= HAND_OVER_EVENTS:
             self._hand_over(loop)  # a writer process can commit these while this loop parses the rest
         return future
 

@@ -39,35 +39,11 @@ class Encoded:
         return (Encoded, (self.keys, self.body))
 
 
-class Wire:
-    """A request body ingestion accepted on its fast path (``events.validate_json_fast``), with the scope defaults
-    its credential implies: how the server hands such a request to a writer process. The writer rebuilds the
-    events from it (:func:`encode`) in a thread beside its commits, so the server's interpreter, the serial stage
-    of batched ingestion, does not serialise them (docs/performance.md)."""
-
-    __slots__ = ("array", "body", "namespace", "target")
-
-    def __init__(self, body: bytes, array: bool, namespace: str, target: str | None) -> None:
-        self.body = body
-        self.array = array
-        self.namespace = namespace
-        self.target = target
-
-    def events(self) -> list[events.CloudEvent]:
-        """The events as the server stored them: validated again from the body, given the same defaults."""
-        batch = events.revalidate_json_fast(self.body, self.array)
-        events.fill_scope_defaults(batch, self.namespace, self.target)
-        return batch
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Wire, (self.body, self.array, self.namespace, self.target))
-
-
-def encode(batch: Sequence[events.CloudEvent] | Encoded | Wire) -> Encoded:
+def encode(batch: Sequence[events.CloudEvent] | Encoded) -> Encoded:
     """Validated events as the log appends them (one serialisation call for the whole request)."""
     if isinstance(batch, Encoded):
         return batch
-    listed = batch.events() if isinstance(batch, Wire) else list(batch)
+    listed = list(batch)
     return Encoded([(event.source, event.id) for event in listed], events.dump_batch_json(listed).decode())
 
 

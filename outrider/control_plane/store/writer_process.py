@@ -10,9 +10,9 @@ using the server's own connections.
 
 Protocol: pickled messages on a socket pair, in order.
 
-- parent → child: a list of operations, each ``("submit", [(ident, payload), ...])`` (one loop's hand-over: one
-  item of the writer's queue; a payload is a request's body as ``store.Wire``, which the child's reader thread
-  validates again and serialises, or its events already serialised, ``store.Encoded``), ``("reject", ident, reason, count)``,
+- parent → child: a list of operations, each ``("submit", [(ident, encoded), ...])`` (one loop's hand-over: one
+  item of the writer's queue; ``encoded``: a request's events as the log appends them, ``store.Encoded``,
+  serialised by the server's event loop), ``("reject", ident, reason, count)``,
   ``("probe", ident)``, ``("listeners", bool)`` (whether anyone subscribes to live updates) or ``("stop",)``.
 - child → parent, after each group: ``(answers, last_commit_error, published)`` with ``answers`` a list of
   ``(ident, (accepted, duplicates, position))`` or ``(ident, "why it failed")``.
@@ -50,12 +50,6 @@ log = logging.getLogger(__name__)
 GC_THRESHOLDS = (100_000, 50, 50)
 #: How long the child's threads may hold the interpreter lock while another waits for it (see :func:`main`).
 SWITCH_INTERVAL_SECONDS = 0.0005
-
-
-def _payload(submission: Any) -> store.Wire | store.Encoded:
-    """What the child is sent of a submission: its body (``store.Wire``), which the child validates again and
-    serialises in its reader thread, beside its commits; else the events serialised here (``store.encode``)."""
-    return submission.wire if submission.wire is not None else store.encode(submission.events)
 
 
 class RemoteWriter:
@@ -152,7 +146,7 @@ class RemoteWriter:
         encoded = []
         for each in item if isinstance(item, list) else [item]:
             try:
-                payload = _payload(each)
+                payload = store.encode(each.events)  # submit_async encoded them in the loop already
             except Exception as exc:  # noqa: BLE001 — that request fails, the others go on
                 log.exception("could not hand events to the store writer")
                 store._resolve([(each.future, store.StoreUnavailable(f"could not encode the events: {type(exc).__name__}"))])
@@ -264,8 +258,7 @@ class _ChildStore(store.Store):
         return future
 
     def read_socket(self) -> None:
-        """Turn the server's messages into the writer's queue items, decoding events here, beside the writer.
-        However it ends (a stop, the server gone, a bug), the writer is told to finish."""
+        """Turn the server's messages into the writer's queue items. However it ends (a stop, the server gone, a bug), the writer is told to finish."""
         try:
             while self._take(pickle.loads(self._conn.recv_bytes())):
                 pass
@@ -281,17 +274,7 @@ class _ChildStore(store.Store):
         for operation in operations:
             kind = operation[0]
             if kind == "submit":
-                submissions = []
-                for ident, payload in operation[1]:
-                    try:
-                        encoded = store.encode(payload)  # a Wire is rebuilt here, while the writer commits
-                    except Exception as exc:  # noqa: BLE001 — that request fails, the others go on
-                        log.exception("could not rebuild the events of a request")
-                        self._send(([(ident, f"could not decode the events: {type(exc).__name__}")], self.last_commit_error, []))
-                        continue
-                    submissions.append(store._Submission(encoded, self._future(ident)))
-                if submissions:
-                    self._queue.put(submissions)
+                self._queue.put([store._Submission(encoded, self._future(ident)) for ident, encoded in operation[1]])
             elif kind == "reject":
                 self._queue.put(store._Rejection(operation[2], operation[3], self._future(operation[1])))
             elif kind == "probe":
