@@ -492,14 +492,17 @@ def _deep_or_not_finite(value: list[Any], limit: int) -> bool:
     """Whether ``value`` nests deeper than ``limit`` (as :func:`nests_deeper_than`) or holds a NaN or an infinite
     number: what ``json.loads`` as ingestion calls it refuses (``NaN``, ``Infinity``, ``1e999``), and pydantic-core's
     parser reads as floats."""
+    # Exact type checks: parsed JSON holds no subclasses, and ``type(x) is`` costs a third of isinstance with a
+    # union (this walks every value of every accepted event).
     level: list[Any] = [value]
     for _level in range(limit):
         deeper: list[Any] = []
         for node in level:
-            for item in node.values() if isinstance(node, dict) else node:
-                if isinstance(item, dict | list):
+            for item in node.values() if type(node) is dict else node:
+                kind = type(item)
+                if kind is dict or kind is list:
                     deeper.append(item)
-                elif isinstance(item, float) and not isfinite(item):
+                elif kind is float and not isfinite(item):
                     return True
         if not deeper:
             return False
