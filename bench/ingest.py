@@ -3,14 +3,16 @@
 The servers (baselines and real control planes) run side by side and are measured in interleaved order —
 for each repeat, each workload, each concurrency, every server in turn (rotated per repeat) — so slow
 drifts on a shared machine hit all of them alike and the ratios stay meaningful. Before every cell each
-control plane's projection has caught up with its log: what a control plane accepted in its own cell and
-projects afterwards (a projector that deferred to a burst) must not run during another server's cell. Each cell
+control plane's projection has caught up with its log, and the kernel has written back the dirty pages of earlier
+cells: what a server accepted in its own cell and finishes afterwards (a projector that deferred to a burst, the
+kernel's delayed write-back of its files) must not run during another server's cell. Each cell
 records events/s, latency p50/p99, errors, and the CPU the server and the client used (to show which was the
 bottleneck).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -82,10 +84,16 @@ def measure_cell(
 
 def _settle(targets: list[servers.Server], token: str) -> None:
     """Wait until every control plane among ``targets`` has projected all it accepted (baselines have no
-    background work)."""
+    background work), then until the kernel has written back what earlier cells left dirty (``sync``).
+
+    Why the ``sync``: the kernel writes dirty pages back up to 30 s after they were written, in bursts (about
+    100 MB at a time from PostgreSQL's data files, measured while it sat idle after its cells). A burst that lands
+    in another server's cell slows that server's fsyncs (the NDJSON baseline's and SQLite's alike), so a server
+    was charged for the write-back of whichever one ran before it."""
     for server in targets:
         if server.health_path == "/readyz":  # a control plane (servers.control_plane)
             projection_bench._wait_caught_up(server.port, token)
+    os.sync()
 
 
 def run(
