@@ -146,7 +146,7 @@ class RemoteWriter:
         encoded = []
         for each in item if isinstance(item, list) else [item]:
             try:
-                payload = store.encode(each.events)  # submit_async encoded them in the loop already
+                payload = store.encode(each.events)  # submit's events; submit_async's were encoded in the loop
             except Exception as exc:  # noqa: BLE001 — that request fails, the others go on
                 log.exception("could not hand events to the store writer")
                 store._resolve([(each.future, store.StoreUnavailable(f"could not encode the events: {type(exc).__name__}"))])
@@ -258,7 +258,8 @@ class _ChildStore(store.Store):
         return future
 
     def read_socket(self) -> None:
-        """Turn the server's messages into the writer's queue items. However it ends (a stop, the server gone, a bug), the writer is told to finish."""
+        """Turn the server's messages into the writer's queue items. However it ends (a stop, the server gone,
+        a bug), the writer is told to finish."""
         try:
             while self._take(pickle.loads(self._conn.recv_bytes())):
                 pass
