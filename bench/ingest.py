@@ -22,9 +22,19 @@ from bench import loadgen, payloads, projection_bench, servers, stats
 INGEST_PATH = "/v1/events"
 
 
-def workloads(config: config_module.BenchConfig) -> list[tuple[str, int | None]]:
-    """(name, batch size or None for single events)."""
-    return [("single", None), (f"batch{config.batch_size}", config.batch_size)]
+#: The workload whose event ids are random UUIDs (``payloads.event_stream``), measured at the highest concurrency only.
+RANDOM_IDS = "-uuid"
+
+
+def workloads(config: config_module.BenchConfig) -> list[tuple[str, int | None, list[int]]]:
+    """(name, batch size or None for single events, concurrencies). The batched workload also runs with random
+    (UUIDv4) ids at the highest concurrency: what a producer using a CloudEvents SDK's default ids costs the store."""
+    batched = f"batch{config.batch_size}"
+    return [
+        ("single", None, config.concurrencies),
+        (batched, config.batch_size, config.concurrencies),
+        (batched + RANDOM_IDS, config.batch_size, [max(config.concurrencies)]),
+    ]
 
 
 def measure_cell(
@@ -34,13 +44,15 @@ def measure_cell(
     concurrency: int,
     config: config_module.BenchConfig,
     prefix: str,
+    *,
+    random_ids: bool = False,
 ) -> dict[str, Any]:
     """One bounded load run against one server; the raw figures of one repeat."""
 
     def build(body: bytes) -> bytes:
         return loadgen.build_request("POST", INGEST_PATH, server.port, body, token)
 
-    make = payloads.request_maker(prefix, batch, build)
+    make = payloads.request_maker(prefix, batch, build, random_ids=random_ids)
     loop = loadgen.new_event_loop()
     try:
         server_cpu_before = servers.cpu_seconds(server.pid)
@@ -104,12 +116,13 @@ def run(
     run_tag = f"{int(time.time())}"
     for repeat in range(config.repeats):
         order = targets[repeat % len(targets) :] + targets[: repeat % len(targets)]
-        for workload, batch in workloads(config):
-            for concurrency in config.concurrencies:
+        for workload, batch, concurrencies in workloads(config):
+            for concurrency in concurrencies:
                 for server in order:
                     _settle(targets, token)
                     prefix = f"bench-{run_tag}-{server.name}-{workload}-c{concurrency}-r{repeat}"
-                    figures = measure_cell(server, token, batch, concurrency, config, prefix)
+                    figures = measure_cell(server, token, batch, concurrency, config, prefix,
+                                           random_ids=workload.endswith(RANDOM_IDS))
                     raw.setdefault((server.name, workload, concurrency), []).append(figures)
                     rate = figures["events_per_s"]
                     log(
@@ -119,8 +132,8 @@ def run(
                     )
     cells = []
     for server in targets:
-        for workload, batch in workloads(config):
-            for concurrency in config.concurrencies:
+        for workload, batch, concurrencies in workloads(config):
+            for concurrency in concurrencies:
                 repeats = raw[(server.name, workload, concurrency)]
                 cells.append(
                     {

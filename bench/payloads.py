@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,33 +111,57 @@ def run_events(
     ]
 
 
-def event_stream(prefix: str, targets: int = 50) -> Iterator[bytes]:
+def event_stream(prefix: str, targets: int = 50, *, random_ids: bool = False) -> Iterator[bytes]:
     """An endless stream of encoded events, run after run, each id unique under ``prefix``.
 
     Each run's events are encoded once as templates and filled in by byte replacement: the client must
     spend as little CPU per event as possible (see ``loadgen``).
+
+    Ids are ``<prefix>-r<run>-<n>`` by default: like the worker SDK's ``<session>-<n>`` (``outrider.client``), one
+    producer's ids share a prefix. ``random_ids``: random UUIDv4 text instead, what the CloudEvents SDKs generate
+    (``str(uuid.uuid4())``); the store's (source, id) index then takes each key at a random place (docs/performance.md).
     """
     now = datetime.now(UTC)
     templates = {
         failed: [
-            json.dumps(item, separators=(",", ":")).encode()
+            _random_id_template(json.dumps(item, separators=(",", ":")).encode(), item["id"]) if random_ids
+            else json.dumps(item, separators=(",", ":")).encode()
             for item in run_events("@RUN@", "@TGT@", now, failed=failed)
         ]
         for failed in (False, True)
     }
+    ids = _random_uuids() if random_ids else None
     for run_number in itertools.count():
         run_id = f"{prefix}-r{run_number}".encode()
         target = f"org/repo-{run_number % targets}".encode()
         for template in templates[run_number % 5 == 4]:
-            yield template.replace(b"@RUN@", run_id).replace(b"@TGT@", target)
+            event = template.replace(b"@RUN@", run_id).replace(b"@TGT@", target)
+            yield event if ids is None else event.replace(b"@ID@", next(ids))
 
 
-def request_maker(prefix: str, batch: int | None, build: Callable[[bytes], bytes]) -> Callable[[], tuple[bytes, int]]:
+def _random_id_template(template: bytes, event_id: str) -> bytes:
+    """A template whose id is the placeholder ``@ID@``."""
+    return template.replace(b'"id":"' + event_id.encode() + b'"', b'"id":"@ID@"', 1)
+
+
+def _random_uuids(per_draw: int = 1000) -> Iterator[bytes]:
+    """Random version-4 UUIDs as text, cheaply: one ``os.urandom`` per ``per_draw`` ids (``uuid.uuid4`` per event
+    would cost the client more CPU than some servers spend on the event)."""
+    while True:
+        digits = os.urandom(16 * per_draw).hex()
+        for start in range(0, len(digits), 32):
+            h = digits[start : start + 32]
+            yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}".encode()
+
+
+def request_maker(
+    prefix: str, batch: int | None, build: Callable[[bytes], bytes], *, random_ids: bool = False
+) -> Callable[[], tuple[bytes, int]]:
     """A ``make_request`` for the load generator: a single event (``batch=None``) or a JSON array of ``batch``.
 
-    ``build(body)`` wraps the body into request bytes (method, path, headers).
+    ``build(body)`` wraps the body into request bytes (method, path, headers); ``random_ids``: see :func:`event_stream`.
     """
-    stream = event_stream(prefix)
+    stream = event_stream(prefix, random_ids=random_ids)
 
     def make() -> tuple[bytes, int]:
         if batch is None:

@@ -49,13 +49,16 @@ def test_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     cells = written["ingestion"]["cells"]
     servers = {cell["server"] for cell in cells}
     assert servers == {"noop", "validate", "ndjson", "sqlite", "sqlite-thread"}
-    assert len(cells) == len(servers) * 2 * 2  # two workloads, two concurrencies
+    # two workloads at two concurrencies, and the batched one with random ids at the highest
+    assert len(cells) == len(servers) * (2 * 2 + 1)
+    assert {cell["concurrency"] for cell in cells if cell["workload"] == "batch10-uuid"} == {4}
     for cell in cells:
         assert cell["errors"] == 0, cell["error_samples"]
         assert cell["events_per_s"]["median"] > 0
         assert cell["p99_ms"]["median"] >= cell["p50_ms"]["median"] > 0
     ratios = {(r["server"], r["baseline"], r["workload"], r["concurrency"]) for r in written["ingestion"]["ratios"]}
     assert ("sqlite", "noop", "batch10", 4) in ratios and ("sqlite", "ndjson", "single", 1) in ratios
+    assert ("sqlite", "noop", "batch10-uuid", 4) in ratios
 
     queries = written["queries"]["results"]
     assert {q["name"] for q in queries} >= {"/metrics", "/v1/runs/summary window=24h"}
