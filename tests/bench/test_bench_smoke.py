@@ -135,3 +135,14 @@ def test_defer_tradeoff_measures_a_budget_against_both_baselines(tmp_path: Path)
     assert set(found["cells"]) == {"noop", "ndjson", "sqlite-defer-2"} and all(v[0] > 0 for v in found["cells"].values())
     assert found["vs_noop"] > 0 and found["vs_ndjson"] > 0
     assert found["sustained_per_s"] > 0 and found["lag_p99_s"] is not None
+
+
+def test_key_shapes_appends_both_id_shapes(tmp_path: Path) -> None:
+    """``python -m bench.key_shapes``: each id shape appended by the store's own group commit, every step measured."""
+    from bench import key_shapes
+
+    for random_ids in (False, True):
+        steps = key_shapes.measure(random_ids, steps=2, step=3200, workdir=tmp_path)
+        assert [step["keys_before"] for step in steps] == [0, 3200]
+        for step in steps:
+            assert step["cpu_us_per_event"] > 0 and step["events_per_s"] > 0 and step["bytes_written_per_event"] >= 0
