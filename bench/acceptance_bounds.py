@@ -17,6 +17,7 @@ Two measurements, each an A/B in one sitting:
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -132,9 +133,26 @@ def _processes(server_pid: int) -> dict[str, int]:
     return {"server": server_pid, "writer": writers[0], "projector": projectors[0]}
 
 
+def _stop_outside_writes(projector: int, database: Path) -> None:
+    """SIGSTOP the projector while it holds neither the write turn nor SQLite's write lock (both taken here first,
+    waiting for whatever it is writing): stopped inside a write, it would hold the appender up for the whole load."""
+    with open(f"{database}-writeturn", "a+b") as turn:
+        fcntl.flock(turn.fileno(), fcntl.LOCK_EX)
+        try:
+            conn = sqlite3.connect(database, timeout=30, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                os.kill(projector, signal.SIGSTOP)
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        finally:
+            fcntl.flock(turn.fileno(), fcntl.LOCK_UN)
+
+
 def projector_paused(workdir: Path, pairs: int = 3, seconds: float = 10.0) -> dict[str, Any]:
     server = servers.control_plane("bounds", TOKEN, f"sqlite:///{workdir / 'bounds.db'}", workdir).start()
-    figures: dict[str, list[dict[str, float]]] = {"running": [], "paused": []}
+    figures: dict[str, list[dict[str, Any]]] = {"running": [], "paused": []}
     try:
         projection_bench._wait_for_projector(server.port, TOKEN)
         for pair in range(pairs):
@@ -143,7 +161,7 @@ def projector_paused(workdir: Path, pairs: int = 3, seconds: float = 10.0) -> di
                 processes = _processes(server.pid)
                 projector = processes["projector"]
                 if mode == "paused":
-                    os.kill(projector, signal.SIGSTOP)
+                    _stop_outside_writes(projector, workdir / "bounds.db")
                 cpu = {name: servers.own_cpu_seconds(pid) for name, pid in processes.items()}
                 started = time.perf_counter()
                 try:
@@ -157,7 +175,7 @@ def projector_paused(workdir: Path, pairs: int = 3, seconds: float = 10.0) -> di
                 drain = projection_bench._wait_caught_up(server.port, TOKEN)
                 figures[mode].append({"accepted_per_s": result.units / load, "drain_s": drain,
                                       "accepted_and_projected_per_s": result.units / (load + drain), "errors": result.errors,
-                                      **spent})
+                                      "error_samples": result.error_samples[:3], **spent})
     finally:
         server.stop()
     running = statistics.median(each["accepted_per_s"] for each in figures["running"])
