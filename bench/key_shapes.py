@@ -40,11 +40,10 @@ def measure(random_ids: bool, steps: int = 8, step: int = 256_000, workdir: Path
     written per event."""
     from outrider.common import events
     from outrider.control_plane import settings, store
-    from outrider.control_plane.store import engine as engine_module
+    from outrider.control_plane.store import writer_process
 
     class Appender(store.Store):
-        def _engine_options(self) -> dict[str, Any]:  # the writer process's appender (writer_process._ChildStore)
-            return {"cache_mb": engine_module.WRITER_CACHE_MB, "autocheckpoint_pages": engine_module.WRITER_AUTOCHECKPOINT_PAGES}
+        _engine_options = writer_process._ChildStore._engine_options  # the writer process's page cache and checkpoints
 
     directory = workdir or Path(tempfile.mkdtemp(prefix="key-shapes-"))
     path = directory / ("random.db" if random_ids else "prefixed.db")
