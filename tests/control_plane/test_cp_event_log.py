@@ -21,6 +21,7 @@ from alembic import command
 from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError, model_validator
 
 from outrider.common import events
 from outrider.control_plane import settings as settings_module
@@ -99,6 +100,51 @@ def test_too_deep_data_is_declined_by_the_fast_path() -> None:
     assert events.validate_json_fast(body, array=True) is None
     assert exact(body) is None
 
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(sorted(events._DATA_LIST_VALIDATORS)), data=st.dictionaries(
+    st.sampled_from(["stage", "iteration", "max_iterations", "level", "message", "provider", "model", "input_tokens",
+                     "output_tokens", "cost_usd", "latency_s", "number", "url", "error_type", "open_prs", "extra", "health",
+                     "breaker_state", "consecutive_failures", "trips", "active_runs", "pending_runs", "max_open_prs",
+                     "max_concurrent_runs", "cooldown_until", "phase"]),
+    json_values | st.integers(min_value=-1, max_value=5) | st.sampled_from(
+        ["Healthy", "Closed", "info", "plan", "anthropic", "2026-12-06T05:00:00Z", "https://example.invalid/pr/1"]),
+    max_size=16))
+def test_each_types_data_check_passes_exactly_what_its_model_accepts(kind: str, data: dict[str, Any]) -> None:
+    """The fast path checks a type's data without building its model: it must pass exactly what the model accepts."""
+    model = events._DATA_CHECKS[kind]
+    try:
+        model.model_validate(data)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    try:
+        events._DATA_LIST_VALIDATORS[kind]([data])
+        passed = True
+    except ValidationError:
+        passed = False
+    assert passed == accepted
+
+
+def test_a_data_model_with_a_rule_after_its_fields_is_checked_whole() -> None:
+    """A model whose schema has a validator outside its fields (here: after them) is checked as the model, so the
+    fast path never skips a rule."""
+
+    class Ordered(events.EventData):
+        low: int
+        high: int
+
+        @model_validator(mode="after")
+        def _ordered(self) -> Ordered:
+            if self.low > self.high:
+                raise ValueError("low above high")
+            return self
+
+    check = events._fields_only_list_validator(Ordered)
+    check([{"low": 1, "high": 2}])
+    with pytest.raises(ValidationError):
+        check([{"low": 3, "high": 2}])
 
 def post(server: RunningServer, batch: list[dict[str, Any]]) -> dict[str, Any]:
     response = server.client.post("/v1/events", content=json.dumps(batch), headers=support.BATCH)
