@@ -23,6 +23,21 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _probe_spread(results: dict[str, Any]) -> str:
+    """How far the machine's speed moved over the ingestion cells (``machine.cpu_probe`` before each one)."""
+    probes = [value for cell in (results.get("ingestion") or {}).get("cells") or []
+              for value in (cell.get("cpu_probe_us") or {}).get("values") or []]
+    if not probes:
+        return ""
+    return f", {fmt(min(probes), 1)}–{fmt(max(probes), 1)} µs before the {len(probes)} ingestion cells"
+
+
+def _probes(cell: dict[str, Any]) -> str:
+    """The machine's speed before each repeat of a cell (``machine.cpu_probe``, µs: higher is slower)."""
+    values = (cell.get("cpu_probe_us") or {}).get("values") or []
+    return " / ".join(fmt(value) for value in values) if values else DASH
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -30,7 +45,9 @@ def render(results: dict[str, Any]) -> str:
         f"{m['cpu_count']} × {m['cpu_model']}, {m.get('mem_total_mb')} MB, Python {m['python']}, SQLite {m['sqlite']}; "
         f"load average {m.get('load_average_at_start')} → {m.get('load_average_at_end')}; "
         f"4 KiB append + fdatasync median {fmt((m.get('fsync_at_start') or {}).get('median_ms'), 2)} ms at start, "
-        f"{fmt((m.get('fsync_at_end') or {}).get('median_ms'), 2)} ms at end.",
+        f"{fmt((m.get('fsync_at_end') or {}).get('median_ms'), 2)} ms at end; "
+        f"CPU probe {fmt(m.get('cpu_probe_us_at_start'), 1)} µs at start, {fmt(m.get('cpu_probe_us_at_end'), 1)} µs at end"
+        f"{_probe_spread(results)}.",
         "",
     ]
     ingestion = results.get("ingestion") or {}
@@ -53,9 +70,10 @@ def render(results: dict[str, Any]) -> str:
                     "× no-op",
                     "× NDJSON",
                     "server CPU",
+                    "CPU probe µs",
                 ]
             ),
-            _row(["---"] * 2 + ["---:"] * 8),
+            _row(["---"] * 2 + ["---:"] * 9),
         ]
         for c in ingestion["cells"]:
             key = (c["server"], c["workload"], c["concurrency"])
@@ -73,6 +91,7 @@ def render(results: dict[str, Any]) -> str:
                         fmt(ratios.get((*key, "noop")), 2, "×") if (*key, "noop") in ratios else "",
                         fmt(ratios.get((*key, "ndjson")), 2, "×") if (*key, "ndjson") in ratios else "",
                         fmt(c["server_cpu_cores"]["median"], 2),
+                        _probes(c),
                     ]
                 )
             )

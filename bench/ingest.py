@@ -6,8 +6,8 @@ drifts on a shared machine hit all of them alike and the ratios stay meaningful.
 control plane's projection has caught up with its log, and the kernel has written back the dirty pages of earlier
 cells: what a server accepted in its own cell and finishes afterwards (a projector that deferred to a burst, the
 kernel's delayed write-back of its files) must not run during another server's cell. Each cell
-records events/s, latency p50/p99, errors, and the CPU the server and the client used (to show which was the
-bottleneck).
+records events/s, latency p50/p99, errors, the CPU the server and the client used (to show which was the
+bottleneck), and how fast the machine ran pure-CPU work just before it (``machine.cpu_probe``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from bench import config as config_module
-from bench import loadgen, payloads, projection_bench, servers, stats
+from bench import loadgen, machine, payloads, projection_bench, servers, stats
 
 INGEST_PATH = "/v1/events"
 
@@ -53,6 +53,7 @@ def measure_cell(
         return loadgen.build_request("POST", INGEST_PATH, server.port, body, token)
 
     make = payloads.request_maker(prefix, batch, build, random_ids=random_ids)
+    cpu_probe_us = machine.cpu_probe()
     loop = loadgen.new_event_loop()
     try:
         server_cpu_before = servers.cpu_seconds(server.pid)
@@ -91,6 +92,8 @@ def measure_cell(
         # CPU cores busy on average during the window (1.0 = one core saturated).
         "server_cpu_cores": server_cpu,
         "client_cpu_cores": client_cpu / elapsed if elapsed else None,
+        # The machine's speed just before the cell (µs per round of fixed CPU work: higher is slower).
+        "cpu_probe_us": cpu_probe_us,
     }
 
 
@@ -146,6 +149,7 @@ def run(
                         "p99_ms": stats.summary([r["p99_ms"] for r in repeats]),
                         "server_cpu_cores": stats.summary([r["server_cpu_cores"] for r in repeats]),
                         "client_cpu_cores": stats.summary([r["client_cpu_cores"] for r in repeats]),
+                        "cpu_probe_us": stats.summary([r.get("cpu_probe_us") for r in repeats]),
                         "requests": sum(r["requests"] for r in repeats),
                         "errors": sum(r["errors"] for r in repeats),
                         "error_samples": [s for r in repeats for s in r["error_samples"]][:5],

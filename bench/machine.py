@@ -6,10 +6,12 @@ Recorded in ``results.json`` next to every run, because the figures mean nothing
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,6 @@ def fsync_probe(folder: Path, count: int = 50) -> dict[str, float | None]:
     durable figure moves with it; it is measured at the start and the end of each run.
     """
     import statistics
-    import time
 
     path = folder / "fsync-probe"
     samples: list[float] = []
@@ -73,6 +74,27 @@ def fsync_probe(folder: Path, count: int = 50) -> dict[str, float | None]:
     ordered = sorted(samples)
     return {"median_ms": statistics.median(ordered), "p90_ms": ordered[int(len(ordered) * 0.9) - 1]}
 
+
+#: The probe's fixed work: a ~3 KB JSON document, parsed and serialised again (what an ingesting server does most).
+_CPU_PROBE_DOCUMENT = json.dumps([{"id": f"probe-{n}", "type": "run.llm_usage", "time": "2026-12-06T06:00:00Z",
+                                   "data": {"model": "m", "input_tokens": n, "cost_usd": n / 1000}} for n in range(25)])
+
+
+def cpu_probe(rounds: int = 300) -> float:
+    """Microseconds one round of fixed pure-CPU work (parse and serialise ``_CPU_PROBE_DOCUMENT``) takes right now,
+    the best of three tries (~30 ms in all).
+
+    On a shared virtual machine the same code runs at a speed that moves from second to second (measured: a
+    pure-CPU loop on an otherwise idle machine of this kind varied 1.9x within a minute). Recorded before every
+    ingestion cell, it says how fast the machine was when that cell ran, so a ratio between two cells can be read
+    against it; it does not correct any figure."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(rounds // 3):
+            json.dumps(json.loads(_CPU_PROBE_DOCUMENT))
+        best = min(best, (time.perf_counter() - started) / (rounds // 3) * 1e6)
+    return best
 
 def info() -> dict[str, Any]:
     """A JSON-ready description of this machine and software stack."""

@@ -53,6 +53,7 @@ def run_all(
         },
     }
     results["machine"]["fsync_at_start"] = machine.fsync_probe(workdir)
+    results["machine"]["cpu_probe_us_at_start"] = machine.cpu_probe()
     pg: postgres.PostgresServer | None = None
     pg_reason: str | None = None
     errors: list[str] = []
@@ -90,6 +91,7 @@ def run_all(
             )
     finally:
         results["machine"]["fsync_at_end"] = machine.fsync_probe(workdir)
+        results["machine"]["cpu_probe_us_at_end"] = machine.cpu_probe()
         if pg is not None:
             pg.stop()
         if keep:

@@ -45,6 +45,8 @@ def test_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
     written = json.loads(output.read_text())
     assert written["machine"]["cpu_count"] >= 1
     assert written["machine"]["sqlite"]
+    # how fast the machine ran fixed CPU work, at both ends of the run and before every ingestion cell
+    assert written["machine"]["cpu_probe_us_at_start"] > 0 and written["machine"]["cpu_probe_us_at_end"] > 0
 
     cells = written["ingestion"]["cells"]
     servers = {cell["server"] for cell in cells}
@@ -56,6 +58,7 @@ def test_bench_harness_runs_end_to_end(tmp_path: Path) -> None:
         assert cell["errors"] == 0, cell["error_samples"]
         assert cell["events_per_s"]["median"] > 0
         assert cell["p99_ms"]["median"] >= cell["p50_ms"]["median"] > 0
+        assert cell["cpu_probe_us"]["n"] == written["config"]["repeats"] and cell["cpu_probe_us"]["min"] > 0
     ratios = {(r["server"], r["baseline"], r["workload"], r["concurrency"]) for r in written["ingestion"]["ratios"]}
     assert ("sqlite", "noop", "batch10", 4) in ratios and ("sqlite", "ndjson", "single", 1) in ratios
     assert ("sqlite", "noop", "batch10-uuid", 4) in ratios
