@@ -150,3 +150,25 @@ def test_key_shapes_appends_both_id_shapes(tmp_path: Path) -> None:
         assert [step["keys_before"] for step in steps] == [0, 3200]
         for step in steps:
             assert step["cpu_us_per_event"] > 0 and step["events_per_s"] > 0 and step["bytes_written_per_event"] >= 0
+
+
+def test_key_tail_prototype_deduplicates_before_and_after_a_merge(tmp_path: Path) -> None:
+    """``python -m bench.key_tail_prototype``: the tail design (a design not built; docs/performance.md) finds a key
+    again while it is in the tail and after it was merged, as the direct inserts do; every step is measured."""
+    from bench import key_tail_prototype as prototype
+
+    make = prototype.key_maker(random_ids=True)
+    first, second = make(3200), make(3200)
+    for tail_keys in (None, 3200):
+        appender = prototype.Appender(tmp_path / f"dedup-{tail_keys}.db", tail_keys, merge_chunk=1000)
+        assert appender.append(first) == 0
+        assert appender.append(first) == 3200  # in the tail (or the index)
+        for _ in range(4):  # the merge runs in chunks of 1000 after each group
+            assert appender.append(second) == (0 if _ == 0 else 3200)
+        assert not set(first) & appender.tail  # merged by now (the direct inserts keep no tail)
+        assert appender.append(first) == 3200  # found in the index
+        appender.db.close()
+    for tail_keys in (None, 3200):
+        steps = prototype.measure(False, tail_keys, steps=2, step=3200, workdir=tmp_path)
+        assert [step["keys_before"] for step in steps] == [0, 3200]
+        assert all(step["cpu_us_per_key"] > 0 and step["keys_per_s"] > 0 for step in steps)
