@@ -96,6 +96,7 @@ def cpu_probe(rounds: int = 300) -> float:
         best = min(best, (time.perf_counter() - started) / (rounds // 3) * 1e6)
     return best
 
+
 def info() -> dict[str, Any]:
     """A JSON-ready description of this machine and software stack."""
     return {
