@@ -31,7 +31,8 @@ REQUESTS_PER_COMMIT = 32
 EVENTS_PER_REQUEST = 100
 
 
-def _written_bytes() -> int:
+def written_bytes() -> int:
+    """Bytes this process has caused to be written to storage so far (``/proc/self/io``)."""
     return int(re.search(r"write_bytes: (\d+)", Path("/proc/self/io").read_text()).group(1))  # type: ignore[union-attr]
 
 
@@ -63,7 +64,7 @@ def measure(random_ids: bool, steps: int = 8, step: int = 256_000, workdir: Path
                     events.fill_scope_defaults(batch, "default", None)
                 groups.append(batches)
             count = sum(len(batch) for group in groups for batch in group)
-            written, cpu, started = _written_bytes(), time.process_time(), time.perf_counter()
+            written, cpu, started = written_bytes(), time.process_time(), time.perf_counter()
             for group in groups:
                 futures: list[concurrent.futures.Future[Any]] = [concurrent.futures.Future() for _ in group]
                 appender._commit_group([store._Submission(batch, future) for batch, future in zip(group, futures, strict=True)])
@@ -74,7 +75,7 @@ def measure(random_ids: bool, steps: int = 8, step: int = 256_000, workdir: Path
                 "keys_before": number * count,
                 "cpu_us_per_event": (time.process_time() - cpu) / count * 1e6,
                 "events_per_s": count / elapsed,
-                "bytes_written_per_event": (_written_bytes() - written) / count,
+                "bytes_written_per_event": (written_bytes() - written) / count,
             })
     finally:
         appender.engine.dispose()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import resource
 import sqlite3
 import sys
@@ -29,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from bench.key_shapes import written_bytes
 
 GROUP_KEYS = 3200
 LOG_ROWS_PER_GROUP = 32
@@ -42,10 +43,6 @@ SCHEMA = (
     "CREATE TEMP TABLE found (source TEXT, event_id TEXT)",
 )
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA cache_size=-32768", "PRAGMA wal_autocheckpoint=16000")
-
-
-def _written_bytes() -> int:
-    return int(re.search(r"write_bytes: (\d+)", Path("/proc/self/io").read_text()).group(1))  # type: ignore[union-attr]
 
 
 def _cpu_seconds() -> float:
@@ -131,7 +128,7 @@ def measure(random_ids: bool, tail_keys: int | None, steps: int, step: int, work
     for number in range(steps):
         groups = [make(GROUP_KEYS) for _ in range(max(1, step // GROUP_KEYS))]
         count = sum(len(group) for group in groups)
-        written, cpu, started = _written_bytes(), _cpu_seconds(), time.perf_counter()
+        written, cpu, started = written_bytes(), _cpu_seconds(), time.perf_counter()
         duplicates = sum(appender.append(group) for group in groups)
         elapsed = time.perf_counter() - started
         assert duplicates == 0, "fresh keys were taken for duplicates"
@@ -139,7 +136,7 @@ def measure(random_ids: bool, tail_keys: int | None, steps: int, step: int, work
             "keys_before": number * count,
             "cpu_us_per_key": round((_cpu_seconds() - cpu) / count * 1e6, 2),
             "keys_per_s": round(count / elapsed),
-            "bytes_written_per_key": round((_written_bytes() - written) / count),
+            "bytes_written_per_key": round((written_bytes() - written) / count),
             "tail": len(appender.tail),
         })
     appender.db.close()
