@@ -72,17 +72,30 @@ def bound(aggregates: dict[str, list[dict[str, Any]]], known: Iterable[tuple[str
     out = dict(aggregates)
     for name, numbers in NUMBERS.items():
         folded: dict[tuple[Any, ...], dict[str, Any]] = {}
+        labels_of: dict[tuple[str, ...], tuple[str, ...]] = {}  # a row's columns → its label columns, in name order
+        sums: set[tuple[Any, ...]] = set()  # keys whose row is already a copy of ours (several rows folded into it)
         for row in aggregates.get(name, []):
-            row = dict(row)
-            if _key(row) not in targets:
-                row["namespace"], row["target"] = OTHER, OTHER
-            if "model" in row and row["model"] not in models:
-                row["model"] = OTHER
-            key = tuple((k, v) for k, v in sorted(row.items()) if k not in numbers)
-            if key in folded:
-                for number in numbers:
-                    folded[key][number] = int(folded[key][number]) + int(row[number])
+            columns = tuple(row)
+            labels = labels_of.get(columns)
+            if labels is None:
+                labels = labels_of[columns] = tuple(sorted(k for k in columns if k not in numbers))
+            other_target = _key(row) not in targets
+            other_model = "model" in row and row["model"] not in models
+            if other_target or other_model:
+                row = dict(row)
+                if other_target:
+                    row["namespace"], row["target"] = OTHER, OTHER
+                if other_model:
+                    row["model"] = OTHER
+            key = (labels, *(row[k] for k in labels))
+            same = folded.get(key)
+            if same is None:
+                folded[key] = row  # the caller's row itself until another folds into it: copied then
             else:
-                folded[key] = row
+                if key not in sums:
+                    same = folded[key] = dict(same)
+                    sums.add(key)
+                for number in numbers:
+                    same[number] = int(same[number]) + int(row[number])
         out[name] = list(folded.values())
     return out

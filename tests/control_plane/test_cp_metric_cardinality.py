@@ -92,3 +92,19 @@ def test_a_deleted_target_leaves_the_status_and_metrics_and_comes_back_when_crea
     assert api.client.post("/v1/events", json=status(2), headers=operator).status_code == 202  # created again
     assert [t["target"] for t in api.client.get("/v1/targets").json()] == ["web"]
     assert 'outrider_runs_total{namespace="default",status="succeeded",target="web"} 1.0' in api.client.get("/metrics").text
+
+
+def test_folding_sums_into_other_without_changing_the_rows_it_was_given() -> None:
+    """``cardinality.bound`` keeps the caller's rows as they were (it shares the kept ones, copies before summing)."""
+    from outrider.control_plane import cardinality
+
+    rows = [{"namespace": "ns", "target": f"t{i}", "model": "m", "input_tokens": i, "output_tokens": 1, "cost_nano_usd": 10}
+            for i in range(5)]
+    rows.append({**rows[0], "input_tokens": 7})  # a second row of a kept target: summed into the first
+    given = [dict(row) for row in rows]
+    out = cardinality.bound({"llm": rows}, [("ns", "t0")], max_targets=2, max_models=5)
+    by_target = {row["target"]: row for row in out["llm"]}
+    assert set(by_target) == {"t0", "t4", "other"}  # reported t0, then the busiest (t4), the rest folded
+    assert by_target["other"]["input_tokens"] == 1 + 2 + 3 and by_target["other"]["cost_nano_usd"] == 30
+    assert by_target["t0"]["input_tokens"] == 7 and by_target["t0"]["cost_nano_usd"] == 20
+    assert rows == given

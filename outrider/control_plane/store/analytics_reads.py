@@ -123,7 +123,7 @@ class AnalyticsReads(Reads):
         }
         try:
             with self.engine.connect() as conn:
-                return {name: [row._asdict() for row in conn.execute(q)] for name, q in queries.items()}
+                return {name: _dicts(conn.execute(q)) for name, q in queries.items()}
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
 
@@ -269,3 +269,10 @@ class AnalyticsReads(Reads):
             query = query.where(r.c.target == target)
         rows = self._read(query.order_by(r.c.created_at, r.c.run_id).limit(limit))
         return [projection.record(run_id, json.loads(state), namespace) for run_id, state, namespace in rows]
+
+
+def _dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
+    """The rows as dicts, zipped with the column names once: half the time of ``Row._asdict`` per row, which a
+    scrape paid for ~800 aggregate rows at 200 targets (docs/performance.md, twelfth session)."""
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
