@@ -71,21 +71,31 @@ class Family:
     def text(self) -> str:
         """The family in the text format 0.0.4, exactly as ``prometheus_client.generate_latest`` writes it (a test
         compares the two), without building a ``Sample`` and re-validating names per line: the histogram alone has
-        ~17 lines per target."""
+        ~17 lines per target. Rendered once per scrape each: a first label pair, the pairs after it (a histogram's
+        17 lines of one target share them), and an integer value (counts repeat)."""
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         out = [f"# HELP {self.name} {doc}\n# TYPE {self.name} {self.type}\n"]
-        pairs: dict[tuple[str, str], str] = {}  # each distinct label="value" escaped once
+        heads: dict[tuple[str, str], str] = {}
+        tails: dict[tuple[tuple[str, str], ...], str] = {}
+        integers: dict[int, str] = {}  # floats are not kept: -0.0 == 0.0, but they are written differently
         for name, labels, value in self.samples:
-            if labels:
-                rendered = []
-                for pair in labels:
-                    text = pairs.get(pair)
-                    if text is None:
-                        text = pairs[pair] = f'{pair[0]}="{_escape(pair[1])}"'
-                    rendered.append(text)
-                out.append(f"{name}{{{','.join(rendered)}}} {floatToGoString(value)}\n")
+            if type(value) is int:
+                number = integers.get(value)
+                if number is None:
+                    number = integers[value] = floatToGoString(value)
             else:
-                out.append(f"{name} {floatToGoString(value)}\n")
+                number = floatToGoString(value)
+            if not labels:
+                out.append(f"{name} {number}\n")
+                continue
+            first, rest = labels[0], labels[1:]
+            head = heads.get(first)
+            if head is None:
+                head = heads[first] = f'{first[0]}="{_escape(first[1])}"'
+            tail = tails.get(rest)
+            if tail is None:
+                tail = tails[rest] = "".join(f',{key}="{_escape(text)}"' for key, text in rest)
+            out.append(f"{name}{{{head}{tail}}} {number}\n")
         return "".join(out)
 
 

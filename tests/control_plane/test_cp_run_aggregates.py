@@ -16,6 +16,8 @@ import prometheus_client
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outrider.common import events
 from outrider.control_plane import metrics as metrics_module
@@ -187,3 +189,27 @@ def test_exposition_equals_generate_latest(make_settings, start_server) -> None:
     assert b'model="we\\"ird\\\\model\\nname"' in ours and b"outrider_run_duration_seconds_bucket{le=\"+Inf\"" in ours
     served = server.anonymous.get("/metrics")
     assert served.status_code == 200 and "outrider_runs_total{" in served.text
+
+
+_label_values = st.text(alphabet=st.sampled_from('ab"\\\n-é'), max_size=4)
+_values = st.one_of(st.integers(min_value=0, max_value=10**13), st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 0, 1, 1.0]))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["x", "y"]), st.sampled_from(["a", "b"]), _label_values, _label_values, _values), max_size=30))
+def test_family_text_is_what_generate_latest_writes(samples: list[tuple[str, str, str, str, Any]]) -> None:
+    """``metrics.Family.text`` (its caches of rendered label pairs and integers) against prometheus_client itself:
+    repeated and escaped label values, first pair shared or not, -0.0 next to 0, exponent notation."""
+    family = metrics_module.Family("outrider_test", "gauge", 'help with "quotes" \\ and\nlines')
+    seen = set()
+    for first, second, value_a, value_b, value in samples:
+        labels = (("first", first + value_a), ("second", second), ("third", value_b))
+        if labels not in seen:  # one sample per label set, as in a real family
+            seen.add(labels)
+            family.samples.append(("outrider_test", labels, value))
+    family.samples.append(("outrider_test", (), -0.0))
+
+    class One:
+        def collect(self) -> list[Any]:
+            return [family.metric()]
+
+    assert family.text().encode() == prometheus_client.generate_latest(One())  # type: ignore[arg-type]
