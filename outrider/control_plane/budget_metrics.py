@@ -13,35 +13,24 @@ exports no budget series (``outrider_store_up`` says why).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from outrider.control_plane import budgets, store
+from outrider.control_plane import budgets, metrics, store
 
 
-class BudgetCollector(Collector):
-    def __init__(self, source: store.Store) -> None:
-        self.store = source
-
-    def describe(self) -> list[Metric]:
-        return []  # data-dependent families; an empty describe keeps registration from calling collect()
-
-    def collect(self) -> Iterator[Metric]:
+class BudgetCollector(metrics.FamilyCollector):
+    def families(self) -> list[metrics.Family]:
+        """The two gauges as plain families: ``/metrics`` writes them as text directly (``Metrics.exposition``)."""
         try:
             with self.store.reading() as conn:
                 scopes = budgets.spend_and_limits(conn, max_scopes=self.store.settings.metrics_max_targets)
         except store.StoreUnavailable:  # store.reading() turns any database error into it
-            return
-        spent = GaugeMetricFamily("outrider_budget_spent_usd", "USD spent on priced LLM calls in the rolling window.",
-                                  labels=["scope", "window"])
-        limit = GaugeMetricFamily("outrider_budget_limit_usd", "The budget the operator reported for the scope and "
-                                  "window (absent: none).", labels=["scope", "window"])
+            return []
+        spent = metrics.Family("outrider_budget_spent_usd", "gauge", "USD spent on priced LLM calls in the rolling window.")
+        limit = metrics.Family("outrider_budget_limit_usd", "gauge",
+                               "The budget the operator reported for the scope and window (absent: none).")
         for scope, windows in scopes:
             for window, (spent_nano, limit_usd) in windows.items():
-                spent.add_metric([scope, window], spent_nano / budgets.NANO)
+                labels = (("scope", scope), ("window", window))
+                spent.samples.append((spent.name, labels, spent_nano / budgets.NANO))
                 if limit_usd is not None:
-                    limit.add_metric([scope, window], limit_usd)
-        yield spent
-        yield limit
+                    limit.samples.append((limit.name, labels, limit_usd))
+        return [spent, limit]
