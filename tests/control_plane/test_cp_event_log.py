@@ -295,3 +295,31 @@ def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_l
         projector.stop()
         the_store.engine.dispose()
 
+
+
+def test_a_commit_waits_for_another_writer_instead_of_failing(
+        make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:
+    """Another connection holds SQLite's write lock (the projector taking its lease, say) when the appender begins:
+    the appender waits for it and commits. Found in CI: with a deferred BEGIN the appender read the log head first,
+    the other writer committed, and the appender's write then failed at once on its stale snapshot ("database is
+    locked", SQLITE_BUSY_SNAPSHOT, which the busy timeout does not wait out): a refusal went uncounted."""
+    import sqlite3
+    import threading
+
+    the_store = store.Store(make_sqlite_settings(projector_enabled=False))
+    store.migrate(the_store.engine)
+    blocker = sqlite3.connect(str(the_store.settings.sqlite_path()), isolation_level=None, check_same_thread=False)
+    try:
+        for n, item in enumerate([store._Rejection("unauthorized", 1, concurrent.futures.Future()),  # reads, then writes
+                                  store._Submission([events.CloudEvent.model_validate(support.event("run.created", "waits-0"))],
+                                                    concurrent.futures.Future())]):
+            blocker.execute("BEGIN IMMEDIATE")
+            blocker.execute(f"UPDATE projector_state SET heartbeat_at = {n + 1} WHERE id = 1")
+            threading.Timer(0.5, blocker.execute, ("COMMIT",)).start()
+            the_store._commit_group([item])
+            assert item.future.result(timeout=1) is not None
+        with the_store.engine.connect() as conn:
+            assert conn.execute(sa.select(tables.agg_rejections.c.count).where(tables.agg_rejections.c.reason == "unauthorized")).scalar() == 1
+    finally:
+        blocker.close()
+        the_store.engine.dispose()

@@ -404,8 +404,11 @@ class Store(analytics_reads.AnalyticsReads):
             # The driver opens a transaction only before a data-changing statement. Opened here, the group is
             # one transaction: the savepoint in _insert_keys would otherwise open a transaction of its own, and
             # its RELEASE commit the keys without the log rows (a failure or kill in between lost those events:
-            # sent again, they were taken for duplicates).
-            cursor.execute("BEGIN")
+            # sent again, they were taken for duplicates). IMMEDIATE: the write lock first, waited for (busy
+            # timeout) while another writer holds it, e.g. the projector taking its lease. A deferred transaction
+            # read the log head first, and when another writer committed before its first write, that write
+            # failed at once on the stale snapshot (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
+            cursor.execute("BEGIN IMMEDIATE")
         if self.dialect != "sqlite":
             # Appends are serialized per database, so events commit in seq order (see "Commit order" above).
             cursor.execute(f"SET LOCAL lock_timeout = '{int(self.settings.write_timeout_seconds * 1000)}ms'")
