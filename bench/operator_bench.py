@@ -238,7 +238,8 @@ def run(config: config_module.BenchConfig, workdir: Path, log: Callable[..., Any
                 kube.configmaps("default", k8s.AUTONOMY_CONFIGMAP_DEFAULT), {"data": {"enabled": str(enabled).lower()}}
             )
 
-        # Timestamps from the watches: run -> first time seen Succeeded; job -> first time seen unsuspended.
+        # Timestamps from the watches: run -> first time seen Admitted (or later) and Succeeded; job -> first time
+        # seen unsuspended.
         lock = threading.Lock()
         succeeded_at: dict[str, float] = {}
         admitted_at: dict[str, float] = {}

@@ -73,7 +73,7 @@ def bound(aggregates: dict[str, list[dict[str, Any]]], known: Iterable[tuple[str
     for name, numbers in NUMBERS.items():
         folded: dict[tuple[Any, ...], dict[str, Any]] = {}
         labels_of: dict[tuple[str, ...], tuple[str, ...]] = {}  # a row's columns → its label columns, in name order
-        sums: set[tuple[Any, ...]] = set()  # keys whose row is already a copy of ours (several rows folded into it)
+        copied: set[tuple[Any, ...]] = set()  # keys whose row is our own copy (made when a second row folds into it)
         for row in aggregates.get(name, []):
             columns = tuple(row)
             labels = labels_of.get(columns)
@@ -92,9 +92,9 @@ def bound(aggregates: dict[str, list[dict[str, Any]]], known: Iterable[tuple[str
             if same is None:
                 folded[key] = row  # the caller's row itself until another folds into it: copied then
             else:
-                if key not in sums:
+                if key not in copied:
                     same = folded[key] = dict(same)
-                    sums.add(key)
+                    copied.add(key)
                 for number in numbers:
                     same[number] = int(same[number]) + int(row[number])
         out[name] = list(folded.values())
