@@ -111,6 +111,16 @@ def render(results: dict[str, Any]) -> str:
                                fmt(info["sustained_per_s"]), fmt(info["drain_seconds"], 2), fmt(half.get("rate_per_s")),
                                fmt(half.get("lag_p50_s"), 3), fmt(half.get("lag_p99_s"), 3), fmt(half.get("lag_max_s"), 3)]))
         lines.append("")
+        for store, info in projection.items():
+            before = info.get("before_log") or {}
+            rate = before.get("events_per_s") or {}
+            if rate.get("median"):
+                lines += [f"The {store} control plane before the event log (commit `{before['commit'][:7]}`, every event folded in "
+                          f"its request's transaction), in the same run: batches of 100 from 32 clients {fmt(rate['median'])} "
+                          f"events/s (median of {rate['n']} cells, {fmt(rate['min'])}–{fmt(rate['max'])}, half just before the "
+                          "sustained run and half just after it).", ""]
+            elif before.get("skipped"):
+                lines += [f"The {store} control plane before the event log was not measured: {before['skipped']}.", ""]
     elif projection:
         lines += ["### Event log and projection", "", f"Not measured: {projection.get('error')}", ""]
     queries = results.get("queries") or {}

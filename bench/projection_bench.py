@@ -9,6 +9,11 @@
   per-event p99, never under-states it.
 - **two replicas** (PostgreSQL): the same sustained load split over two control planes on one database, next
   to one replica's figures.
+- **before the event log** (SQLite): the issue's baseline, "today's batched rate", is the control plane before the
+  event log (``servers.before_log``: it folded every event in the request's transaction, so what it accepted was
+  projected). Its batches of ``batch_size`` from 32 connections are measured as the ingestion matrix's cells are,
+  ``repeats`` cells just before the sustained run and ``repeats`` just after it (so a drift of the machine's speed
+  during the run falls on both sides), and their median is the baseline of the same run.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -89,6 +95,7 @@ def _wait_for_projector(port: int, token: str, timeout: float = 60.0) -> None:
 def sustained(ports: list[int], token: str, prefix: str, config: config_module.BenchConfig) -> dict[str, Any]:
     _wait_for_projector(ports[0], token)
     _wait_caught_up(ports[0], token)
+    os.sync()  # what earlier loads left dirty is written back before, not during, this one
     started = time.perf_counter()
     result = _load(ports, token, prefix, config.batch_size, 32, config.sustained_seconds)
     accepted_at = time.perf_counter() - started
@@ -179,6 +186,20 @@ def lag_at(ports: list[int], token: str, prefix: str, rate: float, config: confi
     }
 
 
+def before_log_cells(server: servers.Server, token: str, config: config_module.BenchConfig, tag: str) -> list[float]:
+    """``repeats`` cells of batches from 32 connections against the control plane before the event log; events/s each."""
+    from bench import ingest  # here: bench.ingest imports this module
+
+    rates = []
+    for repeat in range(config.repeats):
+        os.sync()  # as before every cell of the matrix: earlier writes are not this cell's
+        figures = ingest.measure_cell(server, token, config.batch_size, 32, config, f"{tag}-r{repeat}")
+        if figures["errors"]:
+            raise RuntimeError(f"the control plane before the event log refused batches: {figures['error_samples'][:1]}")
+        rates.append(figures["events_per_s"])
+    return rates
+
+
 def run(config: config_module.BenchConfig, token: str, workdir: Path, pg: postgres.PostgresServer | None,
         log: Callable[..., Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
@@ -187,11 +208,27 @@ def run(config: config_module.BenchConfig, token: str, workdir: Path, pg: postgr
         stores.append(("postgres", pg.create_database("outrider_projection_1"), 1))
         stores.append(("postgres-2-replicas", pg.create_database("outrider_projection_2"), 2))
     for name, url, replicas in stores:
+        baseline = servers.before_log(token, f"sqlite:///{workdir / 'before-log.db'}", workdir) if name == "sqlite" else None
+        skipped = None
+        if isinstance(baseline, str):
+            log(f"  projection: SKIPPED the same-run baseline before the event log: {baseline}")
+            skipped, baseline = baseline, None
         started = [servers.control_plane(f"{name}-{n}", token, url, workdir).start(timeout_s=60) for n in range(replicas)]
         try:
             ports = [server.port for server in started]
             tag = f"proj-{name}-{int(time.time())}"
+            before: list[float] = []
+            if baseline is not None:
+                started.append(baseline.start(timeout_s=60))
+                before += before_log_cells(baseline, token, config, f"{tag}-before-log-1")
             figures = sustained(ports, token, tag, config)
+            if baseline is not None:
+                before += before_log_cells(baseline, token, config, f"{tag}-before-log-2")
+                figures["before_log"] = {"commit": servers.BEFORE_LOG_COMMIT, "events_per_s": stats.summary(before)}
+                log(f"  projection before the event log: batches at 32 clients {figures['before_log']['events_per_s']['median']:>9,.0f} "
+                    f"events/s (median of {len(before)} cells around the sustained run)", highlight=False)
+            elif skipped is not None:
+                figures["before_log"] = {"skipped": skipped}
             log(f"  projection {name:<20} accepted {figures['accepted_per_s'] or 0:>9,.0f} events/s, "
                 f"accepted and projected {figures['sustained_per_s'] or 0:>9,.0f} events/s "
                 f"(drained in {figures['drain_seconds']:.1f} s)", highlight=False)

@@ -42,6 +42,8 @@ class Server:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     health_path: str = "/healthz"
+    #: Where it runs: ``python -m`` imports from there first (a copy of older code runs from its own directory).
+    cwd: Path = REPO
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +54,7 @@ class Server:
     def start(self, timeout_s: float = 30.0) -> Server:
         env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.argv, env=env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         url = f"http://127.0.0.1:{self.port}{self.health_path}"
         while time.monotonic() < deadline:
@@ -122,6 +124,31 @@ def control_plane(
         **(extra_env or {}),
     }
     return Server(name=name, argv=argv, port=port, log_path=workdir / f"{name}.log", env=env, health_path="/readyz")
+
+
+#: The control plane before the event log and its projector (issue 14): the last commit (parent of b78c550) whose
+#: ``POST /v1/events`` folded every event into its run record in the request's own transaction. Its batched rate is
+#: the issue's "today's batched rate", measured in the same run by ``bench.projection_bench``.
+BEFORE_LOG_COMMIT = "d754dbc0996efc8344219b6323b07cfb97433772"
+
+
+def before_log(token: str, database_url: str, workdir: Path) -> Server | str:
+    """That control plane (not started), run from a copy of its ``outrider`` package taken from git with this
+    checkout's Python environment; or why it cannot be had (no git, a clone without that commit)."""
+    source = workdir / "before-log-source"
+    if not (source / "outrider").is_dir():
+        try:
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_LOG_COMMIT, "outrider"],
+                                     capture_output=True, check=False, timeout=120)
+        except OSError as exc:
+            return f"git is not available ({exc})"
+        if archive.returncode != 0:
+            return f"git archive {BEFORE_LOG_COMMIT[:12]} failed: {archive.stderr.decode(errors='replace').strip()[:300]}"
+        source.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True, timeout=120)
+    server = control_plane("sqlite-before-log", token, database_url, workdir, {"PYTHONPATH": str(source)})
+    server.cwd = source
+    return server
 
 
 def children(pid: int) -> list[int]:

@@ -84,8 +84,9 @@ def operator(result: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 #: The batched rate (100 per request, 32 clients, SQLite) before the event log and projector (issue 14), from
-#: bench/results.json of 2026-11-26 (commit 29434a3): the issue's "today's batched rate". It cannot be measured
-#: in the same run any more (that code is gone), so it is the one figure here not from the same run.
+#: bench/results.json of 2026-11-26 (commit 29434a3): the figure the issue quoted as "today's batched rate". The
+#: target is judged against that store's rate measured in the same run (``projection_bench``, ``before_log``); this
+#: fixed figure is reported beside it, and judged only when the same-run baseline could not be measured.
 PREVIOUS_SQLITE_BATCHED = 17_427.0
 
 
@@ -99,9 +100,17 @@ def projection(found: dict[str, Any], cells: list[dict[str, Any]], batch_workloa
     for name, figures in found.items():
         rate = figures.get("sustained_per_s")
         if name == "sqlite":
-            r = stats.ratio(rate, PREVIOUS_SQLITE_BATCHED)
-            checks.append(_check("sqlite: accepted and projected / previous batched rate", "≥ 2×", r, _at_least(r, 2.0),
-                                 f"previous: {PREVIOUS_SQLITE_BATCHED:,.0f} events/s (2026-11-26)"))
+            fixed = stats.ratio(rate, PREVIOUS_SQLITE_BATCHED)
+            before = ((figures.get("before_log") or {}).get("events_per_s") or {}).get("median")
+            if before:
+                r = stats.ratio(rate, before)
+                checks.append(_check("sqlite: accepted and projected / batched rate before the event log, same run", "≥ 2×", r,
+                                     _at_least(r, 2.0), f"before the event log: {before:,.0f} events/s in this run; "
+                                     f"against the fixed {PREVIOUS_SQLITE_BATCHED:,.0f} of 2026-11-26: {fixed or 0:.2f}×"))
+            else:
+                checks.append(_check("sqlite: accepted and projected / previous batched rate (fixed, 2026-11-26)", "≥ 2×", fixed,
+                                     _at_least(fixed, 2.0), f"previous: {PREVIOUS_SQLITE_BATCHED:,.0f} events/s; the same-run "
+                                     f"baseline was not measured: {(figures.get('before_log') or {}).get('skipped', 'not run')}"))
         lag = (figures.get("half_load") or {}).get("lag_p99_s")
         checks.append(_check(f"{name}: projection lag p99 s at half the sustained rate", "≤ 1", lag, _at_most(lag, 1.0)))
     return checks

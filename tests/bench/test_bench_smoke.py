@@ -172,3 +172,29 @@ def test_key_tail_prototype_deduplicates_before_and_after_a_merge(tmp_path: Path
         steps = prototype.measure(False, tail_keys, steps=2, step=3200, workdir=tmp_path)
         assert [step["keys_before"] for step in steps] == [0, 3200]
         assert all(step["cpu_us_per_key"] > 0 and step["keys_per_s"] > 0 for step in steps)
+
+
+def test_projection_bench_measures_the_store_before_the_event_log_in_the_same_run(tmp_path: Path) -> None:
+    """``bench/projection_bench.py``: the sustained rate, the lag at half of it, and the issue's baseline (the control
+    plane before the event log, run from git) measured in the same run and used by the target."""
+    import subprocess
+
+    from bench import servers as bench_servers
+
+    present = subprocess.run(["git", "-C", str(bench_servers.REPO), "cat-file", "-e", f"{bench_servers.BEFORE_LOG_COMMIT}^{{commit}}"],
+                             capture_output=True, check=False)
+    if present.returncode != 0:
+        pytest.skip(f"SKIPPED: this checkout has no commit {bench_servers.BEFORE_LOG_COMMIT[:12]} (a shallow clone?): the "
+                    "control plane before the event log cannot be run")
+    config = tiny()
+    config.parts, config.sustained_seconds, config.lag_seconds = ["projection"], 1.0, 0.5
+    with (tmp_path / "console.txt").open("w") as console_file:
+        results = runner.run_all(output=tmp_path / "results.json", config=config, console=Console(file=console_file, width=160))
+    assert results["complete"], results["errors"]
+    sqlite = results["projection"]["sqlite"]
+    assert sqlite["errors"] == 0 and sqlite["sustained_per_s"] > 0 and sqlite["half_load"]["samples"] > 0
+    before = sqlite["before_log"]
+    assert before["commit"] == bench_servers.BEFORE_LOG_COMMIT
+    assert before["events_per_s"]["n"] == 2 * config.repeats and before["events_per_s"]["min"] > 0
+    check = next(c for c in results["targets"] if "accepted and projected" in c["name"])
+    assert "same run" in check["name"] and check["measured"] == pytest.approx(sqlite["sustained_per_s"] / before["events_per_s"]["median"])
