@@ -565,7 +565,7 @@ class Projector:
                 )
                 if cursor.rowcount != 1:
                     raise Fenced
-                self.dialect.write_rows(cursor, f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})", len(EVENT_COLUMNS), indexed)
+                self.dialect.insert_rows(cursor, "events", EVENT_COLUMNS, indexed)
                 write(cursor)
                 self.dialect.bump(cursor, "namespace_usage", ("namespace",), ("events", "bytes"),
                                   [(namespace, *counts) for namespace, counts in usage.items()])
