@@ -33,7 +33,7 @@ class Dialect:
 
     def write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
         """Run ``{head} VALUES (…) {tail}`` for each row: SQLite with ``executemany`` (one prepared statement,
-        the loop in C), PostgreSQL with multi-row VALUES in chunks (psycopg's ``executemany`` costs a
+        the loop in C), PostgreSQL with multi-row VALUES in chunks, with its own ``$n`` placeholders (psycopg's ``executemany`` costs a
         statement per row). Rows must not repeat a conflict key: one statement may not update a row twice."""
         if not rows:
             return
@@ -43,10 +43,31 @@ class Dialect:
                 sql = self._statements[head + tail] = f"{head} VALUES ({', '.join(['?'] * width)}) {tail}"
             cursor.executemany(sql, rows)
             return
-        row_marks = "(" + ", ".join(["%s"] * width) + ")"
+        raw = self._raw_cursor(cursor)
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            cursor.execute(f"{head} VALUES {', '.join([row_marks] * len(chunk))} {tail}", [value for row in chunk for value in row])
+            raw.execute(self._values(head, tail, width, len(chunk)), [value for row in chunk for value in row])
+
+    def _values(self, head: str, tail: str, width: int, count: int) -> str:
+        """``{head} VALUES ($1, …), … {tail}`` for ``count`` rows (PostgreSQL's own placeholders); kept for full
+        chunks only (one per statement), so the cache stays a few hundred KiB."""
+        key = f"{head}\0{tail}\0{width}"
+        if count == CHUNK and key in self._statements:
+            return self._statements[key]
+        rows = ", ".join("(" + ", ".join(f"${row * width + column + 1}" for column in range(width)) + ")" for row in range(count))
+        sql = f"{head} VALUES {rows} {tail}"
+        if count == CHUNK:
+            self._statements[key] = sql
+        return sql
+
+    @staticmethod
+    def _raw_cursor(cursor: Any) -> Any:
+        """A cursor on ``cursor``'s connection (same transaction) that sends ``$n`` placeholders as they are. Why:
+        psycopg's usual cursor rewrites ``%s`` by a regular expression on every call, uncached for statements over
+        4 KiB; for the projector's multi-row upserts that was a quarter of its time (docs/performance.md)."""
+        import psycopg  # here: only PostgreSQL stores need it (the ``postgres`` extra)
+
+        return psycopg.RawCursor(cursor.connection)
 
     def insert_rows(self, cursor: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (no conflict handling): SQLite with ``executemany``, PostgreSQL with ``COPY``, which took
