@@ -43,12 +43,12 @@ class Dialect:
                 sql = self._statements[head + tail] = f"{head} VALUES ({', '.join(['?'] * width)}) {tail}"
             cursor.executemany(sql, rows)
             return
-        raw = self._raw_cursor(cursor)
+        raw = self.raw_cursor(cursor)
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            raw.execute(self._values(head, tail, width, len(chunk)), [value for row in chunk for value in row])
+            raw.execute(self.values(head, tail, width, len(chunk)), [value for row in chunk for value in row])
 
-    def _values(self, head: str, tail: str, width: int, count: int) -> str:
+    def values(self, head: str, tail: str, width: int, count: int) -> str:
         """``{head} VALUES ($1, …), … {tail}`` for ``count`` rows (PostgreSQL's own placeholders); kept for full
         chunks only (one per statement), so the cache stays a few hundred KiB."""
         key = f"{head}\0{tail}\0{width}"
@@ -61,7 +61,7 @@ class Dialect:
         return sql
 
     @staticmethod
-    def _raw_cursor(cursor: Any) -> Any:
+    def raw_cursor(cursor: Any) -> Any:
         """A cursor on ``cursor``'s connection (same transaction) that sends ``$n`` placeholders as they are. Why:
         psycopg's usual cursor rewrites ``%s`` by a regular expression on every call, uncached for statements over
         4 KiB; for the projector's multi-row upserts that was a quarter of its time (docs/performance.md)."""
