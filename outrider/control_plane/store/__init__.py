@@ -490,14 +490,11 @@ class Store(analytics_reads.AnalyticsReads):
                                    "ON CONFLICT (source, event_id) DO NOTHING", keys)
                 return int(cursor.rowcount)  # summed over the rows by sqlite3
             total = 0
-            writer = cursor if sqlite else self.sql.raw_cursor(cursor)  # PostgreSQL: $n placeholders, not re-parsed
+            writer = self.sql.raw_cursor(cursor)  # PostgreSQL: $n placeholders, not re-parsed
             tail = "ON CONFLICT (source, event_id) DO NOTHING" + (" RETURNING source, event_id" if returning else "")
             for start in range(0, len(keys), self.INSERT_CHUNK):
                 chunk = keys[start : start + self.INSERT_CHUNK]
-                if sqlite:
-                    sql = f"INSERT INTO event_keys (source, event_id) VALUES {', '.join(['(?, ?)'] * len(chunk))} {tail}"
-                else:
-                    sql = self.sql.values("INSERT INTO event_keys (source, event_id)", tail, 2, len(chunk))
+                sql = self.sql.values("INSERT INTO event_keys (source, event_id)", tail, 2, len(chunk))
                 writer.execute(sql, list(itertools.chain.from_iterable(chunk)))
                 if returning:
                     returned.update((str(source), str(event_id)) for source, event_id in writer.fetchall())

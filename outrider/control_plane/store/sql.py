@@ -33,8 +33,9 @@ class Dialect:
 
     def write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
         """Run ``{head} VALUES (…) {tail}`` for each row: SQLite with ``executemany`` (one prepared statement,
-        the loop in C), PostgreSQL with multi-row VALUES in chunks, with its own ``$n`` placeholders (psycopg's ``executemany`` costs a
-        statement per row). Rows must not repeat a conflict key: one statement may not update a row twice."""
+        the loop in C), PostgreSQL with multi-row VALUES in chunks with its own ``$n`` placeholders (psycopg's
+        ``executemany`` costs a statement per row). Rows must not repeat a conflict key: one statement may not
+        update a row twice."""
         if not rows:
             return
         if self.sqlite:
@@ -49,22 +50,28 @@ class Dialect:
             raw.execute(self.values(head, tail, width, len(chunk)), [value for row in chunk for value in row])
 
     def values(self, head: str, tail: str, width: int, count: int) -> str:
-        """``{head} VALUES ($1, …), … {tail}`` for ``count`` rows (PostgreSQL's own placeholders); kept for full
-        chunks only (one per statement), so the cache stays a few hundred KiB."""
+        """``{head} VALUES (…), … {tail}`` for ``count`` rows, with the placeholders :meth:`raw_cursor` takes (``?``
+        on SQLite, PostgreSQL's own ``$n``); kept for full chunks only (one per statement), so the cache stays a few
+        hundred KiB."""
         key = f"{head}\0{tail}\0{width}"
         if count == CHUNK and key in self._statements:
             return self._statements[key]
-        rows = ", ".join("(" + ", ".join(f"${row * width + column + 1}" for column in range(width)) + ")" for row in range(count))
+        if self.sqlite:
+            rows = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * count)
+        else:
+            rows = ", ".join("(" + ", ".join(f"${row * width + column + 1}" for column in range(width)) + ")" for row in range(count))
         sql = f"{head} VALUES {rows} {tail}"
         if count == CHUNK:
             self._statements[key] = sql
         return sql
 
-    @staticmethod
-    def raw_cursor(cursor: Any) -> Any:
-        """A cursor on ``cursor``'s connection (same transaction) that sends ``$n`` placeholders as they are. Why:
-        psycopg's usual cursor rewrites ``%s`` by a regular expression on every call, uncached for statements over
-        4 KiB; for the projector's multi-row upserts that was a quarter of its time (docs/performance.md)."""
+    def raw_cursor(self, cursor: Any) -> Any:
+        """The cursor for :meth:`values` statements: on SQLite ``cursor`` itself; on PostgreSQL a cursor on its
+        connection (same transaction) that sends ``$n`` placeholders as they are. Why: psycopg's usual cursor
+        rewrites ``%s`` by a regular expression on every call, uncached for statements over 4 KiB; for the
+        projector's multi-row upserts that was a quarter of its time (docs/performance.md)."""
+        if self.sqlite:
+            return cursor
         import psycopg  # here: only PostgreSQL stores need it (the ``postgres`` extra)
 
         return psycopg.RawCursor(cursor.connection)
