@@ -109,7 +109,10 @@ class WriteTurn:
         self._path = (Path(database).with_name(Path(database).name + "-writeturn")
                       if database and database != ":memory:" and not database.startswith("file:") else None)
         self._fd: int | None = None
-        self._guard = threading.Lock()  # one holder per instance, even when threads share it
+        self._guard = threading.Lock()  # opening, mapping and closing the file (held briefly)
+        #: One holder per instance, even when threads share it. Not ``_guard``: a thread asking whether the appender
+        #: is active must not wait out another thread's whole transaction (the projector's fold beside its write).
+        self._hold = threading.Lock()
         #: The turn file mapped: when the appender last committed (:meth:`note_append`).
         self._shared: mmap.mmap | None = None
 
@@ -150,15 +153,17 @@ class WriteTurn:
         if self._path is None:
             yield
             return
-        with self._guard:
-            if not self._open() or self._fd is None:
+        with self._hold:
+            with self._guard:
+                fd = self._fd if self._open() else None
+            if fd is None:
                 yield
                 return
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self._guard:
