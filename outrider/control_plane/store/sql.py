@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-#: Rows per multi-row statement on PostgreSQL: far below its parameter limit for our widest tables.
+#: Rows per multi-row statement: far below either database's parameter limit for our widest tables (SQLite's is
+#: 32,766 since 3.32).
 CHUNK = 500
 
 
@@ -32,17 +33,12 @@ class Dialect:
         return moment
 
     def write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
-        """Run ``{head} VALUES (…) {tail}`` for each row: SQLite with ``executemany`` (one prepared statement,
-        the loop in C), PostgreSQL with multi-row VALUES in chunks with its own ``$n`` placeholders (psycopg's
-        ``executemany`` costs a statement per row). Rows must not repeat a conflict key: one statement may not
-        update a row twice."""
+        """Run ``{head} VALUES (…), … {tail}`` for ``rows``, in chunks of :data:`CHUNK` rows, on both databases.
+        Why not ``executemany``: SQLite's releases the interpreter lock around every row, so with the projector's
+        fold running in another thread each row waited for the lock (a convoy); one statement per chunk waits once.
+        psycopg's costs a statement per row. Rows must not repeat a conflict key: one statement may not update a
+        row twice (PostgreSQL refuses it)."""
         if not rows:
-            return
-        if self.sqlite:
-            sql = self._statements.get(head + tail)
-            if sql is None:
-                sql = self._statements[head + tail] = f"{head} VALUES ({', '.join(['?'] * width)}) {tail}"
-            cursor.executemany(sql, rows)
             return
         raw = self.raw_cursor(cursor)
         for start in range(0, len(rows), CHUNK):
@@ -77,7 +73,7 @@ class Dialect:
         return psycopg.RawCursor(cursor.connection)
 
     def insert_rows(self, cursor: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` (no conflict handling): SQLite with ``executemany``, PostgreSQL with ``COPY``, which took
+        """Insert ``rows`` (no conflict handling): SQLite with :meth:`write_rows`, PostgreSQL with ``COPY``, which took
         the projector's per-event index from ~10,000 to ~22,000 events a second against multi-row VALUES (psycopg
         spent ~65 µs of Python per event composing and adapting those statements; docs/performance.md)."""
         if not rows:
