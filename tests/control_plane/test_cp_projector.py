@@ -348,3 +348,82 @@ def test_a_position_that_can_never_be_reached_is_refused(api: RunningServer) -> 
                                                        "Outrider-Min-Position": str(position + 1_000)})
     assert header.status_code == 422 and header.json()["error"] == "invalid_position"
     assert run_record(api, "bad-pos-1", position)["event_count"] == 14  # the valid position still answers
+
+
+class OverlappingWrites(Projector):
+    """A projector whose write thread starts each batch's write only once the next batch has been folded, so every
+    batch is folded while the one before it is in flight (the case the pipeline must get right, every time);
+    ``fail_at``: the write of that batch (1-based) fails as a database outage would."""
+
+    def __init__(self, engine: sa.Engine, *, fail_at: int | None = None, **options: Any) -> None:
+        super().__init__(engine, **options)
+        self.fail_at = fail_at
+        self.writes = 0
+        self.overlapped = 0  # batches folded while the write before them was still running
+        self._folded_from: set[int] = set()
+        self._folding = threading.Condition()
+
+    def _prepare(self, position: int, version: int, limit: int, inflight: Any) -> Any:
+        prepared = super()._prepare(position, version, limit, inflight)
+        if inflight is not None and not inflight.future.done():
+            self.overlapped += 1
+        with self._folding:
+            self._folded_from.add(position)
+            self._folding.notify_all()
+        return prepared
+
+    def _write(self, prepared: Any) -> None:
+        with self._folding:
+            self._folding.wait_for(lambda: prepared.end in self._folded_from, timeout=10)
+        self.writes += 1
+        if self.writes == self.fail_at:
+            raise sa.exc.OperationalError("INSERT …", {}, Exception("disk I/O error (injected)"))
+        super()._write(prepared)
+
+
+def _mixed_log(runs: int) -> list[dict[str, Any]]:
+    """Runs whose events spread over many small batches, each with LLM calls on two models, the second model's
+    first call in a later batch than the first's (``run_models`` rows added while an earlier batch is in flight)."""
+    batch: list[dict[str, Any]] = []
+    for n in range(runs):
+        batch += support.lifecycle(f"pl-{n}", target=f"acme/t{n % 3}", fail=n % 4 == 0, start=n * 30)
+    for n in range(runs):  # later in the log: a second model, and a call with the first one again
+        batch.append(usage(f"pl-{n}", n * 30 + 20, 0.25, model="opus", latency_s=0.5))
+        batch.append(usage(f"pl-{n}", n * 30 + 21, 0.5, latency_s=1.0))
+    return batch
+
+
+@pytest.mark.parametrize("fail_at", [None, 3], ids=["all-writes-succeed", "a-write-fails-under-the-next-fold"])
+def test_a_batch_folded_while_the_one_before_is_written_projects_what_one_after_the_other_does(
+        make_settings: Callable[..., settings.Settings], fail_at: int | None) -> None:
+    """The pipeline (``Projector._step_pipelined``) against one batch at a time (a rebuild of this small log is one
+    batch): the same records and rollups, and a write that fails while the next batch is already folded loses and
+    doubles nothing once projection resumes."""
+    the_store = store.Store(make_settings(store_writer="thread", projector_enabled=False))
+    store.migrate(the_store.engine)
+    the_store.open()
+    try:
+        batch = _mixed_log(8)
+        requests = range(0, len(batch), 9)  # a log row each, and a batch each (batch_events=7 < 9)
+        for start in requests:
+            the_store.submit([events.CloudEvent.model_validate(b) for b in batch[start : start + 9]]).result(timeout=60)
+        projector = OverlappingWrites(the_store.engine, batch_events=7, fail_at=fail_at)
+        try:
+            if fail_at is not None:
+                with pytest.raises(sa.exc.OperationalError, match="injected"):
+                    projector.run_until_caught_up(timeout=120)
+                assert the_store.projected_position() < len(batch)
+            projector.run_until_caught_up(timeout=120)
+        finally:
+            projector.stop()
+        # every batch but the first, less the two the failure dropped (folded again afterwards)
+        assert projector.overlapped >= len(requests) - 3, "batches were not folded while the one before was written"
+        pipelined = projection_tables(the_store.engine)
+        with the_store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.sum(tables.runs.c.event_count))).scalar() == len(batch)
+        assert {row[1] for row in pipelined["run_models"]} == {f"pl-{n}" for n in range(8)}
+        assert len(pipelined["run_models"]) == 16
+        the_store.rebuild()
+        assert projection_tables(the_store.engine) == pipelined
+    finally:
+        the_store.close()

@@ -135,10 +135,11 @@ def test_run_rows_agree_with_a_full_recount(make_settings) -> None:  # type: ign
         the_store.engine.dispose()
 
 
-def test_a_failed_projection_leaves_nothing_in_the_run_cache(make_settings) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipelined", "one-after-the-other"])
+def test_a_failed_projection_leaves_nothing_in_the_run_cache(make_settings, pipeline: bool) -> None:  # type: ignore[no-untyped-def]
     the_store = store_module.Store(make_settings())
     store_module.migrate(the_store.engine)
-    projector = Projector(the_store.engine)
+    projector = Projector(the_store.engine, pipeline=pipeline)
 
     def rename(old: str, new: str) -> None:
         with the_store.engine.begin() as conn:
@@ -150,7 +151,7 @@ def test_a_failed_projection_leaves_nothing_in_the_run_cache(make_settings) -> N
         rename("agg_event_types", "agg_gone")  # the runs upsert works, the aggregates after it fail
         commit(the_store, [support.event("run.admitted", "rf", at=1)])
         with pytest.raises(the_store.engine.dialect.dbapi.Error):  # a database fault, not the event's: no skipping
-            projector.step()
+            projector.run_until_caught_up()  # pipelined, the write fails in its thread and the next step raises it
         assert the_store.projected_position() == 1  # the checkpoint did not move with the failed batch
         rename("agg_gone", "agg_event_types")
         commit(the_store, [support.event("run.started", "rf", at=2)])
@@ -202,6 +203,30 @@ def test_the_appender_and_the_projector_take_turns_at_the_sqlite_write_lock(tmp_
     finally:
         appender.close()
         projector.close()
+        engine.dispose()
+
+
+def test_asking_whether_the_appender_is_active_does_not_wait_for_a_held_turn(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The projector's fold asks whether the appender is active (to defer to a burst) while its write thread holds
+    the turn for a whole transaction: the question must not wait for that transaction. It did, and the fold and
+    the write ran one after the other (docs/performance.md, fourteenth session)."""
+    import threading
+
+    from outrider.control_plane.store.engine import WriteTurn, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    turn = WriteTurn(engine)
+    answered = threading.Event()
+    try:
+        with turn.held():
+            thread = threading.Thread(target=lambda: (turn.appender_active(), answered.set()))
+            thread.start()
+            assert answered.wait(10), "appender_active() waited for the turn held by another thread"
+        thread.join(5)
+        turn.note_append()
+        assert turn.appender_active()
+    finally:
+        turn.close()
         engine.dispose()
 
 

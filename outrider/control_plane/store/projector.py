@@ -27,6 +27,7 @@ reading ``seq > position`` never passes over an event that commits later. See ``
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -95,6 +96,20 @@ class LogEvent:
     runid: str | None
     namespace: str
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    """A folded batch on its way to the database: log seqs ``start`` (the checkpoint it folds from, exclusive) to
+    ``end``, the checkpoint ``version`` its write expects, and what that write inserts."""
+
+    start: int
+    end: int
+    version: int
+    indexed: list[tuple[Any, ...]]
+    usage: dict[str, list[int]]
+    write: Callable[[Any], None]
+    future: concurrent.futures.Future[None] | None = None
 
 
 class Fenced(Exception):
@@ -326,10 +341,13 @@ class Folder:
             for run_key, _, after, text in changes:
                 cache.pop(run_key, None)
                 cache[run_key] = (text, after)  # most recently used last
-            while len(cache) > RUN_CACHE:
+            while len(cache) > max(RUN_CACHE, len(changes)):  # never this batch's own runs: see Projector._prepare
                 cache.popitem(last=False)
 
+        #: The ``run_models`` rows this write adds, by run (a batch folded before it commits lays them over its reads).
+        added = {key: {pair: first for pair, first in used.items() if pair not in models.get(key, {})} for key, used in run_models.items()}
         write.remember = remember  # type: ignore[attr-defined]
+        write.added_models = added  # type: ignore[attr-defined]
         return write
 
 
@@ -338,7 +356,8 @@ class Projector:
     docstring. ``wake()`` (after an append) makes it look at once instead of at its next poll."""
 
     def __init__(self, engine: sa.Engine, *, batch_events: int = 5000, poll_seconds: float = 0.5,
-                 lease_seconds: float = 5.0, name: str | None = None, defer_seconds: float = 0.0) -> None:
+                 lease_seconds: float = 5.0, name: str | None = None, defer_seconds: float = 0.0,
+                 pipeline: bool = True) -> None:
         self.engine = engine
         self.dialect = Dialect(engine.dialect.name)
         self.folder = Folder(self.dialect)
@@ -356,6 +375,10 @@ class Projector:
         self._version: int | None = None  # the version our last write left; the cache is valid while it holds
         self._limit: int | None = None  # a smaller batch while isolating an event that cannot be projected
         self._last_heartbeat = 0.0
+        #: Fold a batch while the one before is written (:meth:`_step_pipelined`); False: one after the other.
+        self.pipeline = pipeline
+        self._inflight: _Batch | None = None  # the batch being written
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -373,6 +396,10 @@ class Projector:
         if self._thread is not None:
             self._thread.join(timeout=timeout)
             self._thread = None
+        self._abandon()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         if self.leader:
             with contextlib.suppress(Exception):
                 self._release()
@@ -401,8 +428,7 @@ class Projector:
             except Exception as exc:  # noqa: BLE001 — a database outage: retry with backoff, never die
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning("projection failed (%s); retrying", self.last_error, exc_info=True)
-                self.folder.cache.clear()
-                self._version = None
+                self._abandon()
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 self._stop.wait(backoff)
                 continue
@@ -463,10 +489,18 @@ class Projector:
             ).rowcount
         if taken and not self.leader:
             log.info("projector %s holds the lease", self.name)
-            self.folder.cache.clear()
-            self._version = None
+            self._abandon()
         self._last_heartbeat = now
         return bool(taken)
+
+    def _abandon(self) -> None:
+        """Forget the run cache and what our last write left, after waiting out any write in flight (its runs are
+        in the cache, and the database holds them only once it commits)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            self._wait(inflight)
+        self.folder.cache.clear()
+        self._version = None
 
     def _release(self) -> None:
         s = tables.projector_state
@@ -483,11 +517,11 @@ class Projector:
     def step(self) -> int:
         """One batch, isolating an event the projection cannot write: a batch that fails on its data (not on
         the database) is retried in halves down to one event, which is then skipped (logged, counted in
-        ``folder.skipped``), so one poison event never stops the projection of the log. Rows projected (-1:
-        retrying smaller)."""
+        ``folder.skipped``), so one poison event never stops the projection of the log. Log seqs projected, or
+        handed to the write thread (-1: retrying smaller, or nothing new but a write just finished; 0: caught up)."""
         limit = self._limit or self.batch_events
         try:
-            done = self.project_batch(limit)
+            done = self._step_pipelined(limit) if self.pipeline and limit == self.batch_events else self.project_batch(limit)
         except self._poison_types() as exc:
             if limit > 1:
                 self._limit = max(1, limit // 2)
@@ -514,14 +548,38 @@ class Projector:
             log.error("log row seq %d..%d cannot be projected (%s: %s); skipped", row.seq, row.last_seq, type(exc).__name__, exc)
 
     def project_batch(self, limit: int | None = None) -> int:
-        """Project the next batch of the log (at most ``limit`` events); how many log rows it covered (0: nothing
-        new, or fenced)."""
+        """Project the next batch of the log (at most ``limit`` events) and wait for its write; how many log seqs it
+        covered (0: nothing new, or fenced). Nothing may be in flight (:meth:`step` sees to that)."""
+        self._drain()
+        position, version = self._checkpoint()
+        prepared = self._prepare(position, version, int(limit or self.batch_events), None)
+        if prepared is None:
+            return 0
+        try:
+            self._write(prepared)
+        except Exception as exc:  # noqa: BLE001 — _finish raises it again, after forgetting the cache
+            return self._finish(prepared, exc)
+        return self._finish(prepared)
+
+    def _checkpoint(self) -> tuple[int, int]:
+        """The stored checkpoint and its version; forgets the run cache when someone else wrote since ours."""
         s = tables.projector_state
         with self.engine.connect() as conn:
             position, version = conn.execute(sa.select(s.c.position, s.c.version).where(s.c.id == 1)).one()
+        if version != self._version:  # someone else wrote (or we never did): the cache cannot be trusted
+            self.folder.cache.clear()
+        return int(position), int(version)
+
+    def _prepare(self, position: int, version: int, limit: int, inflight: _Batch | None) -> _Batch | None:
+        """Read the log rows after ``position`` (at most ``limit`` seqs) and fold them; None when there are none.
+
+        ``inflight`` is the batch whose write may still be running: this one then starts where it ends. Its runs
+        are in the fold cache (``remember`` is called here, before the write, and never evicts a batch's own
+        runs), so what is read from the database is only runs it does not write; the ``run_models`` rows it adds
+        are laid over what is read. Should its write fail, :meth:`_finish` drops this batch and the cache."""
+        with self.engine.connect() as conn:
             cursor = conn.connection.cursor()
             mark = self.dialect.mark
-            limit = int(limit or self.batch_events)
             # Whole log rows: those starting within ``limit`` seqs of the checkpoint (seqs are dense but for
             # gaps PostgreSQL's sequences left in logs from before rows per request), else the next one. The
             # checkpoint is always a row's last seq (or 0), so "after it" is a range of the primary key.
@@ -532,9 +590,7 @@ class Projector:
                 cursor.execute(f"{columns} WHERE seq > {mark} ORDER BY seq LIMIT 1", (position,))
                 rows = list(cursor.fetchall())
             if not rows:
-                return 0
-            if version != self._version:  # someone else wrote (or we never did): the cache cannot be trusted
-                self.folder.cache.clear()
+                return None
             batch, indexed = self.folder.parse(rows)
             usage: dict[str, list[int]] = {}
             for row in indexed:  # every stored event counts, including any the fold skips
@@ -551,38 +607,93 @@ class Projector:
             loaded = self.folder.load_states(read, keys)
             models = self.folder.load_models(read, keys)
             conn.rollback()  # end the read transaction before writing
+        if inflight is not None:
+            added_before: dict[RunKey, rollups.Models] = inflight.write.added_models  # type: ignore[attr-defined]
+            for key in keys:
+                for pair, first in added_before.get(key, {}).items():
+                    models.setdefault(key, {}).setdefault(pair, first)
         write = self.folder.fold(batch, loaded, models)
-        new_position = int(rows[-1][1])
+        write.remember()  # type: ignore[attr-defined]
+        return _Batch(position, int(rows[-1][1]), version, indexed, usage, write)
+
+    def _write(self, prepared: _Batch) -> None:
+        """A batch's write transaction: the checkpoint moves (fenced on its version and our lease) with the
+        per-event index, the fold's rows and the namespaces' usage. Raises :class:`Fenced` when it did not."""
         now = time.time()
-        try:
-            with self._turn.held(), self.engine.begin() as conn:
-                cursor = conn.connection.cursor()
-                mark = self.dialect.mark
-                cursor.execute(  # first statement: on SQLite it takes the write lock before anything is read
-                    f"UPDATE projector_state SET position = {mark}, version = version + 1, heartbeat_at = {mark}, "
-                    f"projected_at = {mark} WHERE id = 1 AND version = {mark} AND holder = {mark}",
-                    (new_position, now, now, version, self.name),
-                )
-                if cursor.rowcount != 1:
-                    raise Fenced
-                self.dialect.insert_rows(cursor, "events", EVENT_COLUMNS, indexed)
-                write(cursor)
-                self.dialect.bump(cursor, "namespace_usage", ("namespace",), ("events", "bytes"),
-                                  [(namespace, *counts) for namespace, counts in usage.items()])
-        except Fenced:
+        with self._turn.held(), self.engine.begin() as conn:
+            cursor = conn.connection.cursor()
+            mark = self.dialect.mark
+            cursor.execute(  # first statement: on SQLite it takes the write lock before anything is read
+                f"UPDATE projector_state SET position = {mark}, version = version + 1, heartbeat_at = {mark}, "
+                f"projected_at = {mark} WHERE id = 1 AND version = {mark} AND holder = {mark}",
+                (prepared.end, now, now, prepared.version, self.name),
+            )
+            if cursor.rowcount != 1:
+                raise Fenced
+            self.dialect.insert_rows(cursor, "events", EVENT_COLUMNS, prepared.indexed)
+            prepared.write(cursor)
+            self.dialect.bump(cursor, "namespace_usage", ("namespace",), ("events", "bytes"),
+                              [(namespace, *counts) for namespace, counts in prepared.usage.items()])
+        self._last_heartbeat = now
+
+    def _finish(self, prepared: _Batch, outcome: BaseException | None = None) -> int:
+        """Take in a written batch's outcome; its log seqs, or 0 when fenced. Any other failure forgets the run
+        cache (it holds this batch's runs, and those of any batch prepared after it) and is raised."""
+        if outcome is None:
+            self._version = prepared.version + 1
+            return max(1, prepared.end - prepared.start)
+        self.folder.cache.clear()
+        self._version = None
+        if isinstance(outcome, Fenced):
             log.info("projector %s: the checkpoint moved under it (lease lost or rebuild); starting over", self.name)
-            self.folder.cache.clear()
-            self._version = None
             self.leader = False
             return 0
-        except Exception:
+        raise outcome
+
+    # --- the write pipeline --------------------------------------------------------------------------
+
+    def _step_pipelined(self, limit: int) -> int:
+        """Fold the next batch while the previous one is being written (by the ``outrider-projector-write``
+        thread), then hand it over; its log seqs (-1: nothing new, but a write just finished; 0: caught up).
+
+        Why: folding is Python and writing is mostly the database's own work (SQLite's B-trees, PostgreSQL's
+        server), during which the interpreter lock is free; one after the other, a drain kept one core busy
+        and the other idle (docs/performance.md). The batch is written with the version the one before leaves,
+        so if that one fails this one is fenced, and it is dropped before it is handed over in any case."""
+        inflight, self._inflight = self._inflight, None
+        try:
+            if inflight is None:
+                position, version = self._checkpoint()
+            else:
+                position, version = inflight.end, inflight.version + 1
+            prepared = self._prepare(position, version, limit, inflight)
+        except BaseException:
+            if inflight is not None:
+                self._wait(inflight)
             self.folder.cache.clear()
             self._version = None
             raise
-        write.remember()  # type: ignore[attr-defined]
-        self._version = version + 1
-        self._last_heartbeat = now
-        return max(1, new_position - int(position))
+        if inflight is not None and not self._finish(inflight, self._wait(inflight)):
+            return 0  # fenced: ``prepared`` was folded on top of it and is dropped
+        if prepared is None:
+            return -1 if inflight is not None else 0
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="outrider-projector-write")
+        prepared.future = self._writer.submit(self._write, prepared)
+        self._inflight = prepared
+        return max(1, prepared.end - prepared.start)
+
+    @staticmethod
+    def _wait(prepared: _Batch) -> BaseException | None:
+        """Wait for a handed-over batch's write; its exception, if it raised one."""
+        assert prepared.future is not None
+        return prepared.future.exception()
+
+    def _drain(self) -> None:
+        """Wait for the batch in flight, if any, and take in its outcome (raising a failure)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            self._finish(inflight, self._wait(inflight))
 
     def run_until_caught_up(self, timeout: float = 600.0) -> int:
         """Project until the log is exhausted (tests, ``outrider store rebuild``); how many rows it projected."""

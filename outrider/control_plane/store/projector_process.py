@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
 
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 
 #: The child's garbage-collection thresholds: a batch's parsed events hold no cycles (as in the writer).
 GC_THRESHOLDS = (100_000, 50, 50)
+#: How long one of the child's threads may hold the interpreter lock while another waits for it. The projector
+#: folds a batch while its write thread runs the one before (``Projector._step_pipelined``), and the write thread
+#: needs the lock back after each statement: at Python's 5 ms it waited that long each time. 0.1 ms gave the best
+#: sustained rate of 0.1, 0.5 and 2 ms (docs/performance.md).
+SWITCH_INTERVAL_SECONDS = 0.0001
 _PR_SET_PDEATHSIG = 1
 
 
@@ -184,6 +190,7 @@ def _project(config: settings.Settings, name: str, sock: socket.socket) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     projector.start()
     try:
         while True:
