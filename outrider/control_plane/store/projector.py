@@ -660,7 +660,7 @@ class Projector:
         server), during which the interpreter lock is free; one after the other, a drain kept one core busy
         and the other idle (docs/performance.md). The batch is written with the version the one before leaves,
         so if that one fails this one is fenced, and it is dropped before it is handed over in any case."""
-        inflight, self._inflight = self._inflight, None
+        inflight = self._inflight
         try:
             if inflight is None:
                 position, version = self._checkpoint()
@@ -668,11 +668,9 @@ class Projector:
                 position, version = inflight.end, inflight.version + 1
             prepared = self._prepare(position, version, limit, inflight)
         except BaseException:
-            if inflight is not None:
-                self._wait(inflight)
-            self.folder.cache.clear()
-            self._version = None
+            self._abandon()
             raise
+        self._inflight = None
         if inflight is not None and not self._finish(inflight, self._wait(inflight)):
             return 0  # fenced: ``prepared`` was folded on top of it and is dropped
         if prepared is None:
