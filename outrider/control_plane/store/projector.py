@@ -301,8 +301,10 @@ class Folder:
         run_rows_delta = run_rollups.deltas((before, after) for _, before, after, _ in changes)
         model_runs = rollups.model_run_deltas(((key, before["status"] if before else None, after["status"]) for key, before, after, _ in changes),
                                               models, run_models)
-        new_models = [(namespace, run_id, provider, model, target, hour) for (namespace, run_id), used in run_models.items()
-                      for (provider, model), (target, hour) in used.items() if (provider, model) not in models.get((namespace, run_id), {})]
+        #: The ``run_models`` rows this write adds, by run (a batch folded before it commits lays them over its reads).
+        added = {key: {pair: first for pair, first in used.items() if pair not in models.get(key, {})} for key, used in run_models.items()}
+        new_models = [(namespace, run_id, provider, model, target, hour) for (namespace, run_id), pairs in added.items()
+                      for (provider, model), (target, hour) in pairs.items()]
 
         def write(cursor: Any) -> None:
             if run_rows:
@@ -344,8 +346,6 @@ class Folder:
             while len(cache) > max(RUN_CACHE, len(changes)):  # never this batch's own runs: see Projector._prepare
                 cache.popitem(last=False)
 
-        #: The ``run_models`` rows this write adds, by run (a batch folded before it commits lays them over its reads).
-        added = {key: {pair: first for pair, first in used.items() if pair not in models.get(key, {})} for key, used in run_models.items()}
         write.remember = remember  # type: ignore[attr-defined]
         write.added_models = added  # type: ignore[attr-defined]
         return write
