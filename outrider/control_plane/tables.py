@@ -403,3 +403,12 @@ console_sessions = sa.Table(
     sa.Column("revoked_at", Time, nullable=True),
     comment="Server-side console sessions: the cookie holds a random id, never the API key.",
 )
+
+
+#: Everything the projector derives from the log (a rebuild empties and refills these).
+PROJECTIONS = (events, runs, agg_event_types, agg_llm, agg_prs, agg_runs, agg_run_durations, rollup_llm,
+               rollup_llm_latency, rollup_spend, run_models, rollup_runs, rollup_llm_all, rollup_llm_latency_all,
+               namespace_usage, rollup_runs_all, rollup_runs_day, rollup_model_runs, rollup_model_runs_all)
+#: What the projector writes: the projections and its checkpoint, which moves in the same transaction. On SQLite
+#: they live in the projections file (``store.engine.projections_file``); everything else in the log's.
+PROJECTOR_TABLES = (*PROJECTIONS, projector_state)

@@ -6,6 +6,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from outrider.control_plane import schemas
+from outrider.control_plane.store.engine import projections_file
 from tests.console import console_support as support
 
 
@@ -56,7 +57,7 @@ def test_status_follows_the_operator_events(server: support.Server) -> None:
 
 def test_unreadable_store_is_an_error_state_not_a_crash(server: support.Server) -> None:
     server.post(support.heartbeat())
-    database = server.app.state.settings.sqlite_path()
+    database = projections_file(server.app.state.settings.sqlite_path())  # where the per-event index lives
     with sqlite3.connect(database) as conn:
         conn.execute("ALTER TABLE events RENAME TO events_elsewhere")
     try:

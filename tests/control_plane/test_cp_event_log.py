@@ -7,7 +7,9 @@ projector defers to a busy appender only while it is more than a batch behind, a
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ from pydantic import ValidationError, model_validator
 from outrider.common import events
 from outrider.control_plane import settings as settings_module
 from outrider.control_plane import store, tables
+from outrider.control_plane.store import engine as engine_module
 from outrider.control_plane.store import log_format
 from outrider.control_plane.store.projector import Projector
 from tests.control_plane import cp_support as support
@@ -250,6 +253,93 @@ def test_a_database_from_before_the_request_log_keeps_every_event(tmp_path: Path
         assert conn.execute(sa.text("SELECT max(seq), count(*) FROM events")).one() == (11, 6)
 
 
+def test_a_database_from_before_the_projections_file_moves_its_projections_once(tmp_path: Path) -> None:
+    """At revision 0011 everything is in one SQLite file: the migration moves the tables the projector writes, rows
+    and indexes, into the projections file; a move cut short (a copy left in the projections file while the main
+    file still has the table) is redone from the main file; and a downgrade moves them back."""
+    database = tmp_path / "old.db"
+    url = f"sqlite:///{database}"
+    engine = store.make_engine(url)
+    _alembic(engine, "upgrade", "0011")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE projector_state SET position = 7 WHERE id = 1"))
+        conn.execute(sa.text("INSERT INTO agg_event_types (type, count) VALUES ('run.created', 7)"))
+        conn.execute(sa.text("CREATE TABLE projections.agg_event_types (type TEXT)"))  # a move cut short
+    engine.dispose()
+
+    def names(path: Path, kind: str) -> set[str]:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,))}
+
+    store.migrate(store.make_engine(url))
+    moved = {table.name for table in tables.PROJECTOR_TABLES}
+    projections = engine_module.projections_file(database)
+    assert names(projections, "table") >= moved and not names(database, "table") & moved
+    assert {"ix_events_run_id_seq", "ix_runs_target_created_at_run_id"} <= names(projections, "index")
+    with store.make_engine(url).connect() as conn:  # read unqualified, as every query does
+        assert conn.execute(sa.text("SELECT position FROM projector_state")).scalar() == 7
+        assert conn.execute(sa.text("SELECT type, count FROM agg_event_types")).all() == [("run.created", 7)]
+    store.migrate(store.make_engine(url))  # again: nothing left to move
+    _alembic(store.make_engine(url), "downgrade", "0011")
+    assert not names(projections, "table") & moved and names(database, "table") >= moved
+    with store.make_engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count FROM main.agg_event_types")).scalar() == 7
+
+
+@pytest.mark.parametrize("held", ["log", "projections"])
+def test_the_appender_and_the_projector_never_wait_for_each_others_file(
+        held: str, make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:
+    """SQLite keeps the log and the projections in two files, each with its own write lock: while another connection
+    holds one file's lock, the writer of the other file commits (before, the appender waited for every projector
+    transaction, and the projector for every group). The holder commits only once the check is done; a writer that
+    waited would still be waiting."""
+    import threading
+
+    the_store = store.Store(make_sqlite_settings(projector_enabled=False))
+    store.migrate(the_store.engine)
+    database = the_store.settings.sqlite_path()
+    files = {"log": database, "projections": engine_module.projections_file(database)}
+    with sqlite3.connect(files["projections"]) as check:
+        assert {"runs", "events", "projector_state"} <= {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
+    with sqlite3.connect(database) as check:
+        assert {"event_log", "event_keys"} <= {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
+        assert "runs" not in {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
+    blocker = sqlite3.connect(files[held], isolation_level=None, check_same_thread=False)
+    projector = Projector(the_store.engine)
+    try:
+        first = store._Submission([events.CloudEvent.model_validate(support.event("run.created", "apart-1"))],
+                                  concurrent.futures.Future())
+        the_store._commit_group([first])  # something for the projector to write
+        assert first.future.result(timeout=0) == (1, 0, 1)
+        blocker.execute("BEGIN IMMEDIATE")
+        blocker.execute("CREATE TABLE holding (n INTEGER)")  # a write: the file's lock is taken until COMMIT
+        outcome: dict[str, Any] = {}
+
+        def write() -> None:
+            try:
+                if held == "projections":
+                    item = store._Submission([events.CloudEvent.model_validate(support.event("run.created", "apart-0"))],
+                                             concurrent.futures.Future())
+                    the_store._commit_group([item])
+                    outcome["result"] = item.future.result(timeout=0)
+                else:
+                    outcome["result"] = projector.run_until_caught_up(timeout=60)
+                    assert outcome["result"] == 1
+            except BaseException as exc:  # noqa: BLE001 — reported below
+                outcome["result"] = exc
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(timeout=20)  # SQLite's busy timeout is 30 s: a writer waiting for the held lock is still here
+        assert not writer.is_alive(), f"the writer of the other file waited for the {held} file's lock"
+        assert not isinstance(outcome["result"], BaseException), outcome["result"]
+        blocker.execute("COMMIT")
+    finally:
+        blocker.close()
+        projector.stop()
+        the_store.engine.dispose()
+
+
 def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_long(
         make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:
     the_store = store.Store(make_sqlite_settings(projector_enabled=False))
@@ -299,11 +389,10 @@ def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_l
 
 def test_a_commit_waits_for_another_writer_instead_of_failing(
         make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:
-    """Another connection holds SQLite's write lock (the projector taking its lease, say) when the appender begins:
-    the appender waits for it and commits. Found in CI: with a deferred BEGIN the appender read the log head first,
+    """Another connection holds the write lock of the log's SQLite file (a console session being saved, say) when
+    the appender begins: the appender waits for it and commits. Found in CI: with a deferred BEGIN the appender read the log head first,
     the other writer committed, and the appender's write then failed at once on its stale snapshot ("database is
     locked", SQLITE_BUSY_SNAPSHOT, which the busy timeout does not wait out): a refusal went uncounted."""
-    import sqlite3
     import threading
 
     the_store = store.Store(make_sqlite_settings(projector_enabled=False))
@@ -314,7 +403,7 @@ def test_a_commit_waits_for_another_writer_instead_of_failing(
                                   store._Submission([events.CloudEvent.model_validate(support.event("run.created", "waits-0"))],
                                                     concurrent.futures.Future())]):
             blocker.execute("BEGIN IMMEDIATE")
-            blocker.execute(f"UPDATE projector_state SET heartbeat_at = {n + 1} WHERE id = 1")
+            blocker.execute(f"INSERT INTO store_probe (id, written_at) VALUES ({n + 1}, '2026-12-06 12:00:00')")
             threading.Timer(0.5, blocker.execute, ("COMMIT",)).start()
             the_store._commit_group([item])
             assert item.future.result(timeout=1) is not None

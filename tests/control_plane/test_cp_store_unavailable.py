@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 
 from outrider.control_plane import settings
+from outrider.control_plane.store.engine import projections_file
 from tests.control_plane import cp_support as support
 from tests.control_plane.conftest import RunningServer
 
@@ -19,7 +20,7 @@ def test_reads_of_a_broken_store_are_503_with_the_same_body(
     server.caught_up()
     path = config.sqlite_path()
     assert path is not None
-    with sqlite3.connect(path) as conn:  # what a damaged database looks like to the queries: tables gone
+    with sqlite3.connect(projections_file(path)) as conn:  # what a damaged database looks like to the queries: tables gone
         conn.execute("ALTER TABLE runs RENAME TO runs_gone")
         conn.execute("ALTER TABLE rollup_llm_all RENAME TO rollup_llm_all_gone")
     for route in ("/v1/runs", "/v1/runs/summary", "/v1/runs/r1", "/v1/analytics/models", "/v1/graph/nodes"):

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from outrider.control_plane.store.engine import projections_file
 from tests.conftest import counts
 from tests.faults.conftest import HEADERS, all_stored_ids, process_gone, progress_event
 
@@ -122,5 +123,6 @@ async def test_kill9_during_batched_ingestion_loses_and_duplicates_nothing(
             assert response.json()["event_count"] == count, f"run {run_id} folded a retried event twice"
 
     server.stop()
-    with sqlite3.connect(server.db_path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    for path in (server.db_path, projections_file(server.db_path)):  # the log's file and the projections'
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",), path

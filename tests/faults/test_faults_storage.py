@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from outrider.common import read_your_writes
+from outrider.control_plane.store.engine import projections_file
 from tests.conftest import counts, missing, require_executable
 from tests.faults.conftest import HEADERS, all_stored_ids, progress_event
 
@@ -119,8 +120,9 @@ def assert_fault_then_recovery(server: Any, make_fault: Any, clear_fault: Any) -
         assert sorted(all_stored_ids(http)) == sorted(e["id"] for e in first + refused)
         assert http.get("/v1/runs/storage-run").json()["event_count"] == len(first) + len(refused)
     server.stop()
-    with sqlite3.connect(server.db_path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    for path in (server.db_path, projections_file(server.db_path)):  # the log's file and the projections'
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",), path
 
 
 def test_full_disk_answers_503_and_recovers(control_plane_process: Any, small_disk: Path) -> None:

@@ -109,11 +109,7 @@ RunKey = tuple[str, str]
 
 
 #: Everything the projector derives from the log (a rebuild empties and refills these).
-PROJECTION_TABLES = (tables.events, tables.runs, tables.agg_event_types, tables.agg_llm, tables.agg_prs, tables.agg_runs,
-                     tables.agg_run_durations, tables.rollup_llm, tables.rollup_llm_latency, tables.rollup_spend,
-                     tables.run_models, tables.rollup_runs, tables.rollup_llm_all, tables.rollup_llm_latency_all,
-                     tables.namespace_usage, tables.rollup_runs_all, tables.rollup_runs_day, tables.rollup_model_runs,
-                     tables.rollup_model_runs_all)
+PROJECTION_TABLES = tables.PROJECTIONS
 
 
 @dataclasses.dataclass
@@ -201,7 +197,7 @@ class Store(analytics_reads.AnalyticsReads):
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
         self.sql = Dialect(self.dialect)
-        #: The appender's turn at SQLite's write lock, queued with the projector's (``engine.WriteTurn``).
+        #: The appender's turn at the write lock of SQLite's log file (``engine.WriteTurn``).
         self._turn = WriteTurn(self.engine)
         #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
         self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
@@ -404,11 +400,13 @@ class Store(analytics_reads.AnalyticsReads):
             # The driver opens a transaction only before a data-changing statement. Opened here, the group is
             # one transaction: the savepoint in _insert_keys would otherwise open a transaction of its own, and
             # its RELEASE commit the keys without the log rows (a failure or kill in between lost those events:
-            # sent again, they were taken for duplicates). IMMEDIATE: the write lock first, waited for (busy
-            # timeout) while another writer holds it, e.g. the projector taking its lease. A deferred transaction
-            # read the log head first, and when another writer committed before its first write, that write
-            # failed at once on the stale snapshot (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
-            cursor.execute("BEGIN IMMEDIATE")
+            # sent again, they were taken for duplicates). A write comes first: it takes the log file's write lock,
+            # waited for (busy timeout) while another writer holds it. A transaction that read the log head first
+            # failed at once when another writer committed before its first write (SQLITE_BUSY_SNAPSHOT, which no
+            # busy timeout waits out). Not BEGIN IMMEDIATE: it takes the write lock of every attached file, the
+            # projections file's too (``engine.projections_file``), and would wait for the projector's writes.
+            cursor.execute("BEGIN")
+            cursor.execute("UPDATE event_log_head SET seq = seq WHERE id = 1")
         if self.dialect != "sqlite":
             # Appends are serialized per database, so events commit in seq order (see "Commit order" above).
             cursor.execute(f"SET LOCAL lock_timeout = '{int(self.settings.write_timeout_seconds * 1000)}ms'")
@@ -697,7 +695,9 @@ class Store(analytics_reads.AnalyticsReads):
         Never touches the projections (run records, ``agg_*``, rollups), so no total drops; never deletes an
         event the projector has not folded yet. Records the highest seq deleted (``swept_through``): a rebuild
         from the log can no longer give back what those events made. Each chunk is its own short transaction.
-        """
+        On SQLite it writes both files, atomic in each but not across them; SQLite commits the main (log) file
+        first, so a chunk cut short between them has its log side done (keys and rows gone) and its projections
+        side (per-event index, usage, ``swept_through``) not: the next sweep finds the same events and does it."""
         e, s = tables.events, tables.projector_state
         cutoff = before.astimezone(UTC)
         deleted = 0

@@ -8,6 +8,7 @@ import fcntl
 import logging
 import mmap
 import os
+import re
 import struct
 import threading
 import time
@@ -20,6 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+
+from outrider.control_plane import tables
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +58,57 @@ WRITER_CACHE_MB = 32
 WRITER_AUTOCHECKPOINT_PAGES = 16_000
 
 
+#: The schema name under which a SQLite database's projections file is attached (see :func:`projections_file`).
+PROJECTIONS = "projections"
+
+
+def sqlite_file(engine: sa.Engine) -> Path | None:
+    """The file of a SQLite engine's database; None for PostgreSQL and in-memory or URI-named SQLite."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def projections_file(database: Path) -> Path:
+    """Where a SQLite database keeps its projections: a second file beside the log's (``<database>-projections``).
+
+    Why: SQLite has one write lock per file. With the log and the projections in one file, the appender's
+    commits waited for every projector transaction (~65 ms for a batch of 5,000 events) and both cores sat
+    partly idle under load (docs/performance.md). In two files the appender writes the log and the projector its
+    projections at the same time. Each connection attaches the projections file as :data:`PROJECTIONS`; table
+    names are unique across the two, so queries name tables unqualified and read both, as on PostgreSQL. A
+    transaction that writes both files is atomic in each but not across them (SQLite's WAL mode): only a
+    retention sweep does, and what a cut leaves is redone (``Store.sweep``)."""
+    return database.with_name(database.name + "-projections")
+
+
 def make_engine(url: str, synchronous: str = "FULL", *, cache_mb: int | None = None,
                 autocheckpoint_pages: int | None = None) -> sa.Engine:
     """An engine for ``url``: SQLite in WAL mode with the chosen ``synchronous``, or PostgreSQL via psycopg 3.
-    ``cache_mb`` and ``autocheckpoint_pages`` set SQLite's page cache and WAL auto-checkpoint (None: SQLite's own)."""
+    ``cache_mb`` and ``autocheckpoint_pages`` set SQLite's page cache and WAL auto-checkpoint (None: SQLite's own).
+    A SQLite file has its projections file attached on every connection (:func:`projections_file`)."""
     parsed = sa.make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
+        projections: Path | None = None
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             _private_file(Path(parsed.database))
+            projections = projections_file(Path(parsed.database))
+            _private_file(projections)
         engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+        schemas = ("main", PROJECTIONS) if projections is not None else ("main",)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, one fsync per commit
-            cursor.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives a power cut
+            if projections is not None:
+                cursor.execute(f"ATTACH DATABASE ? AS {PROJECTIONS}", (str(projections),))
+            for schema in schemas:
+                cursor.execute(f"PRAGMA {schema}.journal_mode=WAL")  # readers never block the writer
+                cursor.execute(f"PRAGMA {schema}.synchronous={synchronous}")  # FULL: a commit survives a power cut
+                if cache_mb is not None:
+                    cursor.execute(f"PRAGMA {schema}.cache_size={-1024 * int(cache_mb)}")  # negative: KiB
             cursor.execute("PRAGMA busy_timeout=30000")
-            if cache_mb is not None:
-                cursor.execute(f"PRAGMA cache_size={-1024 * int(cache_mb)}")  # negative: KiB
             if autocheckpoint_pages is not None:
                 cursor.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint_pages)}")
             cursor.close()
@@ -88,45 +122,51 @@ LAST_APPEND = struct.Struct("d")
 
 
 class WriteTurn:
-    """Whose turn it is to write a SQLite database, between the appender and the projector (each holds one).
+    """Whose turn it is to write one of a SQLite database's two files (:func:`projections_file`): the log's, which
+    the appender writes, or the projections', which the projector writes.
 
-    Why: SQLite has one write lock, and a writer that finds it taken polls with growing sleeps (1, 2, 5, 10 …
-    100 ms, SQLite's busy handler), so under load the appender and the projector each slept past the other's
-    commit and the lock sat idle between them (measured: the projector spent a fifth of its time there). An
-    exclusive ``flock`` on a file beside the database queues them in the kernel instead, which hands the turn
-    over as soon as the holder's commit returns. Other writers (lease heartbeats, retention, rebuild) still go
-    through SQLite's busy handler. On PostgreSQL, and for in-memory SQLite, it does nothing.
+    Why: a writer that finds SQLite's write lock taken polls with growing sleeps (1, 2, 5, 10 … 100 ms, SQLite's
+    busy handler), and slept past the holder's commit. An exclusive ``flock`` on a file beside the database
+    queues writers of the same file in the kernel instead, which hands the turn over as soon as the holder's
+    commit returns. (When the log and the projections shared one file, this queued the appender behind the
+    projector.) Other writers (lease heartbeats, retention, rebuild) still go through SQLite's busy handler.
+    On PostgreSQL, and for in-memory SQLite, it does nothing.
 
-    The file also carries, mapped into both processes, when the appender last committed: the projector defers to
-    a burst by it (``Projector._deferring``).
+    The log's turn file also carries, mapped into both processes, when the appender last committed: the
+    projector defers to a burst by it (``Projector._deferring``).
     """
 
     #: An append older than this says the appender has been idle since (seconds).
     ACTIVE_SECONDS = 0.1
 
-    def __init__(self, engine: sa.Engine) -> None:
-        database = engine.url.database if engine.dialect.name == "sqlite" else None
-        self._path = (Path(database).with_name(Path(database).name + "-writeturn")
-                      if database and database != ":memory:" and not database.startswith("file:") else None)
+    def __init__(self, engine: sa.Engine, *, projections: bool = False) -> None:
+        database = sqlite_file(engine)
+        #: The file whose ``flock`` is the turn, and the file that carries the appender's last commit.
+        self._path = (Path(str(projections_file(database) if projections else database) + "-writeturn")
+                      if database is not None else None)
+        self._clock_path = Path(str(database) + "-writeturn") if database is not None else None
         self._fd: int | None = None
-        self._guard = threading.Lock()  # opening, mapping and closing the file (held briefly)
+        self._clock_fd: int | None = None
+        self._guard = threading.Lock()  # opening, mapping and closing the files (held briefly)
         #: One holder per instance, even when threads share it. Not ``_guard``: a thread asking whether the appender
         #: is active must not wait out another thread's whole transaction (the projector's fold beside its write).
         self._hold = threading.Lock()
-        #: The turn file mapped: when the appender last committed (:meth:`note_append`).
+        #: The log's turn file mapped: when the appender last committed (:meth:`note_append`).
         self._shared: mmap.mmap | None = None
 
     def _open(self) -> bool:
-        """Open (and map) the turn file once; False when there is none (not a SQLite file) or it cannot be."""
+        """Open the turn file (and map the log's) once; False when there is none (not a SQLite file) or it cannot be."""
         if self._fd is not None:
             return True
-        if self._path is None:
+        if self._path is None or self._clock_path is None:
             return False
         try:
-            self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
-            if os.fstat(self._fd).st_size < LAST_APPEND.size:
-                os.ftruncate(self._fd, LAST_APPEND.size)
-            self._shared = mmap.mmap(self._fd, LAST_APPEND.size)
+            self._clock_fd = os.open(self._clock_path, os.O_CREAT | os.O_RDWR, 0o600)
+            if os.fstat(self._clock_fd).st_size < LAST_APPEND.size:
+                os.ftruncate(self._clock_fd, LAST_APPEND.size)
+            self._shared = mmap.mmap(self._clock_fd, LAST_APPEND.size)
+            self._fd = (self._clock_fd if self._path == self._clock_path
+                        else os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600))
         except OSError:  # a turn is for speed only: SQLite's own lock still keeps writes apart
             log.warning("cannot open %s; writers wait in SQLite's busy handler instead", self._path, exc_info=True)
             self._path = None
@@ -170,15 +210,75 @@ class WriteTurn:
             if self._shared is not None:
                 self._shared.close()
                 self._shared = None
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            for fd in {self._fd, self._clock_fd} - {None}:
+                os.close(fd)  # type: ignore[arg-type]
+            self._fd = self._clock_fd = None
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest Alembic revision (``alembic upgrade head``), inside one transaction."""
+    """Bring the schema to the newest Alembic revision (``alembic upgrade head``), inside one transaction; then,
+    on a SQLite file, move the tables the projector writes into the projections file (:func:`place_projections`)."""
     config = Config()
     config.set_main_option("script_location", str(resources.files("outrider.control_plane") / "migrations"))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+    place_projections(engine)
+
+
+def place_projections(engine: sa.Engine) -> None:
+    """Move every table the projector writes (``tables.PROJECTOR_TABLES``) that is in a SQLite database's main
+    file into its projections file (:func:`projections_file`), rows and indexes; nothing elsewhere.
+
+    Migrations create tables in the main file, so this runs after every upgrade: on a new database it moves
+    empty tables; on one from before the projections file it moves the projections once (``VACUUM`` gives the
+    main file's space back). Each table is copied, then dropped from the main file in a second transaction; the
+    main file's table stays the one that counts until it is dropped, so a move cut short is redone from it.
+    Migration 0012's downgrade moves them back (:func:`gather_projections`)."""
+    if sqlite_file(engine) is None:
+        return
+    with engine.connect() as conn:
+        for table in tables.PROJECTOR_TABLES:
+            with conn.begin():
+                if not _has_table(conn, "main", table.name):
+                    continue
+                _copy_table(conn, table.name, "main", PROJECTIONS)
+            with conn.begin():
+                conn.exec_driver_sql(f'DROP TABLE main."{table.name}"')
+            log.info("moved table %s into the projections file", table.name)
+
+
+def gather_projections(conn: sa.Connection) -> None:
+    """The reverse of :func:`place_projections`, in the caller's transaction: every table of the projections file
+    back into the main file (for migrations that predate it)."""
+    if conn.dialect.name != "sqlite" or not _has_schema(conn, PROJECTIONS):
+        return
+    for table in tables.PROJECTOR_TABLES:
+        if _has_table(conn, PROJECTIONS, table.name):
+            _copy_table(conn, table.name, PROJECTIONS, "main")
+            conn.exec_driver_sql(f'DROP TABLE {PROJECTIONS}."{table.name}"')
+
+
+#: The start of a table's or an index's ``CREATE`` statement, before its name (as SQLite keeps it).
+_CREATE = re.compile(r"^\s*(CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX)\s+(?:IF\s+NOT\s+EXISTS\s+)?)", re.IGNORECASE)
+
+
+def _copy_table(conn: sa.Connection, name: str, source: str, destination: str) -> None:
+    """Table ``name`` of schema ``source`` created again (with its indexes) and filled in ``destination``, replacing
+    any copy there."""
+    if _has_table(conn, destination, name):  # a copy from a move cut short
+        conn.exec_driver_sql(f'DROP TABLE {destination}."{name}"')
+    ddl = conn.exec_driver_sql(f"SELECT sql FROM {source}.sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL "
+                               "ORDER BY type = 'index', name", (name,)).scalars().all()
+    for statement in ddl:
+        conn.exec_driver_sql(_CREATE.sub(lambda m: f"{m.group(1)}{destination}.", statement, count=1))
+    conn.exec_driver_sql(f'INSERT INTO {destination}."{name}" SELECT * FROM {source}."{name}"')
+
+
+def _has_table(conn: sa.Connection, schema: str, name: str) -> bool:
+    return conn.exec_driver_sql(f"SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?",
+                                (name,)).first() is not None
+
+
+def _has_schema(conn: sa.Connection, schema: str) -> bool:
+    return any(row[1] == schema for row in conn.exec_driver_sql("PRAGMA database_list"))

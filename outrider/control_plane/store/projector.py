@@ -361,8 +361,9 @@ class Projector:
         self.engine = engine
         self.dialect = Dialect(engine.dialect.name)
         self.folder = Folder(self.dialect)
-        #: The projector's turn at SQLite's write lock, queued with the appender's (``engine.WriteTurn``).
-        self._turn = WriteTurn(engine)
+        #: The projector's turn at the write lock of SQLite's projections file (``engine.WriteTurn``); it also
+        #: says when the appender last committed.
+        self._turn = WriteTurn(engine, projections=True)
         self.batch_events = batch_events
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
