@@ -62,10 +62,14 @@ WRITER_AUTOCHECKPOINT_PAGES = 16_000
 PROJECTIONS = "projections"
 
 
+def _database_file(database: str | None) -> Path | None:
+    """A SQLite URL's database as a file; None for in-memory or URI-named databases."""
+    return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+
+
 def sqlite_file(engine: sa.Engine) -> Path | None:
     """The file of a SQLite engine's database; None for PostgreSQL and in-memory or URI-named SQLite."""
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+    return _database_file(engine.url.database) if engine.dialect.name == "sqlite" else None
 
 
 def projections_file(database: Path) -> Path:
@@ -90,11 +94,11 @@ def make_engine(url: str, synchronous: str = "FULL", *, cache_mb: int | None = N
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
-        projections: Path | None = None
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            _private_file(Path(parsed.database))
-            projections = projections_file(Path(parsed.database))
-            _private_file(projections)
+        database = _database_file(parsed.database)
+        projections = projections_file(database) if database is not None else None
+        for path in (database, projections):
+            if path is not None:
+                _private_file(path)
         engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         schemas = ("main", PROJECTIONS) if projections is not None else ("main",)
 
