@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -253,6 +254,12 @@ def test_a_database_from_before_the_request_log_keeps_every_event(tmp_path: Path
         assert conn.execute(sa.text("SELECT max(seq), count(*) FROM events")).one() == (11, 6)
 
 
+def _names(path: Path, kind: str = "table") -> set[str]:
+    """The tables (or indexes) one SQLite file holds, read from the file itself."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,))}
+
+
 def test_a_database_from_before_the_projections_file_moves_its_projections_once(tmp_path: Path) -> None:
     """At revision 0011 everything is in one SQLite file: the migration moves the tables the projector writes, rows
     and indexes, into the projections file; a move cut short (a copy left in the projections file while the main
@@ -267,21 +274,17 @@ def test_a_database_from_before_the_projections_file_moves_its_projections_once(
         conn.execute(sa.text("CREATE TABLE projections.agg_event_types (type TEXT)"))  # a move cut short
     engine.dispose()
 
-    def names(path: Path, kind: str) -> set[str]:
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,))}
-
     store.migrate(store.make_engine(url))
     moved = {table.name for table in tables.PROJECTOR_TABLES}
     projections = engine_module.projections_file(database)
-    assert names(projections, "table") >= moved and not names(database, "table") & moved
-    assert {"ix_events_run_id_seq", "ix_runs_target_created_at_run_id"} <= names(projections, "index")
+    assert _names(projections) >= moved and not _names(database) & moved
+    assert {"ix_events_run_id_seq", "ix_runs_target_created_at_run_id"} <= _names(projections, "index")
     with store.make_engine(url).connect() as conn:  # read unqualified, as every query does
         assert conn.execute(sa.text("SELECT position FROM projector_state")).scalar() == 7
         assert conn.execute(sa.text("SELECT type, count FROM agg_event_types")).all() == [("run.created", 7)]
     store.migrate(store.make_engine(url))  # again: nothing left to move
     _alembic(store.make_engine(url), "downgrade", "0011")
-    assert not names(projections, "table") & moved and names(database, "table") >= moved
+    assert not _names(projections) & moved and _names(database) >= moved
     with store.make_engine(url).connect() as conn:
         assert conn.execute(sa.text("SELECT count FROM main.agg_event_types")).scalar() == 7
 
@@ -293,17 +296,12 @@ def test_the_appender_and_the_projector_never_wait_for_each_others_file(
     holds one file's lock, the writer of the other file commits (before, the appender waited for every projector
     transaction, and the projector for every group). The holder commits only once the check is done; a writer that
     waited would still be waiting."""
-    import threading
-
     the_store = store.Store(make_sqlite_settings(projector_enabled=False))
     store.migrate(the_store.engine)
     database = the_store.settings.sqlite_path()
     files = {"log": database, "projections": engine_module.projections_file(database)}
-    with sqlite3.connect(files["projections"]) as check:
-        assert {"runs", "events", "projector_state"} <= {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
-    with sqlite3.connect(database) as check:
-        assert {"event_log", "event_keys"} <= {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
-        assert "runs" not in {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
+    assert {"runs", "events", "projector_state"} <= _names(files["projections"])
+    assert {"event_log", "event_keys"} <= _names(database) and "runs" not in _names(database)
     blocker = sqlite3.connect(files[held], isolation_level=None, check_same_thread=False)
     projector = Projector(the_store.engine)
     try:
@@ -390,10 +388,10 @@ def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_l
 def test_a_commit_waits_for_another_writer_instead_of_failing(
         make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:
     """Another connection holds the write lock of the log's SQLite file (a console session being saved, say) when
-    the appender begins: the appender waits for it and commits. Found in CI: with a deferred BEGIN the appender read the log head first,
-    the other writer committed, and the appender's write then failed at once on its stale snapshot ("database is
-    locked", SQLITE_BUSY_SNAPSHOT, which the busy timeout does not wait out): a refusal went uncounted."""
-    import threading
+    the appender begins: the appender waits for it and commits. Found in CI: with a deferred BEGIN the appender read
+    the log head first, the other writer committed, and the appender's write then failed at once on its stale
+    snapshot ("database is locked", SQLITE_BUSY_SNAPSHOT, which the busy timeout does not wait out): a refusal went
+    uncounted."""
 
     the_store = store.Store(make_sqlite_settings(projector_enabled=False))
     store.migrate(the_store.engine)
