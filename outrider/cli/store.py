@@ -21,7 +21,11 @@ def _open() -> Any:
     from outrider.control_plane import store as store_module
 
     the_store = store_module.Store(settings.get_settings())
-    store_module.migrate(the_store.engine)
+    try:
+        store_module.migrate(the_store.engine)
+    except store_module.ProjectionsMismatch as exc:
+        output.stderr().print(f"[red]error:[/red] {output.esc(str(exc))}")
+        raise typer.Exit(1) from exc
     return the_store
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 
 from outrider.control_plane import app as app_module
-from outrider.control_plane import read_deadlines, settings
+from outrider.control_plane import read_deadlines, settings, store
 
 TOKEN_FILE_NAME = "outrider.token"
 #: Seconds a stop waits for open requests (live streams included) before closing them.
@@ -63,6 +63,11 @@ def serve(host: str, port: int) -> None:
     """Serve the control plane on ``host:port`` until interrupted."""
     config, token = ensure_token(settings.get_settings())
     application = app_module.create_app(config)
+    try:  # before serving: a database that cannot be used stops the start here, with its reason and no traceback
+        store.migrate(application.state.store.engine)
+    except store.ProjectionsMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from exc
     url = f"http://{host}:{port}"
     print(f"Outrider control plane on {url}  (console: {url}/, API docs: {url}/docs, store: {config.database_url})", flush=True)
     if token is not None:

@@ -69,14 +69,14 @@ events = sa.Table(
     sa.Column("target", sa.String(253), nullable=True),
     sa.Column("run_id", sa.String(253), nullable=True),
     sa.Column("received_at", Time, nullable=False),
-    sa.Column("namespace", sa.String(63), nullable=False, server_default="default", comment="Kubernetes namespace (tenant); 'default' for events that named none."),
     sa.Column("body", sa.Text(), nullable=False, comment="The event as accepted, JSON."),
+    sa.Column("namespace", sa.String(63), nullable=False, server_default="default", comment="Kubernetes namespace (tenant); 'default' for events that named none."),
     sa.Index("ix_events_run_id_seq", "run_id", "seq"),
     sa.Index("ix_events_target_seq", "target", "seq"),
     sa.Index("ix_events_type_seq", "type", "seq"),
     sa.Index("ix_events_time", "time"),
     sa.Index("ix_events_type_time", "type", "time"),
-    sqlite_autoincrement=True,
+    # No AUTOINCREMENT (migration 0011 rebuilt the table without it): seq is the log's, inserted as it is.
 )
 
 runs = sa.Table(

@@ -9,7 +9,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -269,6 +272,7 @@ def test_a_database_from_before_the_projections_file_moves_its_projections_once(
     engine = store.make_engine(url)
     _alembic(engine, "upgrade", "0011")
     with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE event_log_head SET seq = 7 WHERE id = 1"))  # a log swept empty, 7 events in
         conn.execute(sa.text("UPDATE projector_state SET position = 7 WHERE id = 1"))
         conn.execute(sa.text("INSERT INTO agg_event_types (type, count) VALUES ('run.created', 7)"))
         conn.execute(sa.text("CREATE TABLE projections.agg_event_types (type TEXT)"))  # a move cut short
@@ -287,6 +291,106 @@ def test_a_database_from_before_the_projections_file_moves_its_projections_once(
     assert not _names(projections) & moved and _names(database) >= moved
     with store.make_engine(url).connect() as conn:
         assert conn.execute(sa.text("SELECT count FROM main.agg_event_types")).scalar() == 7
+
+
+def _fill(url: str, *batches: list[dict[str, Any]], sweep_before: datetime | None = None) -> list[dict[str, Any]]:
+    """Append ``batches`` to the SQLite store at ``url`` (one log row each), project them, optionally sweep; every
+    run record, in list order."""
+    the_store = store.Store(settings_module.Settings(database_url=url, api_tokens=support.TOKEN, projector_enabled=False))
+    the_store.open()
+    try:
+        for batch in batches:
+            the_store.submit([events.CloudEvent.model_validate(item) for item in batch]).result(timeout=30)
+        projector = Projector(the_store.engine)
+        try:
+            projector.run_until_caught_up(timeout=60)
+        finally:
+            projector.stop()  # gives the lease back for the next start
+        if sweep_before is not None:
+            assert the_store.sweep(sweep_before) > 0
+        return the_store.list_runs(limit=1000)
+    finally:
+        the_store.close()
+
+
+def _remove_projections(database: Path) -> None:
+    for path in database.parent.glob(database.name + "-projections*"):
+        path.unlink()
+
+
+@pytest.mark.parametrize("swept", [False, True], ids=["whole-log", "after-a-sweep"])
+def test_a_lost_projections_file_is_replayed_from_the_log(tmp_path: Path, swept: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """The projections file deleted (or not restored with the log): the next start creates its tables empty, with the
+    checkpoint at the log's start, says so, and the projector replays the log into the same run records (before,
+    every read and the projector failed on "no such table" for good). After a sweep, ``swept_through`` says where
+    the log starts now, so a later ``rebuild`` asks for ``--force``."""
+    database = tmp_path / "store.db"
+    url = f"sqlite:///{database}"
+    old = [*support.lifecycle("lost-old"), support.event("target.status", None, data={"health": "Healthy"})]
+    new = [*support.lifecycle("lost-new", start=86_400 * 3, fail=True), *support.lifecycle("lost-other", "acme/api", start=86_400 * 3)]
+    before = _fill(url, old, new, sweep_before=support.BASE_TIME + timedelta(days=1) if swept else None)
+    _remove_projections(database)
+
+    the_store = store.Store(settings_module.Settings(database_url=url, api_tokens=support.TOKEN, projector_enabled=False))
+    with caplog.at_level("WARNING", logger=engine_module.__name__):
+        the_store.open()
+    try:
+        assert "store.db-projections was missing" in caplog.text and "replays the event log" in caplog.text
+        assert the_store.projection_status()["position"] == 0
+        Projector(the_store.engine).run_until_caught_up(timeout=60)
+        after = the_store.list_runs(limit=1000)
+        if swept:
+            assert [run["run_id"] for run in after] == [run["run_id"] for run in before if run["run_id"] != "lost-old"]
+            assert the_store.projection_status()["swept_through"] == len(old)
+            assert f"events up to seq {len(old)} were deleted by retention" in caplog.text
+            with pytest.raises(store.RebuildRefused):
+                the_store.rebuild()
+        else:
+            assert after == before and the_store.projection_status()["swept_through"] == 0
+        assert len(the_store.list_events(limit=1000)) == len(new) + (0 if swept else len(old))
+    finally:
+        the_store.close()
+
+
+@pytest.mark.parametrize("log_file", ["older", "lost"])
+def test_projections_ahead_of_their_log_stop_the_start_and_change_nothing(tmp_path: Path, log_file: str) -> None:
+    """A log file older than its projections (restored from another backup) or started afresh (lost) next to
+    projections that went further: the projector would pass over every event the log numbers up to its checkpoint,
+    silently. The start stops with a message naming both files and both seqs, before anything is written; the
+    ``outrider store`` commands and ``outrider control-plane`` exit with it, without a traceback."""
+    database = tmp_path / "store.db"
+    url = f"sqlite:///{database}"
+    first, second = support.lifecycle("ahead-1"), support.lifecycle("ahead-2")
+    _fill(url, first)
+    backup = tmp_path / "backup.db"
+    with contextlib.closing(sqlite3.connect(database)) as source, contextlib.closing(sqlite3.connect(backup)) as copy:
+        source.backup(copy)  # the log file alone, after the first run
+    projected = _fill(url, second)
+    for path in database.parent.glob(database.name + "*"):
+        if "projections" not in path.name:
+            path.unlink()
+    if log_file == "older":
+        backup.rename(database)
+    projections = engine_module.projections_file(database)
+    kept = projections.read_bytes()
+
+    with pytest.raises(store.ProjectionsMismatch) as refused:
+        store.migrate(store.make_engine(url))
+    head = len(first) if log_file == "older" else 0
+    assert f"up to seq {len(first) + len(second)}, but the log {database} ends at seq {head}" in str(refused.value)
+    assert "move the projections file aside" in str(refused.value)
+    assert projections.read_bytes() == kept
+    with contextlib.closing(sqlite3.connect(projections)) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (len(projected),)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTRIDER_")} | {"OUTRIDER_DATABASE_URL": url, "COLUMNS": "1000"}
+    for args in (["store", "status"], ["control-plane", "--host", "127.0.0.1", "--port", "0"]):
+        ran = subprocess.run([sys.executable, "-m", "outrider.cli.main", *args], capture_output=True, text=True,
+                             timeout=120, env=env, cwd=tmp_path)
+        assert ran.returncode == 1, (args, ran.stdout, ran.stderr)
+        assert "error:" in ran.stderr and f"ends at seq {head}" in ran.stderr and "Traceback" not in ran.stderr, args
+    _remove_projections(database)  # what the message offers: the log is then replayed into new projections
+    assert [run["run_id"] for run in _fill(url)] == (["ahead-1"] if log_file == "older" else [])
 
 
 @pytest.mark.parametrize("held", ["log", "projections"])

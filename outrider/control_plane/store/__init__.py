@@ -74,6 +74,7 @@ from outrider.control_plane.store.engine import WriteTurn, make_engine, migrate,
 from outrider.control_plane.store.errors import (
     AmbiguousRun,
     ProjectionLagging,
+    ProjectionsMismatch,
     RebuildRefused,
     StoreUnavailable,
     SubscriberDropped,
@@ -90,7 +91,7 @@ if TYPE_CHECKING:
     from outrider.control_plane.store.projector_process import ProjectorProcess
 
 __all__ = [  # the store's public names, re-exported from the modules that define them
-    "DEFAULT_NAMESPACE", "EVERYTHING", "AmbiguousRun", "Encoded", "ProjectionLagging", "RebuildRefused", "Scope", "Store", "StoreUnavailable",
+    "DEFAULT_NAMESPACE", "EVERYTHING", "AmbiguousRun", "Encoded", "ProjectionLagging", "ProjectionsMismatch", "RebuildRefused", "Scope", "Store", "StoreUnavailable",
     "SubscriberDropped", "Subscription", "SubscriptionEnded", "encode", "make_engine", "migrate", "narrowed", "over_targets", "utc",
 ]
 

@@ -23,6 +23,7 @@ from alembic import command
 from alembic.config import Config
 
 from outrider.control_plane import tables
+from outrider.control_plane.store.errors import ProjectionsMismatch
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +240,12 @@ def place_projections(engine: sa.Engine) -> None:
     main file's space back). Each table is copied, then dropped from the main file in a second transaction; the
     main file's table stays the one that counts until it is dropped, so a move cut short is redone from it.
     Migration 0012's downgrade moves them back (:func:`gather_projections`)."""
-    if sqlite_file(engine) is None:
+    database = sqlite_file(engine)
+    if database is None:
         return
     with engine.connect() as conn:
+        with conn.begin():
+            _refuse_foreign_projections(conn, database)
         for table in tables.PROJECTOR_TABLES:
             with conn.begin():
                 if not _has_table(conn, "main", table.name):
@@ -250,6 +254,56 @@ def place_projections(engine: sa.Engine) -> None:
             with conn.begin():
                 conn.exec_driver_sql(f'DROP TABLE main."{table.name}"')
             log.info("moved table %s into the projections file", table.name)
+        with conn.begin():
+            _recreate_lost_projections(conn, database)
+
+
+def _log_head(conn: sa.Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT seq FROM main.event_log_head WHERE id = 1").scalar() or 0)
+
+
+def _refuse_foreign_projections(conn: sa.Connection, database: Path) -> None:
+    """:class:`ProjectionsMismatch` when the projections file's checkpoint is past the log's last seq.
+
+    The checkpoint never passes the log's head, so the two files come from different moments (restored from
+    different backups, or the log file lost and started again). Projecting would then pass over every event the
+    log numbers up to that checkpoint, silently; the operator decides which file is right."""
+    if not _has_table(conn, PROJECTIONS, tables.projector_state.name):
+        return
+    position = int(conn.exec_driver_sql(f"SELECT position FROM {PROJECTIONS}.projector_state WHERE id = 1").scalar() or 0)
+    head = _log_head(conn)
+    if position > head:
+        raise ProjectionsMismatch(
+            f"the projections file {projections_file(database)} has projected the event log up to seq {position}, but "
+            f"the log {database} ends at seq {head}: the two files come from different moments. Restore both from the "
+            f"same backup, or move the projections file aside to rebuild it from this log (started with the log, "
+            f"the control plane replays it)")
+
+
+def _recreate_lost_projections(conn: sa.Connection, database: Path) -> None:
+    """Empty projections, with their checkpoint at the log's start, when the projections file lacks any of its
+    tables (deleted, lost, or not restored with the log): the projector then replays the log into them, as
+    ``outrider store rebuild`` does. ``swept_through`` says where the log starts, so what retention deleted is
+    known to be missing from the rebuilt totals (and a later ``rebuild`` asks for ``--force``)."""
+    missing = [table.name for table in tables.PROJECTOR_TABLES if not _has_table(conn, PROJECTIONS, table.name)]
+    if not missing:
+        return
+    for table in tables.PROJECTOR_TABLES:
+        if _has_table(conn, PROJECTIONS, table.name):
+            conn.exec_driver_sql(f'DROP TABLE {PROJECTIONS}."{table.name}"')
+    projected = conn.execution_options(schema_translate_map={None: PROJECTIONS})
+    for table in tables.PROJECTOR_TABLES:
+        table.create(projected)
+    first = conn.exec_driver_sql("SELECT min(seq) FROM main.event_log").scalar()
+    swept_through = int(first) - 1 if first is not None else _log_head(conn)
+    conn.exec_driver_sql(f"INSERT INTO {PROJECTIONS}.projector_state (id, position, version, swept_through) "
+                         "VALUES (1, 0, 0, ?)", (swept_through,))
+    lacked = "was missing" if len(missing) == len(tables.PROJECTOR_TABLES) else f"lacked {', '.join(missing)}"
+    log.warning("the projections file %s %s: its projections start empty and the projector replays the event log %s "
+                "into them (runs and analytics lag until it has caught up; GET /v1/projection)%s",
+                projections_file(database), lacked, database,
+                f"; events up to seq {swept_through} were deleted by retention and are not in the rebuilt totals"
+                if swept_through else "")
 
 
 def gather_projections(conn: sa.Connection) -> None:

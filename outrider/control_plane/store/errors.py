@@ -15,6 +15,11 @@ class RebuildRefused(Exception):
     """A rebuild would lose data (the log was swept); the message says why and how to insist."""
 
 
+class ProjectionsMismatch(Exception):
+    """A SQLite database's projections file does not belong to its log file (its checkpoint is past the log's
+    end); the message says which files and what to do. Raised at startup, before anything is appended or projected."""
+
+
 class StoreUnavailable(Exception):
     """The store could not commit or read; the request must answer 503 and the client retry."""
 
