@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -49,6 +50,34 @@ def rebuild(
     finally:
         the_store.engine.dispose()
     typer.echo(f"rebuilt the projections from {projected} log events in {time.monotonic() - started:.1f} s")
+
+
+@app.command("backup")
+def backup(
+    directory: Annotated[Path, typer.Argument(help="Where to write the copies (created if needed; an existing copy is never overwritten).")],
+) -> None:
+    """Copy a SQLite store, the event log and its projections file, into DIRECTORY as a consistent pair, while the
+    control plane runs (PostgreSQL: use pg_dump). Restore by putting both files back together."""
+    import sqlite3
+
+    from outrider.control_plane import settings
+    from outrider.control_plane.store import backup as backup_module
+
+    database = settings.get_settings().sqlite_path()
+    if database is None:
+        output.stderr().print("[red]error:[/red] the store is not a SQLite file; back up PostgreSQL with pg_dump")
+        raise typer.Exit(1)
+    try:
+        made = backup_module.backup_sqlite(database, directory)
+    except (OSError, sqlite3.Error) as exc:
+        output.stderr().print(f"[red]error:[/red] {output.esc(str(exc))}")
+        raise typer.Exit(1) from exc
+    head = "—" if made.head is None else made.head
+    typer.echo(f"backed up the event log (last seq {head}) to {made.log}")
+    if made.projections is not None:
+        checkpoint = "no checkpoint: a database from before the projections file" if made.position is None else f"checkpoint at seq {made.position}"
+        typer.echo(f"backed up its projections ({checkpoint}) to {made.projections}")
+    typer.echo(f"in {made.seconds:.1f} s; restore both files together, with the control plane stopped")
 
 
 @app.command("status")

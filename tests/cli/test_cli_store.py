@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import stat
 import subprocess
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
-from outrider.control_plane import tables
+from outrider.control_plane import settings, store, tables
+from outrider.control_plane.store.projector import Projector
 from tests.cli.conftest import cli_env, outrider_command
 from tests.console import console_support as support
 
@@ -48,3 +55,60 @@ def test_rebuild_refuses_a_swept_log_without_force(server: support.Server) -> No
     assert refused.returncode == 1 and "retention sweep deleted events up to seq 1" in refused.stderr
     assert "--force" in refused.stderr
     assert store_cli(server, "rebuild", "--force").returncode == 0
+
+
+def test_backup_copies_the_log_and_its_projections_as_a_pair_while_events_arrive(server: support.Server, tmp_path: Path) -> None:
+    """``outrider store backup DIR`` while another client keeps posting: both files are copied (private), the copy's
+    checkpoint is not past its last seq, the copy starts as a control plane's store without complaint, and once
+    projected it holds the same run records as the original for every run it holds. It never overwrites a copy."""
+    server.post(*support.run_events("cli-backup-1", "web"))
+    stop = threading.Event()
+    posted: list[int] = []
+
+    def keep_posting() -> None:
+        with httpx.Client(base_url=server.url, headers=server.client.headers, timeout=30) as client:
+            while not stop.is_set():
+                answer = client.post("/v1/events", json=support.run_events(f"cli-backup-bg-{len(posted)}", "api"),
+                                     headers={"Content-Type": "application/cloudevents-batch+json"})
+                assert answer.status_code == 202, answer.text
+                posted.append(int(answer.json()["position"]))
+
+    poster = threading.Thread(target=keep_posting)
+    poster.start()
+    try:
+        while len(posted) < 3:
+            time.sleep(0.01)
+        made = store_cli(server, "backup", str(tmp_path / "copy"))
+    finally:
+        stop.set()
+        poster.join(timeout=60)
+    assert made.returncode == 0, made.stderr
+    server.post(*support.run_events("cli-backup-after", "web"))  # after the copy: not in it
+    head = int(re.search(r"last seq (\d+)", made.stdout).group(1))  # type: ignore[union-attr]
+    position = int(re.search(r"checkpoint at seq (\d+)", made.stdout).group(1))  # type: ignore[union-attr]
+    assert 0 < position <= head
+    copy = tmp_path / "copy"
+    for name in ("outrider.db", "outrider.db-projections"):
+        assert stat.S_IMODE((copy / name).stat().st_mode) == 0o600
+
+    restored = store.Store(settings.Settings(database_url=f"sqlite:///{copy / 'outrider.db'}", api_tokens="t", projector_enabled=False))
+    restored.open()  # no ProjectionsMismatch: the pair belongs together
+    try:
+        Projector(restored.engine).run_until_caught_up(timeout=60)
+        assert restored.projection_status()["position"] == head == restored.log_head()
+        copied = {run["run_id"]: run for run in restored.list_runs(limit=1000)}
+    finally:
+        restored.close()
+    server.wait_projected(max(posted))
+    original = {run["run_id"]: run for run in server.app.state.store.list_runs(limit=1000)}
+    assert "cli-backup-1" in copied and "cli-backup-after" not in copied and "cli-backup-after" in original
+    assert all(original[run_id] == record for run_id, record in copied.items())
+
+    again = store_cli(server, "backup", str(copy))
+    assert again.returncode == 1 and "exists: back up into an empty directory" in again.stderr
+
+
+def test_backup_refuses_a_postgresql_store() -> None:
+    refused = subprocess.run([*outrider_command(), "store", "backup", "/tmp/never-written"], capture_output=True, text=True,
+                             timeout=120, env=cli_env(OUTRIDER_DATABASE_URL="postgresql://nobody@127.0.0.1:1/outrider"))
+    assert refused.returncode == 1 and "back up PostgreSQL with pg_dump" in refused.stderr
