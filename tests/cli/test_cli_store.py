@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sqlite3
 import stat
 import subprocess
 import threading
@@ -88,8 +90,12 @@ def test_backup_copies_the_log_and_its_projections_as_a_pair_while_events_arrive
     position = int(re.search(r"checkpoint at seq (\d+)", made.stdout).group(1))  # type: ignore[union-attr]
     assert 0 < position <= head
     copy = tmp_path / "copy"
+    marks = set()
     for name in ("outrider.db", "outrider.db-projections"):
         assert stat.S_IMODE((copy / name).stat().st_mode) == 0o600
+        with contextlib.closing(sqlite3.connect(copy / name)) as conn:
+            marks.add(conn.execute("PRAGMA user_version").fetchone()[0])
+    assert len(marks) == 1 and 0 not in marks  # the pair mark travels with the copy
 
     restored = store.Store(settings.Settings(database_url=f"sqlite:///{copy / 'outrider.db'}", api_tokens="t", projector_enabled=False))
     restored.open()  # no ProjectionsMismatch: the pair belongs together

@@ -336,6 +336,7 @@ def test_a_lost_projections_file_is_replayed_from_the_log(tmp_path: Path, swept:
         the_store.open()
     try:
         assert "store.db-projections was missing" in caplog.text and "replays the event log" in caplog.text
+        assert _pair_ids(database)[0] == _pair_ids(database)[1] != 0  # the new file is marked as this log's
         assert the_store.projection_status()["position"] == 0
         Projector(the_store.engine).run_until_caught_up(timeout=60)
         after = the_store.list_runs(limit=1000)
@@ -391,6 +392,38 @@ def test_projections_ahead_of_their_log_stop_the_start_and_change_nothing(tmp_pa
         assert "error:" in ran.stderr and f"ends at seq {head}" in ran.stderr and "Traceback" not in ran.stderr, args
     _remove_projections(database)  # what the message offers: the log is then replayed into new projections
     assert [run["run_id"] for run in _fill(url)] == (["ahead-1"] if log_file == "older" else [])
+
+
+def _pair_ids(database: Path) -> tuple[int, int]:
+    """The pair marks (header ``user_version``) of a database's log file and projections file."""
+    marks = []
+    for path in (database, engine_module.projections_file(database)):
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            marks.append(conn.execute("PRAGMA user_version").fetchone()[0])
+    return marks[0], marks[1]
+
+
+def test_a_projections_file_of_another_database_stops_the_start(tmp_path: Path) -> None:
+    """Another database's projections file beside a log (a copy mixed up between two control planes) whose checkpoint
+    is within this log: the position alone cannot tell, the pair mark both files carry does; a database from before
+    the mark gets one at its next start."""
+    ours, theirs = tmp_path / "ours" / "store.db", tmp_path / "theirs" / "store.db"
+    for database, runs in ((ours, ["ours-1", "ours-2"]), (theirs, ["theirs-1"])):
+        database.parent.mkdir()
+        _fill(f"sqlite:///{database}", *[support.lifecycle(run) for run in runs])
+    assert _pair_ids(ours)[0] == _pair_ids(ours)[1] != 0 and _pair_ids(ours) != _pair_ids(theirs)
+    _remove_projections(ours)
+    with contextlib.closing(sqlite3.connect(engine_module.projections_file(theirs))) as source, \
+            contextlib.closing(sqlite3.connect(engine_module.projections_file(ours))) as copy:
+        source.backup(copy)
+    with pytest.raises(store.ProjectionsMismatch, match="belongs to another database than the log"):
+        store.migrate(store.make_engine(f"sqlite:///{ours}"))
+
+    for path in (theirs, engine_module.projections_file(theirs)):  # as a database from before the mark
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA user_version = 0")
+    store.migrate(store.make_engine(f"sqlite:///{theirs}"))
+    assert _pair_ids(theirs)[0] == _pair_ids(theirs)[1] != 0
 
 
 @pytest.mark.parametrize("held", ["log", "projections"])

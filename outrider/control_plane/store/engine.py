@@ -9,6 +9,7 @@ import logging
 import mmap
 import os
 import re
+import secrets
 import struct
 import threading
 import time
@@ -239,7 +240,11 @@ def place_projections(engine: sa.Engine) -> None:
     empty tables; on one from before the projections file it moves the projections once (``VACUUM`` gives the
     main file's space back). Each table is copied, then dropped from the main file in a second transaction; the
     main file's table stays the one that counts until it is dropped, so a move cut short is redone from it.
-    Migration 0012's downgrade moves them back (:func:`gather_projections`)."""
+    Migration 0012's downgrade moves them back (:func:`gather_projections`).
+
+    It also checks that the two files belong together: a projections file of another database, or one that went
+    further than its log, stops the start (:func:`_refuse_foreign_projections`); one that is missing or lacks a
+    table is created empty and the log replayed into it (:func:`_recreate_lost_projections`)."""
     database = sqlite_file(engine)
     if database is None:
         return
@@ -256,20 +261,44 @@ def place_projections(engine: sa.Engine) -> None:
             log.info("moved table %s into the projections file", table.name)
         with conn.begin():
             _recreate_lost_projections(conn, database)
+            _pair(conn)
 
 
 def _log_head(conn: sa.Connection) -> int:
     return int(conn.exec_driver_sql("SELECT seq FROM main.event_log_head WHERE id = 1").scalar() or 0)
 
 
-def _refuse_foreign_projections(conn: sa.Connection, database: Path) -> None:
-    """:class:`ProjectionsMismatch` when the projections file's checkpoint is past the log's last seq.
+def _pair_id(conn: sa.Connection, schema: str) -> int:
+    """The number that marks a SQLite file as one database's log or projections (its header's ``user_version``;
+    0: not marked yet)."""
+    return int(conn.exec_driver_sql(f"PRAGMA {schema}.user_version").scalar() or 0)
 
-    The checkpoint never passes the log's head, so the two files come from different moments (restored from
-    different backups, or the log file lost and started again). Projecting would then pass over every event the
-    log numbers up to that checkpoint, silently; the operator decides which file is right."""
+
+def _pair(conn: sa.Connection) -> None:
+    """Mark the log file and its projections file with the same random number (kept in both files' headers, so a
+    copy keeps it), for :func:`_refuse_foreign_projections` to tell another database's projections file."""
+    pair = _pair_id(conn, "main") or _pair_id(conn, PROJECTIONS) or secrets.randbelow(2**31 - 1) + 1
+    for schema in ("main", PROJECTIONS):
+        if _pair_id(conn, schema) != pair:
+            conn.exec_driver_sql(f"PRAGMA {schema}.user_version = {pair}")
+
+
+def _refuse_foreign_projections(conn: sa.Connection, database: Path) -> None:
+    """:class:`ProjectionsMismatch` when the projections file is another database's, or its checkpoint is past the
+    log's last seq.
+
+    The checkpoint never passes the log's head, so the two files then come from different moments (restored from
+    different backups, or the log file lost and started again). Projecting would pass over every event the log
+    numbers up to that checkpoint, or fold this log onto another's records, silently; the operator decides which
+    file is right."""
     if not _has_table(conn, PROJECTIONS, tables.projector_state.name):
         return
+    log_pair, projections_pair = _pair_id(conn, "main"), _pair_id(conn, PROJECTIONS)
+    if log_pair and projections_pair and log_pair != projections_pair:
+        raise ProjectionsMismatch(
+            f"the projections file {projections_file(database)} belongs to another database than the log {database} "
+            f"(marked {projections_pair}, the log {log_pair}). Put this log's own projections file back, or move this "
+            f"one aside to rebuild the projections from this log (started with the log, the control plane replays it)")
     position = int(conn.exec_driver_sql(f"SELECT position FROM {PROJECTIONS}.projector_state WHERE id = 1").scalar() or 0)
     head = _log_head(conn)
     if position > head:
