@@ -64,7 +64,7 @@ def serve(host: str, port: int) -> None:
     config, token = ensure_token(settings.get_settings())
     application = app_module.create_app(config)
     try:  # before serving: a database that cannot be used stops the start here, with its reason and no traceback
-        store.migrate(application.state.store.engine)
+        application.state.store.migrate()
     except store.ProjectionsMismatch as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from exc

@@ -208,6 +208,7 @@ class Store(analytics_reads.AnalyticsReads):
         self._opened_at = time.monotonic()
         #: Why the last group commit failed, until a later commit succeeds; readiness reports it.
         self.last_commit_error: str | None = None
+        self._migrated = False
 
     def _engine_options(self) -> dict[str, Any]:
         """SQLite tuning of this store's engine (the writer process's appender overrides it)."""
@@ -215,9 +216,16 @@ class Store(analytics_reads.AnalyticsReads):
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
+    def migrate(self) -> None:
+        """Bring the database to the newest schema and check its files (``engine.migrate``), once per store: the
+        server runs it before it serves, so a database it cannot use stops the start with its reason."""
+        if not self._migrated:
+            migrate(self.engine)
+            self._migrated = True
+
     def open(self) -> None:
         self._opened_at = time.monotonic()
-        migrate(self.engine)
+        self.migrate()
         if self.settings.store_writer == "process":
             from outrider.control_plane.store import writer_process  # it imports this module
 
