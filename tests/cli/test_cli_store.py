@@ -114,7 +114,12 @@ def test_backup_copies_the_log_and_its_projections_as_a_pair_while_events_arrive
     assert again.returncode == 1 and "exists: back up into an empty directory" in again.stderr
 
 
-def test_backup_refuses_a_postgresql_store() -> None:
-    refused = subprocess.run([*outrider_command(), "store", "backup", "/tmp/never-written"], capture_output=True, text=True,
-                             timeout=120, env=cli_env(OUTRIDER_DATABASE_URL="postgresql://nobody@127.0.0.1:1/outrider"))
-    assert refused.returncode == 1 and "back up PostgreSQL with pg_dump" in refused.stderr
+def test_backup_refuses_what_it_cannot_copy(tmp_path: Path) -> None:
+    """A PostgreSQL store (pg_dump is its tool) and a SQLite file that does not exist: exit 1, the reason, nothing written."""
+    target = tmp_path / "copy"
+    for url, reason in (("postgresql://nobody@127.0.0.1:1/outrider", "back up PostgreSQL with pg_dump"),
+                        (f"sqlite:///{tmp_path / 'missing' / 'outrider.db'}", "no SQLite database at")):
+        refused = subprocess.run([*outrider_command(), "store", "backup", str(target)], capture_output=True, text=True,
+                                 timeout=120, env=cli_env(OUTRIDER_DATABASE_URL=url))
+        assert refused.returncode == 1 and reason in refused.stderr, refused.stderr
+        assert not target.exists() and not (tmp_path / "missing").exists()
