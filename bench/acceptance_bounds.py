@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import payloads, projection_bench, servers
+from outrider.control_plane.store.engine import projections_file
 
 #: The columns the appender wrote when the log was a row per event (before migration 0011), in its order.
 PER_EVENT_COLUMNS = ("source", "event_id", "type", "time", "target", "run_id", "received_at", "body", "namespace")
@@ -134,12 +135,15 @@ def _processes(server_pid: int) -> dict[str, int]:
 
 
 def _stop_outside_writes(projector: int, database: Path) -> None:
-    """SIGSTOP the projector while it holds neither the write turn nor SQLite's write lock (both taken here first,
-    waiting for whatever it is writing): stopped inside a write, it would hold the appender up for the whole load."""
-    with open(f"{database}-writeturn", "a+b") as turn:
+    """SIGSTOP the projector while it holds neither its write turn nor SQLite's write lock on the projections file
+    (both taken here first, waiting for whatever it is writing): stopped inside a write, it would hold up whatever
+    else writes that file (a retention sweep) for the whole load. Returns once every thread of it has stopped, so
+    the CPU read next is all it spends until SIGCONT (the signal is delivered asynchronously)."""
+    projections = projections_file(database)
+    with open(f"{projections}-writeturn", "a+b") as turn:
         fcntl.flock(turn.fileno(), fcntl.LOCK_EX)
         try:
-            conn = sqlite3.connect(database, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(projections, timeout=30, isolation_level=None)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 os.kill(projector, signal.SIGSTOP)
@@ -148,6 +152,20 @@ def _stop_outside_writes(projector: int, database: Path) -> None:
                 conn.close()
         finally:
             fcntl.flock(turn.fileno(), fcntl.LOCK_UN)
+    deadline = time.monotonic() + 10
+    while not _all_stopped(projector):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the projector (pid {projector}) did not stop")
+        time.sleep(0.001)
+
+
+def _all_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in /proc/<pid>/task/<tid>/stat)."""
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with suppress(FileNotFoundError):  # a thread that ended meanwhile
+            if stat.read_text().rpartition(")")[2].split()[0] not in ("T", "t"):
+                return False
+    return True
 
 
 def projector_paused(workdir: Path, pairs: int = 3, seconds: float = 10.0) -> dict[str, Any]:
