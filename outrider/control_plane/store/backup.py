@@ -58,11 +58,10 @@ def backup_sqlite(database: Path, directory: Path) -> Backup:
         head = _number(source, "SELECT seq FROM main.event_log_head WHERE id = 1")
         copies = [(PROJECTIONS, projections_copy)] if projections_copy is not None else []
         for schema, target in [*copies, ("main", log_copy)]:
-            assert target is not None
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # the copy is as private
             with contextlib.closing(sqlite3.connect(target)) as copy:
                 source.backup(copy, name=schema)
-                if schema == PROJECTIONS:  # the lease was the running projector's: a restore starts without waiting for it
+                if schema == PROJECTIONS and position is not None:  # the running projector's lease: a restore need not wait
                     copy.execute("UPDATE projector_state SET holder = NULL, heartbeat_at = NULL WHERE id = 1")
                     copy.commit()
         source.execute("COMMIT")
