@@ -41,3 +41,23 @@ def test_upserts_and_inserts_write_every_row_across_chunks(make_settings: Any) -
         assert all((row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC)) == when for row in events)
     finally:
         the_store.engine.dispose()
+
+
+def test_sqlite_times_are_the_text_sqlalchemy_stores_for_the_same_instant() -> None:
+    """The projector writes run times as text on SQLite; reads compare them with what SQLAlchemy binds, so the text
+    must be SQLAlchemy's own for the same UTC instant, whatever offset the datetime carries."""
+    from datetime import timedelta, timezone
+
+    bind = sa.DateTime().dialect_impl(sa.dialects.sqlite.dialect()).bind_processor(sa.dialects.sqlite.dialect())
+    assert bind is not None
+    dialect = Dialect("sqlite")
+    moments = [
+        datetime(2026, 12, 6, 21, 49, 13, 650667, tzinfo=UTC),
+        datetime(2026, 12, 6, 21, 49, 13, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(2026, 12, 6, 23, 49, 13, 650667, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 12, 7, 0, 4, 13, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    ]
+    for moment in moments:
+        assert dialect.time(moment) == bind(moment.astimezone(UTC).replace(tzinfo=None))
+    assert dialect.time(moments[0]) == dialect.time(moments[2]) == "2026-12-06 21:49:13.650667"
+    assert Dialect("postgresql").time(moments[2]) == moments[0]

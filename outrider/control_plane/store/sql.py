@@ -27,10 +27,11 @@ class Dialect:
 
     def time(self, moment: datetime) -> Any:
         """A timestamp as the driver takes it: SQLite gets SQLAlchemy's own text format (UTC), PostgreSQL the datetime."""
-        moment = moment.astimezone(UTC)
         if self.sqlite:
-            return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        return moment
+            if moment.tzinfo is UTC:  # the fold's times (parsed from "…+00:00"): drop the offset from the text
+                return moment.isoformat(sep=" ", timespec="microseconds")[:26]
+            return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return moment.astimezone(UTC)
 
     def write_rows(self, cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
         """Run ``{head} VALUES (…), … {tail}`` for ``rows``, in chunks of :data:`CHUNK` rows, on both databases.
