@@ -7,6 +7,7 @@ parameter processing cost more than the statements themselves. Everything else u
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 #: Rows per multi-row statement: far below either database's parameter limit for our widest tables (SQLite's is
@@ -44,7 +45,7 @@ class Dialect:
         raw = self.raw_cursor(cursor)
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            raw.execute(self.values(head, tail, width, len(chunk)), [value for row in chunk for value in row])
+            raw.execute(self.values(head, tail, width, len(chunk)), list(chain.from_iterable(chunk)))  # flat, in C
 
     def values(self, head: str, tail: str, width: int, count: int) -> str:
         """``{head} VALUES (…), … {tail}`` for ``count`` rows, with the placeholders :meth:`raw_cursor` takes (``?``
