@@ -228,6 +228,7 @@ class Settings(BaseSettings):
             "SQLite: while appends keep coming and the projection is more than a batch behind (a burst), the "
             "projector leaves the write lock to the appender until the oldest event it has not projected has waited "
             "this long (seconds, default 2; 0: it never defers), then works without deferring until it has caught up. "
+            "Only a burst that began within this long defers: under a steady load the projector never waits. "
             "A burst is accepted at what the appender alone allows for that long, then at the rate both share; "
             "a longer budget trades sustained throughput for it (docs/performance.md)."
         ),

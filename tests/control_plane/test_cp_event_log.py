@@ -521,6 +521,46 @@ def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_l
         the_store.engine.dispose()
 
 
+def test_the_projector_does_not_defer_to_a_steady_load_it_fell_behind_in(
+        make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:
+    """Deferring is for a burst: an appender that has been committing without a pause for longer than the defer
+    budget is a steady load, and a projector a batch behind in it (a slow batch, a busy machine) catches up at
+    once instead of letting its oldest event wait out the budget."""
+    the_store = store.Store(make_sqlite_settings(projector_enabled=False))
+    store.migrate(the_store.engine)
+    budget = 0.5
+    projector = Projector(the_store.engine, batch_events=10, defer_seconds=budget)
+    try:
+        def append(count: int) -> None:
+            batch = [events.CloudEvent.model_validate(support.event("run.created", f"steady-{time.monotonic_ns()}-{n}")) for n in range(count)]
+            the_store._commit_group([store._Submission(batch, concurrent.futures.Future())])
+
+        def catch_up() -> None:
+            other = Projector(the_store.engine)
+            other.run_until_caught_up(timeout=60)
+            other.stop()  # releases the lease
+
+        append(12)
+        assert projector._deferring()  # a burst from quiet: deferring, as before
+        catch_up()
+        projector = Projector(the_store.engine, batch_events=10, defer_seconds=budget)
+        deadline = time.monotonic() + 30
+        while (projector._turn.appender_busy_for() or 0) < budget:  # a steady load: commits closer than ACTIVE_SECONDS
+            assert time.monotonic() < deadline, "could not keep the appender busy for the defer budget"
+            append(1)
+            time.sleep(store.engine.WriteTurn.ACTIVE_SECONDS / 10)
+        append(12)  # the projector is now more than a batch behind, and its oldest event is young
+        assert not projector._deferring()
+        catch_up()
+        time.sleep(store.engine.WriteTurn.ACTIVE_SECONDS * 2)
+        assert projector._turn.appender_busy_for() is None  # quiet again
+        append(12)
+        assert projector._deferring()  # the next commit begins a burst: deferring again
+    finally:
+        projector.stop()
+        the_store.engine.dispose()
+
+
 
 def test_a_commit_waits_for_another_writer_instead_of_failing(
         make_sqlite_settings: Callable[..., settings_module.Settings]) -> None:

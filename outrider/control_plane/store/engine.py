@@ -123,8 +123,9 @@ def make_engine(url: str, synchronous: str = "FULL", *, cache_mb: int | None = N
     return sa.create_engine(parsed, pool_pre_ping=True)
 
 
-#: What the turn file holds: the monotonic time of the appender's last commit.
-LAST_APPEND = struct.Struct("d")
+#: What the turn file holds: the monotonic times of the appender's last commit and of the first commit of its
+#: current run of commits (none more than ``WriteTurn.ACTIVE_SECONDS`` apart).
+LAST_APPEND = struct.Struct("dd")
 
 
 class WriteTurn:
@@ -183,16 +184,24 @@ class WriteTurn:
         """The appender has just committed: say so in the turn file (read by :meth:`appender_active`)."""
         with self._guard:
             if self._open() and self._shared is not None:
-                self._shared[:] = LAST_APPEND.pack(time.monotonic())
+                now = time.monotonic()
+                last, since = LAST_APPEND.unpack(self._shared[:])
+                self._shared[:] = LAST_APPEND.pack(now, since if 0 < now - last < self.ACTIVE_SECONDS else now)
 
     def appender_active(self) -> bool:
         """Whether the appender committed within :data:`ACTIVE_SECONDS` (the monotonic clock is one for all
         processes); False on PostgreSQL and in-memory SQLite, where appends and projection share no turn."""
+        return self.appender_busy_for() is not None
+
+    def appender_busy_for(self) -> float | None:
+        """For how long (seconds) the appender has been committing without a pause of :data:`ACTIVE_SECONDS`;
+        None when it is idle now (or on PostgreSQL and in-memory SQLite)."""
         with self._guard:
             if not self._open() or self._shared is None:
-                return False
-            written = float(LAST_APPEND.unpack(self._shared[:])[0])
-        return time.monotonic() - written < self.ACTIVE_SECONDS
+                return None
+            last, since = LAST_APPEND.unpack(self._shared[:])
+        now = time.monotonic()
+        return now - since if now - last < self.ACTIVE_SECONDS else None
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
