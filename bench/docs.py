@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.report import DASH, fmt
+from bench.report import DASH, fmt, fmt_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- BEGIN GENERATED: python -m bench.docs -->"
@@ -186,7 +186,7 @@ def render(results: dict[str, Any]) -> str:
                     [
                         t["name"],
                         t["target"],
-                        fmt(t["measured"], 2),
+                        fmt_measured(t["measured"]),
                         {True: "yes", False: "**no**", None: DASH}[t["met"]],
                     ]
                 )

@@ -21,6 +21,11 @@ def fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
     return f"{value:,.{digits}f}{suffix}"
 
 
+def fmt_measured(value: float | None) -> str:
+    """A target's measured figure: three decimals below 1, so 0.249 against a bound of 0.25 does not read as 0.25."""
+    return fmt(value, 3 if value is not None and abs(value) < 1 else 2)
+
+
 def spread(summary: dict[str, Any]) -> str:
     return DASH if summary.get("spread_pct") is None else f"±{summary['spread_pct'] / 2:.0f}%"
 
@@ -92,7 +97,7 @@ def targets_table(checks: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for check in checks:
         met = {True: "yes", False: "NO", None: DASH}[check["met"]]
-        table.add_row(check["name"], check["target"], fmt(check["measured"], 2), met, check.get("note", ""))
+        table.add_row(check["name"], check["target"], fmt_measured(check["measured"]), met, check.get("note", ""))
     return table
 
 
