@@ -219,12 +219,12 @@ def test_asking_whether_the_appender_is_active_does_not_wait_for_a_held_turn(tmp
     answered = threading.Event()
     try:
         with turn.held():
-            thread = threading.Thread(target=lambda: (turn.appender_active(), answered.set()))
+            thread = threading.Thread(target=lambda: (turn.appender_busy_for(), answered.set()))
             thread.start()
-            assert answered.wait(10), "appender_active() waited for the turn held by another thread"
+            assert answered.wait(10), "appender_busy_for() waited for the turn held by another thread"
         thread.join(5)
         turn.note_append()
-        assert turn.appender_active()
+        assert turn.appender_busy_for() is not None
     finally:
         turn.close()
         engine.dispose()

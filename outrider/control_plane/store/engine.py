@@ -181,21 +181,17 @@ class WriteTurn:
         return True
 
     def note_append(self) -> None:
-        """The appender has just committed: say so in the turn file (read by :meth:`appender_active`)."""
+        """The appender has just committed: say so in the turn file (read by :meth:`appender_busy_for`)."""
         with self._guard:
             if self._open() and self._shared is not None:
                 now = time.monotonic()
                 last, since = LAST_APPEND.unpack(self._shared[:])
                 self._shared[:] = LAST_APPEND.pack(now, since if 0 < now - last < self.ACTIVE_SECONDS else now)
 
-    def appender_active(self) -> bool:
-        """Whether the appender committed within :data:`ACTIVE_SECONDS` (the monotonic clock is one for all
-        processes); False on PostgreSQL and in-memory SQLite, where appends and projection share no turn."""
-        return self.appender_busy_for() is not None
-
     def appender_busy_for(self) -> float | None:
-        """For how long (seconds) the appender has been committing without a pause of :data:`ACTIVE_SECONDS`;
-        None when it is idle now (or on PostgreSQL and in-memory SQLite)."""
+        """For how long (seconds) the appender has been committing without a pause of :data:`ACTIVE_SECONDS`; None
+        when it has not committed within that (the monotonic clock is one for all processes), and on PostgreSQL and
+        in-memory SQLite, where appends and projection share no turn."""
         with self._guard:
             if not self._open() or self._shared is None:
                 return None
