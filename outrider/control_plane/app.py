@@ -119,7 +119,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_store.open()
+        the_store.open(asyncio.get_running_loop())  # a writer process's socket is served in this loop
         app.state.audit.start()
         trust_sweeper = asyncio.create_task(_trust_sweep(app, config))
         sweeper = asyncio.create_task(_retention(the_store, config)) if config.retention_days is not None else None
@@ -143,7 +143,7 @@ def create_app(config: settings.Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await trust_sweeper
             await app.state.audit.stop()
-            the_store.close()
+            await asyncio.to_thread(the_store.close)  # the loop goes on serving the writer's last answers meanwhile
 
     app = ControlPlane(
         title="Outrider control plane",

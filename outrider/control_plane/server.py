@@ -94,9 +94,10 @@ def serve(host: str, port: int) -> None:
     # A batch of events is a few thousand short-lived objects without cycles: at the default threshold (700) a
     # young-generation collection ran for every request and traversed objects about to be freed anyway.
     gc.set_threshold(*GC_THRESHOLDS)
-    # Each batch goes loop -> sender thread -> writer process -> receiver thread -> loop. A thread woken by its
-    # socket waits for the busy loop to let go of the interpreter lock, up to CPython's 5 ms switch interval by
-    # default: measured, 15 of a request's 22 ms in the store were such waits. 2 ms keeps most of the gain without
-    # the loop losing the lock so often that its own work slows (docs/performance.md).
+    # A thread woken by I/O waits for the busy loop to let go of the interpreter lock, up to CPython's 5 ms switch
+    # interval by default. When the writer's socket was served by a sender and a receiver thread, 15 of a request's
+    # 22 ms in the store were such waits, and 2 ms kept most of the gain without the loop losing the lock so often
+    # that its own work slowed (docs/performance.md). The socket is now served in the loop itself
+    # (store.writer_process); the interval still bounds how long the thread pool's read routes wait for the lock.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     uvicorn_server.run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -84,3 +85,36 @@ def test_events_the_server_cannot_serialise_fail_that_request_alone(make_sqlite_
         assert the_store.writer_alive
     finally:
         the_store.close()
+
+
+def test_the_servers_loop_serves_the_writers_socket_and_a_backlog_beyond_its_buffer_arrives_whole(
+    make_sqlite_settings: Any,
+) -> None:
+    """Opened with the server's loop, the store writes the writer's socket from that loop without ever blocking it:
+    what the kernel does not take at once waits in the loop and goes out as the child reads. Requests handed over
+    all at once, several times the socket's buffer, must each be stored and answered; and the store refuses to be
+    closed from that loop (it would wait for answers only that loop can read) with a reason."""
+    the_store = store.Store(make_sqlite_settings(projector_enabled=False))
+    pad = "x" * 600
+    batches = [
+        [events.CloudEvent.model_validate(support.event("custom.thing", f"run-b{k}", data={"pad": pad, "n": n})) for n in range(100)]
+        for k in range(40)
+    ]
+
+    async def main() -> list[Any]:
+        the_store.open(asyncio.get_running_loop())
+        try:
+            remote = the_store._remote
+            assert remote is not None and remote._socket is not None
+            buffer = remote._socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            assert sum(len(store.encode(batch).body) for batch in batches) > 8 * buffer  # or this proves nothing
+            answers = await asyncio.wait_for(asyncio.gather(*(the_store.submit_async(batch) for batch in batches)), 60)
+            with pytest.raises(RuntimeError, match="another thread than its I/O loop"):
+                the_store.close()
+            return list(answers)
+        finally:
+            await asyncio.to_thread(the_store.close)
+
+    answers = asyncio.run(main())
+    assert [answer[:2] for answer in answers] == [(100, 0)] * len(batches)
+    assert max(answer[2] for answer in answers) == 100 * len(batches)  # the log holds every event, once

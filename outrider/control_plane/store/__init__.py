@@ -223,14 +223,17 @@ class Store(analytics_reads.AnalyticsReads):
             migrate(self.engine)
             self._migrated = True
 
-    def open(self) -> None:
+    def open(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Migrate and start the writer. ``loop``: the running event loop of the caller (the server's), in which
+        a writer process's socket is then served (:class:`~.writer_process.RemoteWriter`); :meth:`close` must
+        then be called from another thread than that loop's (``asyncio.to_thread``)."""
         self._opened_at = time.monotonic()
         self.migrate()
         if self.settings.store_writer == "process":
             from outrider.control_plane.store import writer_process  # it imports this module
 
             self._remote = writer_process.RemoteWriter(self)
-            self._remote.start()
+            self._remote.start(loop)
             return
         self.start_projector()
         self._writer = threading.Thread(target=self._run_writer, name="outrider-store-writer", daemon=True)
