@@ -63,7 +63,8 @@ class RemoteWriter:
     opened by the app (``Store.open(loop=...)``), else a loop on a thread of its own. In the server's loop a request's
     events go to the child and its answer comes back without any other thread: with a sender and a receiver thread,
     each hand-over and each answer waited for the busy loop to let go of the interpreter lock and for a core to run
-    on, which measured ~7 % of batched and single-event throughput (docs/performance.md, eighteenth session).
+    on: serving the socket in the loop gained 6-8 % of batched and single-event throughput in interleaved A/B cells
+    (docs/performance.md, eighteenth session).
 
     A child that dies unexpectedly (the kernel's OOM killer, a crash) fails the requests waiting on it (503;
     clients retry, idempotently) and is started again after ``RESTART_DELAY_SECONDS``; meanwhile the store
