@@ -67,7 +67,7 @@ def measure(random_ids: bool, steps: int = 8, step: int = 256_000, workdir: Path
             written, cpu, started = written_bytes(), time.process_time(), time.perf_counter()
             for group in groups:
                 futures: list[concurrent.futures.Future[Any]] = [concurrent.futures.Future() for _ in group]
-                appender._commit_group([store._Submission(batch, future) for batch, future in zip(group, futures, strict=True)])
+                appender._commit_group([store.Submission(batch, future) for batch, future in zip(group, futures, strict=True)])
                 for future in futures:
                     assert future.result(timeout=0)[0] == len(group[0])
             elapsed = time.perf_counter() - started

@@ -78,7 +78,7 @@ def measure(groups: int = 20, workdir: Path | None = None) -> dict[str, dict[str
                         concurrent.futures.Future() for _ in requests[start : start + CLIENTS]
                     ]
                     the_store._commit_group(
-                        [store._Submission(batch, future) for batch, future in zip(requests[start : start + CLIENTS], futures, strict=True)]
+                        [store.Submission(batch, future) for batch, future in zip(requests[start : start + CLIENTS], futures, strict=True)]
                     )
                     for future in futures:
                         future.result(timeout=0)

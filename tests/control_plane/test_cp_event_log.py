@@ -179,10 +179,10 @@ def test_a_group_commit_numbers_duplicates_across_its_requests(make_settings: Ca
     store.migrate(the_store.engine)
     try:
         first, second, old = (support.event("run.created", f"grp-{n}") for n in range(3))
-        done = [store._Submission([events.CloudEvent.model_validate(old)], concurrent.futures.Future())]
+        done = [store.Submission([events.CloudEvent.model_validate(old)], concurrent.futures.Future())]
         the_store._commit_group(done)
         assert done[0].future.result(timeout=0) == (1, 0, 1)
-        group = [store._Submission([events.CloudEvent.model_validate(e) for e in batch], concurrent.futures.Future())
+        group = [store.Submission([events.CloudEvent.model_validate(e) for e in batch], concurrent.futures.Future())
                  for batch in ([first, old], [second, first, second])]
         the_store._commit_group(group)
         assert [item.future.result(timeout=0) for item in group] == [(1, 1, 3), (1, 2, 3)]
@@ -442,7 +442,7 @@ def test_the_appender_and_the_projector_never_wait_for_each_others_file(
     blocker = sqlite3.connect(files[held], isolation_level=None, check_same_thread=False)
     projector = Projector(the_store.engine)
     try:
-        first = store._Submission([events.CloudEvent.model_validate(support.event("run.created", "apart-1"))],
+        first = store.Submission([events.CloudEvent.model_validate(support.event("run.created", "apart-1"))],
                                   concurrent.futures.Future())
         the_store._commit_group([first])  # something for the projector to write
         assert first.future.result(timeout=0) == (1, 0, 1)
@@ -453,7 +453,7 @@ def test_the_appender_and_the_projector_never_wait_for_each_others_file(
         def write() -> None:
             try:
                 if held == "projections":
-                    item = store._Submission([events.CloudEvent.model_validate(support.event("run.created", "apart-0"))],
+                    item = store.Submission([events.CloudEvent.model_validate(support.event("run.created", "apart-0"))],
                                              concurrent.futures.Future())
                     the_store._commit_group([item])
                     outcome["result"] = item.future.result(timeout=0)
@@ -483,7 +483,7 @@ def test_the_projector_defers_to_a_busy_appender_only_while_behind_and_not_for_l
     try:
         def append(count: int) -> None:
             batch = [events.CloudEvent.model_validate(support.event("run.created", f"defer-{time.monotonic_ns()}-{n}")) for n in range(count)]
-            the_store._commit_group([store._Submission(batch, concurrent.futures.Future())])
+            the_store._commit_group([store.Submission(batch, concurrent.futures.Future())])
 
         append(5)
         assert not projector._deferring()  # less than a batch behind: a steady rate, it keeps up
@@ -533,7 +533,7 @@ def test_the_projector_does_not_defer_to_a_steady_load_it_fell_behind_in(
     try:
         def append(count: int) -> None:
             batch = [events.CloudEvent.model_validate(support.event("run.created", f"steady-{time.monotonic_ns()}-{n}")) for n in range(count)]
-            the_store._commit_group([store._Submission(batch, concurrent.futures.Future())])
+            the_store._commit_group([store.Submission(batch, concurrent.futures.Future())])
 
         def catch_up() -> None:
             other = Projector(the_store.engine)
@@ -574,8 +574,8 @@ def test_a_commit_waits_for_another_writer_instead_of_failing(
     store.migrate(the_store.engine)
     blocker = sqlite3.connect(str(the_store.settings.sqlite_path()), isolation_level=None, check_same_thread=False)
     try:
-        for n, item in enumerate([store._Rejection("unauthorized", 1, concurrent.futures.Future()),  # reads, then writes
-                                  store._Submission([events.CloudEvent.model_validate(support.event("run.created", "waits-0"))],
+        for n, item in enumerate([store.Rejection("unauthorized", 1, concurrent.futures.Future()),  # reads, then writes
+                                  store.Submission([events.CloudEvent.model_validate(support.event("run.created", "waits-0"))],
                                                     concurrent.futures.Future())]):
             blocker.execute("BEGIN IMMEDIATE")
             blocker.execute(f"INSERT INTO store_probe (id, written_at) VALUES ({n + 1}, '2026-12-06 12:00:00')")

@@ -106,7 +106,7 @@ def commit_in_groups(the_store: store_module.Store, raws: list[dict[str, Any]], 
     rng.shuffle(items)
     size = -(-len(items) // groups)
     for start in range(0, len(items), size):
-        submission = store_module._Submission(items[start : start + size], store_module.concurrent.futures.Future())
+        submission = store_module.Submission(items[start : start + size], store_module.concurrent.futures.Future())
         the_store._commit_group([submission])
         submission.future.result(timeout=0)
         projector.run_until_caught_up()

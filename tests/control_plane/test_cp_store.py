@@ -30,13 +30,13 @@ def test_one_poisoned_request_does_not_fail_its_group(make_settings) -> None:  #
     the_store = store_module.Store(make_settings())
     store_module.migrate(the_store.engine)  # no writer thread: the test drives one group by hand
     try:
-        good_a = store_module._Submission([valid(support.event("run.created", "run-a"))], concurrent.futures.Future())
+        good_a = store_module.Submission([valid(support.event("run.created", "run-a"))], concurrent.futures.Future())
         # Validation keeps this out of the API (characters no database stores); constructed directly, its row
         # cannot be inserted: the driver refuses to encode a lone surrogate.
         poison = events.CloudEvent.model_construct(**{**support.event("run.created", "run-p"), "time": support.BASE_TIME,
                                                       "id": "\ud800 lone surrogate"})
-        bad = store_module._Submission([valid(support.event("run.created", "run-p")), poison], concurrent.futures.Future())
-        good_b = store_module._Submission([valid(support.event("run.created", "run-b"))], concurrent.futures.Future())
+        bad = store_module.Submission([valid(support.event("run.created", "run-p")), poison], concurrent.futures.Future())
+        good_b = store_module.Submission([valid(support.event("run.created", "run-b"))], concurrent.futures.Future())
         the_store._commit_group([good_a, bad, good_b])
         assert good_a.future.result(timeout=0)[:2] == (1, 0)
         assert good_b.future.result(timeout=0)[:2] == (1, 0)
@@ -66,7 +66,7 @@ def test_an_event_the_projection_cannot_write_is_skipped_not_blocking(make_setti
         before = valid(support.event("run.created", "run-p"))
         after = valid(support.event("run.created", "run-q"))
         for batch in ([before], [poison], [after]):
-            item = store_module._Submission(batch, concurrent.futures.Future())
+            item = store_module.Submission(batch, concurrent.futures.Future())
             the_store._commit_group([item])
             assert item.future.result(timeout=0)[:2] == (1, 0)
         projector = Projector(the_store.engine)
@@ -92,7 +92,7 @@ def test_unexpected_errors_are_json_too(make_sqlite_settings, start_server) -> N
 
 def commit(the_store: store_module.Store, *requests: list[dict[str, Any]]) -> list[Any]:
     """One group of requests through the writer's commit, by hand; each request's result or exception."""
-    items = [store_module._Submission([valid(raw) for raw in request], concurrent.futures.Future()) for request in requests]
+    items = [store_module.Submission([valid(raw) for raw in request], concurrent.futures.Future()) for request in requests]
     the_store._commit_group(items)
     return [item.future.exception(timeout=0) or item.future.result(timeout=0) for item in items]
 
@@ -237,7 +237,7 @@ def test_a_log_body_that_is_not_an_event_object_is_skipped_and_the_rest_projecte
     store_module.migrate(the_store.engine)
     try:
         for batch in ([valid(support.event("run.created", "run-x"))], [valid(support.event("run.created", "run-y"))]):
-            item = store_module._Submission(batch, concurrent.futures.Future())
+            item = store_module.Submission(batch, concurrent.futures.Future())
             the_store._commit_group([item])
             assert item.future.result(timeout=0)[:2] == (1, 0)
         with the_store.engine.begin() as conn:  # damage the first event in the log

@@ -6,7 +6,7 @@ log, deduplicated on (source, id). Run records, aggregates and rollups are proje
 by a visible amount (``projection_status``; ``consistency`` lets a read wait for a position).
 
 Why one writer per process: a commit costs an fsync. The writer runs in a child process (``writer_process``,
-the default) or in a thread of the server (``store_writer = "thread"``); it is the same code either way, and
+the default; the server's side is ``remote_writer``) or in a thread of the server (``store_writer = "thread"``); it is the same code either way, and
 the projector runs beside it. Requests hand their (already validated) events to :meth:`Store.submit` and
 wait; the writer takes everything queued while the previous commit ran (up to ``group_commit_max_events``;
 when clients write concurrently it waits up to ``group_commit_max_wait_seconds`` for as many requests as the
@@ -53,7 +53,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import dataclasses
 import itertools
 import json
 import logging
@@ -81,13 +80,14 @@ from outrider.control_plane.store.errors import (
     SubscriptionEnded,
 )
 from outrider.control_plane.store.feed import Subscription
+from outrider.control_plane.store.handover import STOP, Appended, Probe, Rejection, Submission, resolve
 from outrider.control_plane.store.log_format import Encoded, encode, explode
 from outrider.control_plane.store.projector import Projector
+from outrider.control_plane.store.remote_writer import RemoteWriter
 from outrider.control_plane.store.scope import DEFAULT_NAMESPACE, EVERYTHING, Scope, narrowed, over_targets
 from outrider.control_plane.store.sql import Dialect
 
 if TYPE_CHECKING:
-    from outrider.control_plane.store import writer_process
     from outrider.control_plane.store.projector_process import ProjectorProcess
 
 __all__ = [  # the store's public names, re-exported from the modules that define them
@@ -98,8 +98,6 @@ __all__ = [  # the store's public names, re-exported from the modules that defin
 log = logging.getLogger(__name__)
 
 
-#: What an append answers each request: (accepted, duplicates, log position after the commit).
-Appended = tuple[int, int, int]
 #: The PostgreSQL advisory lock that serializes appends per database (any constant; "ORDR" in ASCII).
 APPEND_LOCK = 0x4F52_4452
 #: Readiness does not expect a projector sooner than this many lease periods after the store opened (the writer
@@ -113,70 +111,9 @@ RunKey = tuple[str, str]
 PROJECTION_TABLES = tables.PROJECTIONS
 
 
-@dataclasses.dataclass
-class _Submission:
-    events: Sequence[events.CloudEvent] | Encoded
-    #: A concurrent future (:meth:`Store.submit`) or an event loop's future (:meth:`Store.submit_async`).
-    future: concurrent.futures.Future[Appended] | asyncio.Future[Appended]
-
-
-@dataclasses.dataclass
-class _Rejection:
-    reason: str
-    count: int
-    future: concurrent.futures.Future[Appended]
-
-
-@dataclasses.dataclass
-class _Probe:
-    """A tiny real write (one row of ``store_probe``), to learn whether commits work again."""
-
-    future: concurrent.futures.Future[Appended]
-
-
-_STOP = object()
 #: With the writer in a process of its own, a loop hands its submissions over once about this many events are
 #: pending instead of at the end of its iteration, so the writer commits them while the loop parses the rest.
 HAND_OVER_EVENTS = 8
-
-
-def _settle(future: concurrent.futures.Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
-    """Resolve a request's future unless the request gave up waiting (cancelled it) meanwhile."""
-    try:
-        if exception is not None:
-            future.set_exception(exception)
-        else:
-            future.set_result(result)
-    except concurrent.futures.InvalidStateError:
-        pass
-
-
-def _answer_in_loop(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    """Settle a loop's futures (runs in that loop); a request that gave up waiting cancelled its future."""
-    for future, outcome in answers:
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-
-def _resolve(answers: list[tuple[Any, Any]]) -> None:
-    """Settle requests' futures with a result or an exception: concurrent futures at once, event-loop futures
-    with ONE call into each loop for the whole group (a wake-up per request costs the loop more than the
-    request's own work when single events arrive from many clients)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-    for future, outcome in answers:
-        if isinstance(future, asyncio.Future):
-            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-        elif isinstance(outcome, BaseException):
-            _settle(future, exception=outcome)
-        else:
-            _settle(future, result=outcome)
-    for loop, items in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_answer_in_loop, items)
 
 
 class Store(analytics_reads.AnalyticsReads):
@@ -194,14 +131,14 @@ class Store(analytics_reads.AnalyticsReads):
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         #: The writer in a child process (``store_writer = "process"``), when :meth:`open` started one.
-        self._remote: writer_process.RemoteWriter | None = None
+        self._remote: RemoteWriter | None = None
         self._subscribers: set[Subscription] = set()
         self._subscribers_lock = threading.Lock()
         self.sql = Dialect(self.dialect)
         #: The appender's turn at the write lock of SQLite's log file (``engine.WriteTurn``).
         self._turn = WriteTurn(self.engine)
         #: Per event loop, the submissions not yet handed to the writer (see :meth:`_hand_over`).
-        self._pending: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
+        self._pending: dict[asyncio.AbstractEventLoop, list[Submission]] = {}
         #: The projector beside the writer: a thread of this process (``store_writer = "thread"``), or in the
         #: writer process a child process of its own (``store.projector_process``).
         self.projector: Projector | ProjectorProcess | None = None
@@ -225,14 +162,12 @@ class Store(analytics_reads.AnalyticsReads):
 
     def open(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Migrate and start the writer. ``loop``: the running event loop of the caller (the server's), in which
-        a writer process's socket is then served (:class:`~.writer_process.RemoteWriter`); :meth:`close` must
+        a writer process's socket is then served (:class:`~.remote_writer.RemoteWriter`); :meth:`close` must
         then be called from another thread than that loop's (``asyncio.to_thread``)."""
         self._opened_at = time.monotonic()
         self.migrate()
         if self.settings.store_writer == "process":
-            from outrider.control_plane.store import writer_process  # it imports this module
-
-            self._remote = writer_process.RemoteWriter(self)
+            self._remote = RemoteWriter(self)
             self._remote.start(loop)
             return
         self.start_projector()
@@ -257,7 +192,7 @@ class Store(analytics_reads.AnalyticsReads):
             self.release_lease(self._remote.projector_name)  # the child may have been killed holding it
             self._remote = None
         if self._writer is not None:
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             self._writer.join(timeout=30)
             self._writer = None
         if self.projector is not None:
@@ -287,7 +222,7 @@ class Store(analytics_reads.AnalyticsReads):
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
-        self._put(_Submission(batch, future))
+        self._put(Submission(batch, future))
         return future
 
     def submit_async(self, batch: Sequence[events.CloudEvent]) -> asyncio.Future[Appended]:
@@ -313,7 +248,7 @@ class Store(analytics_reads.AnalyticsReads):
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._hand_over, loop)
-        pending.append(_Submission(handed, future))
+        pending.append(Submission(handed, future))
         if self._remote is not None and len(pending) * len(handed) >= HAND_OVER_EVENTS:
             self._hand_over(loop)  # a writer process can commit these while this loop parses the rest
         return future
@@ -331,7 +266,7 @@ class Store(analytics_reads.AnalyticsReads):
         if not self.writer_alive:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
-        self._put(_Rejection(reason, count, future))
+        self._put(Rejection(reason, count, future))
         return future
 
     async def record_rejection(self, reason: str, count: int = 1) -> None:
@@ -348,10 +283,10 @@ class Store(analytics_reads.AnalyticsReads):
         expected = 1  # requests in the previous group: how many clients are writing concurrently
         while True:
             first = self._queue.get()
-            if first is _STOP:
+            if first is STOP:
                 return
             group = first if isinstance(first, list) else [first]  # a list: one loop's hand-over
-            size = sum(len(item.events) for item in group if isinstance(item, _Submission))
+            size = sum(len(item.events) for item in group if isinstance(item, Submission))
             stop = False
             # Take what is queued; while fewer requests than last time have arrived, wait briefly for the rest
             # (they are usually being parsed right now), so concurrent clients share one fsync instead of the
@@ -365,12 +300,12 @@ class Store(analytics_reads.AnalyticsReads):
                         item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
+                if item is STOP:
                     stop = True
                     break
                 items = item if isinstance(item, list) else [item]
                 group.extend(items)
-                size += sum(len(each.events) for each in items if isinstance(each, _Submission))
+                size += sum(len(each.events) for each in items if isinstance(each, Submission))
             expected = len(group)
             self._commit_group(group)
             if stop:
@@ -392,7 +327,7 @@ class Store(analytics_reads.AnalyticsReads):
             log.exception("commit of %d queued items failed", len(group))
             self.last_commit_error = f"{type(exc).__name__}: {exc}"[:500]
             if len(group) == 1:
-                _resolve([(group[0].future, StoreUnavailable(f"commit failed: {type(exc).__name__}"))])
+                resolve([(group[0].future, StoreUnavailable(f"commit failed: {type(exc).__name__}"))])
             return False
         self.last_commit_error = None
         self._turn.note_append()
@@ -400,7 +335,7 @@ class Store(analytics_reads.AnalyticsReads):
             self.projector.wake()
         if new_events:  # subscribers hear of the events no later than their posters
             self._publish(new_events)
-        _resolve([(item.future, result) for item, result in zip(group, results, strict=True)])
+        resolve([(item.future, result) for item, result in zip(group, results, strict=True)])
         return True
 
     def _write(self, conn: sa.Connection, group: list[Any]) -> tuple[list[tuple[int, int, int]], list[dict[str, Any]]]:
@@ -425,9 +360,9 @@ class Store(analytics_reads.AnalyticsReads):
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
         submissions: list[tuple[int, Encoded]] = []
         for index, item in enumerate(group):
-            if isinstance(item, _Rejection):
+            if isinstance(item, Rejection):
                 rejections[item.reason] += item.count
-            elif isinstance(item, _Probe):
+            elif isinstance(item, Probe):
                 conn.execute(sa.delete(tables.store_probe))
                 conn.execute(sa.insert(tables.store_probe), {"id": 1, "written_at": received_at})
             else:
@@ -469,7 +404,7 @@ class Store(analytics_reads.AnalyticsReads):
             else:
                 cursor.execute(f"UPDATE event_log_head SET seq = {int(last)} WHERE id = 1")
         results = [
-            (accepted[index], len(item.events) - accepted[index], last) if isinstance(item, _Submission) else (0, 0, last)
+            (accepted[index], len(item.events) - accepted[index], last) if isinstance(item, Submission) else (0, 0, last)
             for index, item in enumerate(group)
         ]
         if rejections:
@@ -593,7 +528,7 @@ class Store(analytics_reads.AnalyticsReads):
             self._check_projector()
             return
         future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
-        self._put(_Probe(future))
+        self._put(Probe(future))
         try:
             future.result(timeout=probe_timeout)
         except concurrent.futures.TimeoutError as exc:
