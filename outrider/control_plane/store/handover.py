@@ -68,10 +68,11 @@ def answer_in_loop(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
             future.set_result(outcome)
 
 
-def resolve(answers: list[tuple[Any, Any]]) -> None:
+def resolve(answers: list[tuple[Any, Any]], running: asyncio.AbstractEventLoop | None = None) -> None:
     """Settle requests' futures with a result or an exception: concurrent futures at once, event-loop futures
     with ONE call into each loop for the whole group (a wake-up per request costs the loop more than the
-    request's own work when single events arrive from many clients)."""
+    request's own work when single events arrive from many clients). ``running``: the caller's own running loop,
+    whose futures are settled at once."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
     for future, outcome in answers:
         if isinstance(future, asyncio.Future):
@@ -81,5 +82,8 @@ def resolve(answers: list[tuple[Any, Any]]) -> None:
         else:
             settle(future, result=outcome)
     for loop, items in by_loop.items():
+        if loop is running:
+            answer_in_loop(items)
+            continue
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(answer_in_loop, items)

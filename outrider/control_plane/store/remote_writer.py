@@ -274,11 +274,7 @@ class RemoteWriter:
                 self._process.kill()
             self._lost()
         del unread[:start]
-        mine = [(future, outcome) for future, outcome in settled if isinstance(future, asyncio.Future) and future.get_loop() is self._loop]
-        if mine:
-            handover.answer_in_loop(mine)
-        if len(mine) < len(settled):
-            handover.resolve([(future, outcome) for future, outcome in settled if not (isinstance(future, asyncio.Future) and future.get_loop() is self._loop)])
+        handover.resolve(settled, running=self._loop)
 
     def _answered(self, message: Any, settled: list[tuple[Any, Any]]) -> None:
         answers, last_error, published = message
